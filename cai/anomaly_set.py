@@ -1,0 +1,153 @@
+"""Anomaly-set input: load it (saved folder, hub-ready folder, image/mask pairs or hub id) and turn
+its rows into the pattern bank CAI draws from."""
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from ._checks import bbox
+from .imageio import BadInput, encode_png, load_mask, load_rgb
+from .synthesizer import PatternBank
+
+REQUIRED_COLUMNS = ("image", "mask", "anomaly_class", "source")
+PATTERN_FEATURES = datasets.Features({
+    "pattern_image": datasets.Image(),
+    "pattern_mask": datasets.Image(),
+    "long_side": datasets.Value("int32"),
+    "anomaly_class": datasets.Value("string"),
+    "source": datasets.Value("string"),
+    "source_id": datasets.Value("string"),
+    "status": datasets.Value("string"),
+})
+
+
+class AnomalySetError(ValueError):
+    """The anomaly set cannot be used (missing columns, nothing left after filters...)."""
+
+
+def load_anomaly_set(spec: str) -> datasets.Dataset:
+    """Load an anomaly set from a local folder or a hub id.
+
+    Folders: ``save_to_disk`` output, a hub-ready folder (parquet + README, as written by cai-hub or
+    DAAD), or ``images/`` + ``masks/`` pairs (see :mod:`daad_tools.folder_pairs`). Anything else is
+    taken as a hub id (``datasets.load_dataset(spec, split="train")``).
+    """
+    path = Path(spec)
+    if path.is_dir():
+        if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+            ds = datasets.load_from_disk(str(path))
+            ds = ds["train"] if isinstance(ds, datasets.DatasetDict) else ds
+        elif (path / "images").is_dir() and (path / "masks").is_dir():
+            from daad_tools.folder_pairs import load_folder_pairs
+            ds = load_folder_pairs(path)
+        else:
+            ds = datasets.load_dataset(str(path), split="train")
+    elif path.exists():
+        raise AnomalySetError(f"{spec} is a file; the anomaly set must be a folder or a hub id")
+    else:
+        ds = datasets.load_dataset(spec, split="train")
+    missing = [c for c in REQUIRED_COLUMNS if c not in ds.column_names]
+    if missing:
+        raise AnomalySetError(f"anomaly set {spec} lacks column(s) {missing}; it has {ds.column_names}")
+    return ds
+
+
+def _class_names(ds: datasets.Dataset) -> list[str]:
+    feature = ds.features["anomaly_class"]
+    values = ds["anomaly_class"]
+    if isinstance(feature, datasets.ClassLabel):
+        return [feature.int2str(v) for v in values]
+    return [str(v) for v in values]
+
+
+def _crop_batch(batch, indices, context: float):
+    """Decode anomaly rows, check them and crop each to its defect's bounding box plus context."""
+    out = {name: [] for name in PATTERN_FEATURES}
+    for i, index in enumerate(indices):
+        status, crop_image, crop_mask, long_side = "ok", None, None, 0
+        try:
+            image, _ = load_rgb(batch["image"][i])
+            mask = load_mask(batch["mask"][i], image.shape)
+            r0, c0, r1, c1 = bbox(mask)
+            long_side = max(r1 - r0, c1 - c0)
+            pad = max(8, int(round(context * long_side)))
+            H, W = mask.shape
+            box = (slice(max(r0 - pad, 0), min(r1 + pad, H)), slice(max(c0 - pad, 0), min(c1 + pad, W)))
+            crop_image, crop_mask = encode_png(image[box]), encode_png(mask[box])
+        except BadInput as exc:
+            status = exc.reason
+        out["pattern_image"].append(crop_image)
+        out["pattern_mask"].append(crop_mask)
+        out["long_side"].append(long_side)
+        out["anomaly_class"].append(batch["anomaly_class"][i])
+        out["source"].append(batch["source"][i])
+        sid = batch["id"][i] if "id" in batch else f"{batch['source'][i]}/{index}"
+        out["source_id"].append(str(sid))
+        out["status"].append(status)
+    return out
+
+
+def prepare_patterns(ds: datasets.Dataset, classes=None, exclude_sources=(), context: float = 0.15,
+                     num_proc: int | None = None):
+    """Filter an anomaly set and crop every defect to its bounding box plus ``context`` × its long side.
+
+    Returns
+    -------
+    patterns : datasets.Dataset
+        Columns of ``PATTERN_FEATURES`` minus ``status``; only usable rows.
+    report : dict
+        ``rows_in``, ``excluded_sources`` (name -> rows), ``not_selected_class`` (rows),
+        ``skipped`` (reason -> rows, e.g. empty_mask, mask_size_mismatch, corrupt_image).
+    """
+    names = _class_names(ds)
+    sources = [str(s) for s in ds["source"]]
+    excluded = Counter(s for s in sources if s in set(exclude_sources))
+    keep = [i for i, (c, s) in enumerate(zip(names, sources))
+            if (not classes or c in classes) and s not in set(exclude_sources)]
+    report = {"rows_in": len(ds), "excluded_sources": dict(excluded),
+              "not_selected_class": sum(1 for i, c in enumerate(names) if classes and c not in classes)}
+    if classes:
+        unknown = sorted(set(classes) - set(names))
+        if unknown:
+            raise AnomalySetError(f"--classes {unknown} not in the anomaly set (it has {sorted(set(names))})")
+    if not keep:
+        raise AnomalySetError("no anomaly row left after the class and source filters")
+    if "license" in ds.column_names:
+        licenses = {}
+        for i, lic in zip(keep, ds.select(keep)["license"]):
+            licenses.setdefault(sources[i], set()).add(str(lic))
+        report["licenses"] = {s: ", ".join(sorted(v)) for s, v in sorted(licenses.items())}
+    ds = ds.select(keep)
+    if isinstance(ds.features["anomaly_class"], datasets.ClassLabel):
+        ds = ds.cast_column("anomaly_class", datasets.Value("string"))
+    ds = ds.cast_column("image", datasets.Image(decode=False)).cast_column("mask", datasets.Image(decode=False))
+    prepared = ds.map(_crop_batch, batched=True, batch_size=16, with_indices=True, fn_kwargs={"context": context},
+                      remove_columns=ds.column_names, features=PATTERN_FEATURES, num_proc=num_proc,
+                      desc="Cropping anomaly patterns")
+    status = prepared["status"]
+    report["skipped"] = dict(Counter(s for s in status if s != "ok"))
+    ok = [i for i, s in enumerate(status) if s == "ok"]
+    if not ok:
+        raise AnomalySetError(f"no usable anomaly pattern: {report['skipped']}")
+    report["patterns"] = len(ok)
+    return prepared.select(ok).remove_columns("status"), report
+
+
+@functools.lru_cache(maxsize=4)
+def open_pattern_bank(path: str, cache_size: int = 4096) -> PatternBank:
+    """A :class:`PatternBank` over patterns saved with ``save_to_disk`` (one per process, cached)."""
+    ds = datasets.load_from_disk(path)
+
+    @functools.lru_cache(maxsize=cache_size)
+    def load(i: int):
+        row = ds[int(i)]
+        image = np.asarray(row["pattern_image"].convert("RGB"))
+        mask = np.asarray(row["pattern_mask"].convert("L")) > 127
+        return image, mask
+
+    return PatternBank(long_sides=np.asarray(ds["long_side"]), anomaly_class=list(ds["anomaly_class"]),
+                       source=list(ds["source"]), ids=list(ds["source_id"]), load=load)

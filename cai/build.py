@@ -1,0 +1,271 @@
+"""`cai-hub build-synthetic`: run CAI over a target's normal images and write a hub-ready dataset.
+
+The run is split in shards of normal images; each shard is made with ``Dataset.map`` (batched,
+``num_proc``) and written as one parquet file (image bytes embedded) before the next starts, so an
+interrupted run resumes where it stopped and the finished folder is what ``datasets.load_dataset``
+and the hub read.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import datasets
+import numpy as np
+from tqdm.auto import tqdm
+
+from .anomaly_set import load_anomaly_set, open_pattern_bank, prepare_patterns
+from .config import CAIConfig
+from .imageio import BadInput, encode_png, load_rgb
+from .synthesizer import CAISynthesizer, PseudoAnomaly
+from .targets import DEFAULT_SAMPLE, load_target
+
+OUTPUT_FEATURES = datasets.Features({
+    "image": datasets.Image(),
+    "mask": datasets.Image(),
+    "placed_mask": datasets.Image(),
+    "normal_index": datasets.Value("int32"),
+    "normal_file": datasets.Value("string"),
+    "k": datasets.Value("int32"),
+    "anomaly_class": datasets.Value("string"),
+    "scale": datasets.Value("string"),
+    "str_ratio": datasets.Value("float32"),
+    "resize_ratio": datasets.Value("float32"),
+    "center": datasets.List(datasets.Value("int32"), length=2),
+    "source_id": datasets.Value("string"),
+    "source": datasets.Value("string"),
+    "mode": datasets.Value("string"),
+    "seed": datasets.Value("int64"),
+    "attempts": datasets.Value("int32"),
+    "mask_iou": datasets.Value("float32"),
+    "visible_share": datasets.Value("float32"),
+})
+# per-slot bookkeeping the map returns and the run aggregates, not published
+_BOOKKEEPING = datasets.Features({
+    "status": datasets.Value("string"),
+    "resamples_location": datasets.Value("int32"),
+    "resamples_empty_mask": datasets.Value("int32"),
+    "resamples_vanished": datasets.Value("int32"),
+    "changed_outside_share": datasets.Value("float32"),
+})
+MAP_FEATURES = datasets.Features({**OUTPUT_FEATURES, **_BOOKKEEPING})
+
+
+class BuildError(RuntimeError):
+    """The run cannot go on (bad options, an output folder holding another run...)."""
+
+
+@dataclass
+class BuildOptions:
+    """Everything a `build-synthetic` run depends on (see the CLI for each option's meaning)."""
+
+    out: str
+    target: str = "default"
+    root: str | None = None
+    category: str | None = None
+    daad: str | None = None
+    config: CAIConfig = field(default_factory=CAIConfig)
+    size: int = 256
+    seed: int = 0
+    num_proc: int = 1
+    classes: tuple[str, ...] = ()
+    exclude_sources: tuple[str, ...] = ()
+    foreground: str = "auto"
+    rembg_model: str = "u2net"
+    rembg_model_dir: str | None = None
+    shard_size: int = 100
+    overwrite: bool = False
+    push_to_hub: str | None = None
+    private: bool = False
+
+
+@functools.lru_cache(maxsize=4)
+def _foreground_fn(kind: str, category, model: str, model_dir):
+    from .foreground import make_foreground
+    return make_foreground(kind, category=category, model=model, model_dir=model_dir)
+
+
+def _slot_row(result, normal_file: str, normal_index: int, mode: str, seed: int, is_grey: bool) -> dict:
+    made = isinstance(result, PseudoAnomaly)
+    res = result.resamples
+    row = {name: None for name in MAP_FEATURES}
+    row.update(normal_index=normal_index, normal_file=normal_file, k=result.k, scale=result.scale, mode=mode,
+               seed=seed, status="ok" if made else result.reason,
+               resamples_location=res.get("location", 0), resamples_empty_mask=res.get("empty_mask", 0),
+               resamples_vanished=res.get("vanished", 0))
+    if made:
+        image = result.image[..., 0] if is_grey and result.image.ndim == 3 else result.image
+        row.update(image=encode_png(image), mask=encode_png(result.mask),
+                   placed_mask=encode_png(result.placed_mask), anomaly_class=result.anomaly_class,
+                   str_ratio=result.str_ratio, resize_ratio=result.resize_ratio, center=list(result.center),
+                   source_id=result.source_id, source=result.source, attempts=result.attempts,
+                   mask_iou=result.fidelity["iou"], visible_share=result.fidelity["visible_share"],
+                   changed_outside_share=result.fidelity["changed_outside_share"])
+    return row
+
+
+def synthesize_batch(batch, patterns_path: str, config: dict, seed: int, size: int, foreground: str,
+                     category, rembg_model: str, rembg_model_dir):
+    """``Dataset.map`` function (batched): normal images in, one row per pseudo-anomaly slot out."""
+    cfg = CAIConfig.from_dict(config)
+    synth = CAISynthesizer(open_pattern_bank(patterns_path), cfg)
+    fg_fn = _foreground_fn(foreground, category, rembg_model, rembg_model_dir)
+    rows = []
+    for image_value, normal_file, normal_index in zip(batch["image"], batch["file"], batch["normal_index"]):
+        try:
+            normal, is_grey = load_rgb(image_value)
+        except BadInput as exc:
+            rows.extend({**{n: None for n in MAP_FEATURES}, "normal_index": normal_index, "normal_file": normal_file,
+                         "k": k, "mode": cfg.mode, "seed": seed, "status": f"normal_{exc.reason}",
+                         "resamples_location": 0, "resamples_empty_mask": 0, "resamples_vanished": 0}
+                        for k in range(sum(cfg.quota)))
+            continue
+        if size and normal.shape[:2] != (size, size):
+            normal = cv2.resize(normal, (size, size), interpolation=cv2.INTER_AREA)
+        fg = fg_fn(normal[..., 0] if is_grey else normal)
+        for result in synth.synthesize(normal, fg, normal_index, seed, is_grey=is_grey):
+            rows.append(_slot_row(result, normal_file, normal_index, cfg.mode, seed, is_grey))
+    return {name: [row[name] for row in rows] for name in MAP_FEATURES}
+
+
+def _fingerprint(options: BuildOptions, normals: datasets.Dataset, patterns_report: dict, pattern_ids) -> str:
+    from datasets.fingerprint import Hasher
+    opts = asdict(options)
+    for key in ("out", "num_proc", "overwrite", "push_to_hub", "private", "shard_size"):
+        opts.pop(key)
+    opts["config"] = options.config.to_dict()
+    return Hasher.hash({"options": opts, "normals": list(normals["file"]), "patterns": list(pattern_ids),
+                        "report": patterns_report, "version": 1})
+
+
+def _write_json(path: Path, value) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _shard_stats(made: datasets.Dataset, status, resamples, wall_s: float) -> dict:
+    return {"slots": len(status), "made": len(made), "skipped": dict(Counter(s for s in status if s != "ok")),
+            "resamples": resamples, "wall_s": wall_s,
+            "sum_mask_iou": float(np.sum(made["mask_iou"])) if len(made) else 0.0,
+            "sum_visible_share": float(np.sum(made["visible_share"])) if len(made) else 0.0,
+            "sum_changed_outside_share": float(np.sum(made["changed_outside_share"])) if len(made) else 0.0}
+
+
+def build_synthetic(options: BuildOptions, progress: bool = True) -> dict:
+    """Make the pseudo-anomaly split described by ``options``; return the run summary (also saved
+    as ``summary.json``). The output folder gets ``data/train-*.parquet``, ``README.md`` (card),
+    ``contact_sheet.png`` and ``summary.json``."""
+    out = Path(options.out)
+    work = out / ".cai"
+    default_run = options.target == "default"
+    normals, target_name = load_target(options.target, options.root, options.category)
+    daad = options.daad or (str(DEFAULT_SAMPLE / "anomalies") if default_run or options.daad is None else None)
+    anomalies = load_anomaly_set(daad)
+    excluded = set(options.exclude_sources)
+    leakage_guard = target_name in set(map(str, anomalies["source"]))
+    if leakage_guard:
+        excluded.add(target_name)
+
+    if options.overwrite and out.exists():
+        shutil.rmtree(out)
+    work.mkdir(parents=True, exist_ok=True)
+    patterns, report = prepare_patterns(anomalies, classes=set(options.classes) or None,
+                                        exclude_sources=sorted(excluded))
+    fingerprint = _fingerprint(options, normals, report, patterns["source_id"])
+    run_file = work / "run.json"
+    if run_file.is_file():
+        previous = json.loads(run_file.read_text())
+        if previous.get("fingerprint") != fingerprint:
+            raise BuildError(f"{out} holds another run (different inputs or settings); "
+                             "pass --overwrite or choose another --out")
+    patterns_path = work / f"patterns-{fingerprint[:12]}"
+    if not (patterns_path / "state.json").is_file():
+        patterns.save_to_disk(str(patterns_path))
+    _write_json(run_file, {"fingerprint": fingerprint})
+
+    n_shards = max(1, -(-len(normals) // options.shard_size))
+    data_dir, shard_dir = out / "data", work / "shards"
+    data_dir.mkdir(exist_ok=True)
+    shard_dir.mkdir(exist_ok=True)
+    # the embedded sample's normals are textures (fabric, pavement): the whole image is foreground
+    foreground = "all" if default_run and options.foreground == "auto" else options.foreground
+    fn_kwargs = dict(patterns_path=str(patterns_path), config=options.config.to_dict(), seed=options.seed,
+                     size=options.size, foreground=foreground, category=options.category,
+                     rembg_model=options.rembg_model, rembg_model_dir=options.rembg_model_dir)
+    # foreground choice is made once here so the summary can say what ran (and errors surface early)
+    fg_fn = _foreground_fn(foreground, options.category, options.rembg_model, options.rembg_model_dir)
+    slots_total = len(normals) * sum(options.config.quota)
+    bar = tqdm(total=slots_total, desc="Pseudo anomalies", unit="slot", disable=not progress)
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    shard_stats = []
+    try:
+        for index in range(n_shards):
+            parquet = data_dir / f"train-{index:05d}-of-{n_shards:05d}.parquet"
+            stats_file = shard_dir / f"shard-{index:05d}.json"
+            if parquet.is_file() and stats_file.is_file():
+                stats = json.loads(stats_file.read_text())
+                shard_stats.append(stats)
+                bar.update(stats["slots"])
+                continue
+            shard = normals.select(range(index * options.shard_size,
+                                         min((index + 1) * options.shard_size, len(normals))))
+            start = time.perf_counter()
+            slots = shard.map(synthesize_batch, batched=True, batch_size=2, fn_kwargs=fn_kwargs,
+                              remove_columns=shard.column_names, features=MAP_FEATURES,
+                              num_proc=options.num_proc if options.num_proc > 1 else None)
+            status = slots["status"]
+            made = slots.select([i for i, s in enumerate(status) if s == "ok"])
+            resamples = {key: int(np.sum(slots[f"resamples_{key}"])) for key in ("location", "empty_mask", "vanished")}
+            stats = _shard_stats(made, status, resamples, time.perf_counter() - start)
+            made.remove_columns(list(_BOOKKEEPING)).to_parquet(str(parquet.with_suffix(".tmp")))
+            os.replace(parquet.with_suffix(".tmp"), parquet)
+            _write_json(stats_file, stats)
+            shard_stats.append(stats)
+            bar.update(stats["slots"])
+    finally:
+        bar.close()
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+    made_total = sum(s["made"] for s in shard_stats)
+    skipped = Counter()
+    resamples = Counter()
+    for s in shard_stats:
+        skipped.update(s["skipped"])
+        resamples.update(s["resamples"])
+    wall = sum(s["wall_s"] for s in shard_stats)
+    summary = {
+        "target": target_name, "category": options.category, "anomaly_set": daad,
+        "normals": len(normals), "slots": slots_total, "made": made_total, "skipped": dict(skipped),
+        "resamples": dict(resamples), "ms_per_pseudo_anomaly": 1000 * wall / made_total if made_total else None,
+        "num_proc": options.num_proc, "seed": options.seed, "size": options.size,
+        "config": options.config.to_dict(), "foreground": {"requested": options.foreground,
+                                                           "used": getattr(fg_fn, "kind", options.foreground),
+                                                           "note": getattr(fg_fn, "note", "")},
+        "leakage_guard": {"target_dataset": target_name, "excluded_sources": sorted(excluded),
+                          "target_in_anomaly_set": leakage_guard},
+        "patterns": report,
+        "mask_fidelity": {
+            "mean_iou_mask_vs_placed": sum(s["sum_mask_iou"] for s in shard_stats) / made_total if made_total else None,
+            "mean_visible_share": sum(s["sum_visible_share"] for s in shard_stats) / made_total if made_total else None,
+            "mean_changed_outside_share": (sum(s["sum_changed_outside_share"] for s in shard_stats) / made_total
+                                           if made_total else None)},
+        "fingerprint": fingerprint,
+    }
+    _write_json(out / "summary.json", summary)
+    from .outputs import render_card, write_contact_sheet
+    write_contact_sheet(out, normals, size=options.size)
+    render_card(out, summary)
+    if options.push_to_hub:
+        from .outputs import push_folder
+        summary["pushed_to"] = push_folder(out, options.push_to_hub, private=options.private)
+    return summary

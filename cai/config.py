@@ -1,0 +1,98 @@
+"""Engine settings shared by every CAI stage."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCALES = ("large", "medium", "small")  # order in which quotas are filled: larger first
+MODES = ("normal", "mixed", "paste")
+
+
+@dataclass(frozen=True)
+class CAIConfig:
+    """Settings of Cross-domain Anomaly Injection (one frozen object passed to the stages).
+
+    Attributes
+    ----------
+    quota : (3,) tuple of int
+        Pseudo anomalies per normal image for the large, medium and small scale (paper: 4/3/3).
+    trivial_below : float
+        Scale-transfer ratios R below this are trivial and never used (paper: 0.1).
+    small_below, medium_below : float
+        Upper (exclusive) ends of the small and medium intervals (paper: 0.3, 0.7).
+    large_max : float
+        Upper end of the interval R' is drawn from for the large scale (the paper leaves it open;
+        1.0 means "as long as the foreground").
+    mode : str
+        Injection: ``"normal"`` or ``"mixed"`` gradient Poisson, or ``"paste"`` (ablation).
+    threshold : int
+        Grey-level change (0-255) above which a pixel belongs to the pseudo mask (paper: 7).
+    median_ksize : int
+        Median filter size used to clean the thresholded difference (odd, paper: 7).
+    region_dilation : int
+        Pixels the Poisson region extends beyond the placed defect mask, so the seam lies outside
+        the defect.
+    mask_margin : int
+        Pixels beyond the placed defect mask that the pseudo mask may extend to.
+    max_attempts : int
+        Tries per pseudo anomaly (new pattern, ratio and location each time) before it is skipped.
+    """
+
+    quota: tuple[int, int, int] = (4, 3, 3)
+    trivial_below: float = 0.1
+    small_below: float = 0.3
+    medium_below: float = 0.7
+    large_max: float = 1.0
+    mode: str = "mixed"
+    threshold: int = 7
+    median_ksize: int = 7
+    region_dilation: int = 2
+    mask_margin: int = 3
+    max_attempts: int = 20
+
+    def __post_init__(self):
+        if len(self.quota) != 3 or any(int(q) != q or q < 0 for q in self.quota):
+            raise ValueError(f"quota must be three non-negative integers (large, medium, small), got {self.quota!r}")
+        if not 0 < self.trivial_below < self.small_below < self.medium_below < self.large_max:
+            raise ValueError("scale bounds must satisfy 0 < trivial_below < small_below < medium_below < large_max")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if not 0 <= self.threshold < 255:
+            raise ValueError(f"threshold must be in [0, 255), got {self.threshold}")
+        if self.median_ksize < 1 or self.median_ksize % 2 == 0:
+            raise ValueError(f"median_ksize must be a positive odd integer, got {self.median_ksize}")
+        if self.region_dilation < 0 or self.mask_margin < 0 or self.max_attempts < 1:
+            raise ValueError("region_dilation and mask_margin must be >= 0 and max_attempts >= 1")
+
+    def interval(self, scale: str) -> tuple[float, float]:
+        """The [low, high) interval of R' for ``scale`` ("large", "medium" or "small")."""
+        bounds = {
+            "small": (self.trivial_below, self.small_below),
+            "medium": (self.small_below, self.medium_below),
+            "large": (self.medium_below, self.large_max),
+        }
+        if scale not in bounds:
+            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+        return bounds[scale]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able settings (for fingerprints, cards and ``Dataset.map`` ``fn_kwargs``)."""
+        return {
+            "quota": list(self.quota),
+            "trivial_below": self.trivial_below,
+            "small_below": self.small_below,
+            "medium_below": self.medium_below,
+            "large_max": self.large_max,
+            "mode": self.mode,
+            "threshold": self.threshold,
+            "median_ksize": self.median_ksize,
+            "region_dilation": self.region_dilation,
+            "mask_margin": self.mask_margin,
+            "max_attempts": self.max_attempts,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "CAIConfig":
+        values = dict(values)
+        if "quota" in values:
+            values["quota"] = tuple(values["quota"])
+        return cls(**values)

@@ -1,0 +1,100 @@
+"""Edges of a run: the dataset card, the contact sheet and the hub push."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import datasets
+import numpy as np
+
+from .imageio import load_rgb
+
+
+def _read_split(out: Path) -> datasets.Dataset:
+    files = sorted(str(p) for p in (out / "data").glob("train-*.parquet"))
+    return datasets.Dataset.from_parquet(files) if files else None
+
+
+def write_contact_sheet(out, normals: datasets.Dataset, size: int = 256, rows: int = 8, tile: int = 192) -> Path | None:
+    """``contact_sheet.png``: one line per pseudo anomaly — normal | pseudo anomaly | mask overlay
+    (pseudo mask in red, placed defect outline in green). Takes the first pseudo anomaly of the first
+    ``rows`` normal images that have one."""
+    out = Path(out)
+    ds = _read_split(out)
+    if ds is None or len(ds) == 0:
+        return None
+    firsts, seen = [], set()
+    for i, n in enumerate(ds["normal_index"]):
+        if n not in seen:
+            seen.add(n)
+            firsts.append(i)
+        if len(firsts) == rows:
+            break
+    by_index = {idx: i for i, idx in enumerate(normals["normal_index"])}
+    lines = []
+    for i in firsts:
+        row = ds[i]
+        pseudo = np.asarray(row["image"].convert("RGB"))
+        normal, _ = load_rgb(normals[by_index[row["normal_index"]]]["image"])
+        normal = cv2.resize(normal, pseudo.shape[1::-1], interpolation=cv2.INTER_AREA)
+        mask = np.asarray(row["mask"]) > 127
+        placed = (np.asarray(row["placed_mask"]) > 127).astype(np.uint8)
+        overlay = pseudo.copy()
+        overlay[mask] = (0.45 * overlay[mask] + 0.55 * np.array([255, 0, 0])).astype(np.uint8)
+        contours, _ = cv2.findContours(placed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(overlay, contours, -1, (0, 255, 0), 1)
+        tiles = [cv2.resize(a, (tile, tile), interpolation=cv2.INTER_AREA) for a in (normal, pseudo, overlay)]
+        lines.append(np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], axis=1))
+    sheet = np.concatenate(lines, axis=0)
+    path = out / "contact_sheet.png"
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def render_card(out, summary: dict, load_id: str | None = None) -> Path:
+    """Render ``README.md`` for the output folder from ``cards/synthetic_dataset.md``."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from cards import template_path
+
+    out = Path(out)
+    ds = _read_split(out)
+    per_class = dict(sorted(Counter(ds["anomaly_class"]).items())) if ds is not None else {}
+    per_source = dict(sorted(Counter(ds["source"]).items())) if ds is not None else {}
+    licenses = summary.get("patterns", {}).get("licenses", {}) or {s: "see source" for s in per_source}
+    fid = summary["mask_fidelity"]
+    card_data = DatasetCardData(
+        pretty_name=f"CAI pseudo anomalies: {summary['target']}" + (f"/{summary['category']}" if summary["category"] else ""),
+        task_categories=["image-segmentation"],
+        tags=["anomaly-detection", "synthetic", "cai-hub", "industrial-inspection"],
+        size_categories=["n<1K" if summary["made"] < 1000 else "1K<n<10K" if summary["made"] < 10000 else "10K<n<100K"],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
+    )
+    card = DatasetCard.from_template(
+        card_data, template_path=template_path("synthetic_dataset.md"),
+        target=summary["target"], category=summary["category"], made=summary["made"], normals=summary["normals"],
+        slots=summary["slots"], quota=summary["config"]["quota"], skipped=summary["skipped"],
+        mode=summary["config"]["mode"], threshold=summary["config"]["threshold"],
+        median_ksize=summary["config"]["median_ksize"], size=summary["size"], seed=summary["seed"],
+        foreground=summary["foreground"]["used"], anomaly_set=summary["anomaly_set"],
+        patterns=summary["patterns"].get("patterns"), excluded=", ".join(summary["leakage_guard"]["excluded_sources"]),
+        iou=fid["mean_iou_mask_vs_placed"] or 0.0, visible=fid["mean_visible_share"] or 0.0,
+        outside=fid["mean_changed_outside_share"] or 0.0, per_class=per_class, per_source=per_source,
+        classes=list(per_class), licenses=licenses, load_id=load_id or out.name,
+    )
+    path = out / "README.md"
+    card.save(path)
+    return path
+
+
+def push_folder(out, repo_id: str, private: bool = False) -> str:
+    """Upload the output folder's data, card, summary and contact sheet to a hub dataset repo."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=str(out), repo_id=repo_id, repo_type="dataset",
+                             allow_patterns=["data/*.parquet", "README.md", "summary.json", "contact_sheet.png"],
+                             commit_message="Upload CAI pseudo anomalies (cai-hub)")
+    return str(getattr(info, "commit_url", info))

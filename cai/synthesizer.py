@@ -1,0 +1,149 @@
+"""The synthesizer interface and CAI composed from its stages (Fig. 3 / Algorithm 1).
+
+A synthesizer turns one normal image into ``n`` pseudo anomalies; CAI and the baselines share this
+interface so evaluation can treat them alike. Randomness of pseudo anomaly k of normal image i is
+``np.random.default_rng([seed, i, k])``, so any sharding or worker count gives the same rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from .config import CAIConfig
+from .inject import inject_pattern, match_colour_mode, resize_pattern
+from .location import select_center
+from .pseudo_mask import mask_fidelity, pseudo_mask
+from .quota import choose_pattern, plan_scales
+from .scale import bbox_long_side
+
+
+@dataclass
+class PseudoAnomaly:
+    """One made pseudo anomaly.
+
+    image : (H, W, 3) uint8 (or (H, W) for grey targets); mask, placed_mask : (H, W) bool.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    placed_mask: np.ndarray
+    k: int
+    anomaly_class: str
+    scale: str
+    str_ratio: float
+    resize_ratio: float
+    center: tuple[int, int]
+    source_id: str
+    source: str
+    attempts: int
+    fidelity: dict = field(default_factory=dict)
+    resamples: dict = field(default_factory=dict)
+
+
+@dataclass
+class Skipped:
+    """A pseudo anomaly that could not be made; ``reason`` is counted in the run summary."""
+
+    k: int
+    reason: str
+    scale: str = ""
+    resamples: dict = field(default_factory=dict)
+
+
+class Synthesizer(Protocol):
+    """What every pseudo-anomaly synthesizer (CAI and the baselines) provides."""
+
+    name: str
+
+    def synthesize(self, normal: np.ndarray, foreground: np.ndarray, normal_index: int, seed: int,
+                   is_grey: bool = False) -> list[PseudoAnomaly | Skipped]:
+        ...
+
+
+@dataclass
+class PatternBank:
+    """The anomaly patterns CAI draws from.
+
+    long_sides : (P,) int ndarray — bounding-box long side s_a of each pattern's defect mask.
+    load : callable i -> (image (h, w, 3) uint8, mask (h, w) bool), the crop around defect i.
+    """
+
+    long_sides: np.ndarray
+    anomaly_class: Sequence[str]
+    source: Sequence[str]
+    ids: Sequence[str]
+    load: Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+    def __post_init__(self):
+        self.long_sides = np.asarray(self.long_sides, dtype=np.float64)
+        if not (len(self.long_sides) == len(self.anomaly_class) == len(self.source) == len(self.ids)):
+            raise ValueError("PatternBank columns must have equal lengths")
+        if len(self.long_sides) == 0:
+            raise ValueError("PatternBank is empty: no anomaly pattern to inject")
+
+
+@dataclass
+class CAISynthesizer:
+    """Cross-domain Anomaly Injection over a :class:`PatternBank`."""
+
+    bank: PatternBank
+    config: CAIConfig = field(default_factory=CAIConfig)
+
+    @property
+    def name(self) -> str:
+        return {"normal": "cai-n", "mixed": "cai-m", "paste": "cai-paste"}[self.config.mode]
+
+    def synthesize(self, normal, foreground, normal_index: int, seed: int, is_grey: bool = False):
+        """All pseudo anomalies of one normal image (``sum(config.quota)`` results, made or skipped).
+
+        Parameters
+        ----------
+        normal : (H, W, 3) uint8 ndarray
+        foreground : (H, W) bool ndarray
+        is_grey : bool
+            Target is grey: patterns are injected in grey and images come back as (H, W).
+        """
+        scales = plan_scales(self.config.quota)
+        if not np.asarray(foreground).any():
+            return [Skipped(k, "empty_foreground", s) for k, s in enumerate(scales)]
+        if is_grey and normal.ndim == 3:
+            normal = normal[..., 0]
+        ratios = self.bank.long_sides / bbox_long_side(foreground)
+        return [self._one(normal, foreground, ratios, k, scale, np.random.default_rng([seed, normal_index, k]), is_grey)
+                for k, scale in enumerate(scales)]
+
+    def _one(self, normal, foreground, ratios, k, scale, rng, is_grey):
+        cfg = self.config
+        resamples = {"location": 0, "empty_mask": 0, "vanished": 0}
+        for attempt in range(1, cfg.max_attempts + 1):
+            choice = choose_pattern(ratios, scale, rng, cfg)
+            if choice is None:
+                return Skipped(k, f"no_pattern_for_{scale}", scale, resamples)
+            index, target_ratio, resize = choice
+            image, mask = self.bank.load(index)
+            image, mask = resize_pattern(match_colour_mode(image, is_grey), mask, resize)
+            if not mask.any():
+                resamples["vanished"] += 1
+                continue
+            rows, cols = np.nonzero(mask)
+            shape = (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+            center = select_center(foreground, shape, rng, margin=cfg.region_dilation + 1)
+            if center is None:
+                resamples["location"] += 1
+                continue
+            injection = inject_pattern(normal, foreground, image, mask, center, cfg)
+            pmask = pseudo_mask(normal, injection.image, injection.placed_mask, cfg.threshold,
+                                cfg.median_ksize, cfg.mask_margin) & foreground
+            if not pmask.any():
+                resamples["empty_mask"] += 1
+                continue
+            return PseudoAnomaly(
+                image=injection.image, mask=pmask, placed_mask=injection.placed_mask, k=k,
+                anomaly_class=str(self.bank.anomaly_class[index]), scale=scale, str_ratio=target_ratio,
+                resize_ratio=resize, center=center, source_id=str(self.bank.ids[index]),
+                source=str(self.bank.source[index]), attempts=attempt,
+                fidelity=mask_fidelity(normal, injection.image, pmask, injection.placed_mask, threshold=cfg.threshold),
+                resamples=resamples)
+        return Skipped(k, "max_attempts", scale, resamples)

@@ -1,0 +1,70 @@
+"""Build an anomaly set (the CAI input schema) from a folder of same-stem image/mask pairs.
+
+Layout::
+
+    ROOT/images/<stem>.<ext>     anomaly photos
+    ROOT/masks/<stem>.<ext>      masks: two values, e.g. {0,255}, {0,1} or a class index {0,k}
+    ROOT/metadata.csv            optional: stem,anomaly_class,source,license[,...] per pair
+
+Without ``metadata.csv``, ``anomaly_class`` and ``source`` must be given for the whole folder.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import datasets
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+FEATURES = datasets.Features({
+    "image": datasets.Image(),
+    "mask": datasets.Image(),
+    "anomaly_class": datasets.Value("string"),
+    "source": datasets.Value("string"),
+    "license": datasets.Value("string"),
+    "id": datasets.Value("string"),
+})
+log = logging.getLogger(__name__)
+
+
+def _by_stem(folder: Path) -> dict[str, Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    return {p.stem: p for p in files}
+
+
+def load_folder_pairs(root, anomaly_class: str | None = None, source: str | None = None,
+                      license: str = "unknown") -> datasets.Dataset:
+    """Read ``root`` (layout above) into a ``datasets.Dataset`` with columns
+    ``image``, ``mask``, ``anomaly_class``, ``source``, ``license``, ``id`` (rows sorted by stem).
+
+    Images without a mask are left out and logged. Raises ValueError when the layout is wrong or a
+    pair has no class/source.
+    """
+    root = Path(root)
+    images_dir, masks_dir = root / "images", root / "masks"
+    if not images_dir.is_dir() or not masks_dir.is_dir():
+        raise ValueError(f"{root} must contain images/ and masks/ folders of same-stem pairs")
+    images, masks = _by_stem(images_dir), _by_stem(masks_dir)
+    meta = {}
+    if (root / "metadata.csv").is_file():
+        with open(root / "metadata.csv", newline="") as f:
+            meta = {row["stem"]: row for row in csv.DictReader(f)}
+    unpaired = sorted(set(images) - set(masks))
+    if unpaired:
+        log.warning("%d image(s) in %s have no mask and are left out: %s", len(unpaired), images_dir, unpaired[:10])
+    rows = {name: [] for name in FEATURES}
+    for stem in sorted(set(images) & set(masks)):
+        row = meta.get(stem, {})
+        cls, src = row.get("anomaly_class") or anomaly_class, row.get("source") or source
+        if not cls or not src:
+            raise ValueError(f"pair {stem!r} has no anomaly_class/source: add it to metadata.csv or pass it")
+        rows["image"].append(str(images[stem]))
+        rows["mask"].append(str(masks[stem]))
+        rows["anomaly_class"].append(cls)
+        rows["source"].append(src)
+        rows["license"].append(row.get("license") or license)
+        rows["id"].append(f"{src}/{stem}")
+    if not rows["id"]:
+        raise ValueError(f"no image/mask pair with the same stem in {root}")
+    return datasets.Dataset.from_dict(rows, features=FEATURES)
