@@ -27,7 +27,10 @@ class CAIConfig:
     threshold : int
         Grey-level change (0-255) above which a pixel belongs to the pseudo mask (paper: 7).
     median_ksize : int
-        Median filter size used to clean the thresholded difference (odd, paper: 7).
+        Median filter size used to clean the thresholded difference (odd). The paper uses 7; 3 is the
+        default because a 7x7 median erases defects thinner than 4 px (measured on MVTec grid with
+        real crack and stain sources: 7 -> 33 empty-mask resamples per 250 and 49% of changed pixels
+        left outside the mask; 3 -> 6 and 26%).
     region_dilation : int
         Pixels the Poisson region extends beyond the placed defect mask, so the seam lies outside
         the defect.
@@ -44,7 +47,7 @@ class CAIConfig:
     large_max: float = 1.0
     mode: str = "mixed"
     threshold: int = 7
-    median_ksize: int = 7
+    median_ksize: int = 3
     region_dilation: int = 2
     mask_margin: int = 3
     max_attempts: int = 20

@@ -7,6 +7,8 @@ Layout::
     ROOT/metadata.csv            optional: stem,anomaly_class,source,license[,...] per pair
 
 Without ``metadata.csv``, ``anomaly_class`` and ``source`` must be given for the whole folder.
+Other same-stem layouts are read by naming the two sub-folders and a mask-name suffix, e.g.
+MVTec AD's ``test/color`` + ``ground_truth/color/<stem>_mask.png``.
 """
 from __future__ import annotations
 
@@ -28,24 +30,27 @@ FEATURES = datasets.Features({
 log = logging.getLogger(__name__)
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
+def _by_stem(folder: Path, suffix: str = "") -> dict[str, Path]:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    return {p.stem: p for p in files}
+    return {p.stem[: len(p.stem) - len(suffix)] if suffix else p.stem: p
+            for p in files if p.stem.endswith(suffix)}
 
 
 def load_folder_pairs(root, anomaly_class: str | None = None, source: str | None = None,
-                      license: str = "unknown") -> datasets.Dataset:
+                      license: str = "unknown", images: str = "images", masks: str = "masks",
+                      mask_suffix: str = "") -> datasets.Dataset:
     """Read ``root`` (layout above) into a ``datasets.Dataset`` with columns
     ``image``, ``mask``, ``anomaly_class``, ``source``, ``license``, ``id`` (rows sorted by stem).
 
-    Images without a mask are left out and logged. Raises ValueError when the layout is wrong or a
-    pair has no class/source.
+    ``images``/``masks`` name the sub-folders; a mask is ``<stem><mask_suffix>.<ext>``. Images
+    without a mask are left out and logged. Raises ValueError when the layout is wrong or a pair
+    has no class/source.
     """
     root = Path(root)
-    images_dir, masks_dir = root / "images", root / "masks"
+    images_dir, masks_dir = root / images, root / masks
     if not images_dir.is_dir() or not masks_dir.is_dir():
-        raise ValueError(f"{root} must contain images/ and masks/ folders of same-stem pairs")
-    images, masks = _by_stem(images_dir), _by_stem(masks_dir)
+        raise ValueError(f"{root} must contain {images}/ and {masks}/ folders of same-stem pairs")
+    images, masks = _by_stem(images_dir), _by_stem(masks_dir, mask_suffix)
     meta = {}
     if (root / "metadata.csv").is_file():
         with open(root / "metadata.csv", newline="") as f:

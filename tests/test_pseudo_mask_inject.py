@@ -1,0 +1,138 @@
+import numpy as np
+import pytest
+
+from cai.config import CAIConfig
+from cai.inject import inject_pattern, match_colour_mode, resize_pattern
+from cai.pseudo_mask import mask_fidelity, pseudo_mask
+
+
+def _square(shape=(40, 40), box=(slice(10, 20), slice(12, 22))):
+    m = np.zeros(shape, bool)
+    m[box] = True
+    return m
+
+
+def test_pseudo_mask_threshold_is_strict():
+    n = np.full((40, 40), 100, np.uint8)
+    placed = _square()
+    for delta, expected in ((7, 0), (8, 100), (30, 100)):
+        inj = n.copy()
+        inj[placed] = 100 + delta
+        assert pseudo_mask(n, inj, placed, threshold=7, median_ksize=1).sum() == expected
+
+
+def test_pseudo_mask_bounded_by_placed_mask_margin():
+    n = np.full((60, 60), 100, np.uint8)
+    placed = _square((60, 60), (slice(20, 30), slice(20, 30)))
+    inj = n.copy()
+    inj[5:55, 5:55] = 30  # big change far beyond the defect
+    inj[placed] = 200
+    m = pseudo_mask(n, inj, placed, margin=3, median_ksize=3)
+    rows, cols = np.nonzero(m)
+    assert rows.min() >= 17 and rows.max() <= 32 and cols.min() >= 17 and cols.max() <= 32
+    assert m[placed].mean() > 0.95  # the 3x3 median only rounds the corners
+
+
+def test_pseudo_mask_ignores_smooth_shift_but_keeps_defect():
+    # a smooth brightness ramp around a thin dark line (what a Poisson membrane adds) and the line
+    n = np.full((80, 80), 120, np.uint8)
+    placed = np.zeros((80, 80), bool)
+    placed[39:42, 25:55] = True
+    ramp = np.linspace(0, 25, 80)[None, :].repeat(80, 0)  # up to 25 grey levels, no detail
+    inj = n + ramp
+    inj[placed] -= 40  # the visible defect
+    inj = np.clip(inj, 0, 255).astype(np.uint8)
+    m = pseudo_mask(n, inj, placed, median_ksize=1, margin=3)
+    assert m[39:42, 27:53].all()
+    assert m.sum() <= placed.sum() + 20
+    raw = np.abs(inj.astype(int) - n) > 7
+    raw_near = raw & (np.abs(np.arange(80) - 40)[:, None] <= 4) & (np.abs(np.arange(80) - 40)[None, :] <= 18)
+    assert raw_near.sum() > 2 * m.sum()  # the raw |diff| would have marked the shifted surroundings
+
+
+def test_pseudo_mask_median_removes_specks_and_rgb_works():
+    n = np.full((40, 40, 3), 90, np.uint8)
+    placed = _square()
+    inj = n.copy()
+    inj[15, 15] = 250  # isolated speck
+    assert not pseudo_mask(n, inj, placed, median_ksize=7).any()
+    assert pseudo_mask(n, inj, placed, median_ksize=1).sum() == 1
+
+
+def test_pseudo_mask_validates():
+    n = np.zeros((10, 10), np.uint8)
+    with pytest.raises(ValueError, match="injected"):
+        pseudo_mask(n, np.zeros((9, 10), np.uint8), np.zeros((10, 10), bool))
+    with pytest.raises(ValueError, match="placed_mask"):
+        pseudo_mask(n, n, np.full((10, 10), 3))
+    with pytest.raises(ValueError, match="median_ksize"):
+        pseudo_mask(n, n, np.zeros((10, 10), bool), median_ksize=4)
+
+
+def test_mask_fidelity_values():
+    n = np.full((40, 40), 100, np.uint8)
+    placed = _square()
+    inj = n.copy()
+    inj[placed] = 160
+    m = pseudo_mask(n, inj, placed, median_ksize=1)
+    fid = mask_fidelity(n, inj, m, placed)
+    assert fid["iou"] == pytest.approx(1.0)
+    assert fid["visible_share"] == pytest.approx(1.0)
+    assert fid["changed_outside_share"] == 0.0
+
+
+def test_resize_pattern_sizes_and_thin_lines():
+    img = np.zeros((100, 50, 3), np.uint8)
+    mask = np.zeros((100, 50), bool)
+    mask[:, 24:27] = True  # a 3-px line
+    small_img, small_mask = resize_pattern(img, mask, 0.2)
+    assert small_img.shape == (20, 10, 3) and small_mask.shape == (20, 10)
+    assert small_mask.any(axis=1).all()  # the thin line survives shrinking
+    big_img, big_mask = resize_pattern(img, mask, 2.0)
+    assert big_mask.shape == (200, 100)
+    with pytest.raises(ValueError):
+        resize_pattern(img, mask, 0)
+    with pytest.raises(ValueError):
+        resize_pattern(img, mask[:-1], 0.5)
+
+
+def test_match_colour_mode():
+    rgb = np.zeros((5, 5, 3), np.uint8)
+    rgb[..., 0] = 200
+    grey = match_colour_mode(rgb, True)
+    assert grey.shape == (5, 5) and grey.dtype == np.uint8
+    assert match_colour_mode(grey, False).shape == (5, 5, 3)
+    assert match_colour_mode(rgb, False) is rgb
+
+
+@pytest.mark.parametrize("mode", ["normal", "mixed", "paste"])
+def test_inject_pattern_changes_only_the_region_inside_foreground(mode):
+    rng = np.random.default_rng(0)
+    normal = rng.integers(100, 140, (64, 64, 3), dtype=np.uint8)
+    fg = np.ones((64, 64), bool)
+    fg[:, 40:] = False
+    pattern = np.full((20, 20, 3), 128, np.uint8)
+    pmask = np.zeros((20, 20), bool)
+    pmask[5:15, 8:12] = True
+    pattern[pmask] = 20
+    before = normal.copy()
+    res = inject_pattern(normal, fg, pattern, pmask, (32, 39), CAIConfig(mode=mode))
+    assert np.array_equal(normal, before)
+    changed = np.any(res.image != normal, axis=2)
+    assert not changed[~res.region].any()
+    assert not changed[~fg].any()
+    assert res.placed_mask.sum() == 30  # defect columns 37..40; column 40 is outside the foreground
+    assert res.image[res.placed_mask].mean() < 80  # the dark defect is visible
+    m = pseudo_mask(normal, res.image, res.placed_mask)
+    assert m[res.placed_mask].mean() > 0.8  # a 3x3 median rounds the ends of the 3-px line
+
+
+def test_inject_pattern_validates():
+    normal = np.zeros((32, 32, 3), np.uint8)
+    fg = np.ones((32, 32), bool)
+    with pytest.raises(ValueError, match="colour mode"):
+        inject_pattern(normal, fg, np.zeros((4, 4), np.uint8), np.ones((4, 4), bool), (10, 10))
+    with pytest.raises(ValueError, match="empty"):
+        inject_pattern(normal, fg, np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), bool), (10, 10))
+    with pytest.raises(ValueError, match="foreground"):
+        inject_pattern(normal, fg[:-1], np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), bool), (10, 10))

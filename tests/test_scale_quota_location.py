@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+
+from cai.config import CAIConfig
+from cai.location import select_center, valid_centers
+from cai.quota import can_serve, choose_pattern, eligible_patterns, plan_scales
+from cai.scale import bbox_long_side, draw_target_ratio, scale_transfer_ratio, scale_type
+
+
+def test_bbox_long_side_hand_cases():
+    m = np.zeros((20, 30), bool)
+    m[3:8, 10:12] = True  # 5 rows x 2 cols
+    assert bbox_long_side(m) == 5
+    m[15, 25] = True  # box rows 3..15 (13), cols 10..25 (16)
+    assert bbox_long_side(m) == 16
+    assert bbox_long_side(np.eye(7, dtype=np.uint8)) == 7
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4), bool), np.full((4, 4), 2), np.zeros((2, 2, 2), bool)])
+def test_bbox_long_side_rejects(bad):
+    with pytest.raises(ValueError):
+        bbox_long_side(bad)
+
+
+@pytest.mark.parametrize("s_a, s_f, ratio, kind", [
+    (25, 256, 25 / 256, "trivial"),   # 0.0977
+    (26, 256, 26 / 256, "small"),     # 0.1016
+    (10, 100, 0.1, "small"),          # lower bound inclusive
+    (29, 100, 0.29, "small"),
+    (30, 100, 0.3, "medium"),         # boundary belongs to the upper interval
+    (69, 100, 0.69, "medium"),
+    (70, 100, 0.7, "large"),
+    (400, 100, 4.0, "large"),         # big sources are large (and may serve every scale)
+])
+def test_str_and_scale_type(s_a, s_f, ratio, kind):
+    r = scale_transfer_ratio(s_a, s_f)
+    assert r == pytest.approx(ratio)
+    assert scale_type(r) == kind
+
+
+def test_str_rejects_non_positive():
+    with pytest.raises(ValueError):
+        scale_transfer_ratio(0, 10)
+    with pytest.raises(ValueError):
+        scale_type(float("nan"))
+
+
+def test_draw_target_ratio_in_interval():
+    cfg = CAIConfig()
+    for scale, (lo, hi) in (("small", (0.1, 0.3)), ("medium", (0.3, 0.7)), ("large", (0.7, 1.0))):
+        draws = [draw_target_ratio(scale, rng, cfg) for rng in range(200)]
+        assert min(draws) >= lo and max(draws) < hi
+
+
+def test_plan_scales_larger_first_and_counts():
+    assert plan_scales((4, 3, 3)) == ["large"] * 4 + ["medium"] * 3 + ["small"] * 3
+    assert plan_scales((0, 0, 2)) == ["small", "small"]
+    with pytest.raises(ValueError):
+        plan_scales((1, 2))
+
+
+def test_can_serve_never_enlarges():
+    assert can_serve("large", "large") and can_serve("large", "medium") and can_serve("medium", "small")
+    assert not can_serve("small", "medium") and not can_serve("medium", "large")
+    assert not can_serve("trivial", "small")
+
+
+def test_choose_pattern_quota_never_enlarging():
+    ratios = np.array([0.05, 0.2, 0.5, 0.9, 3.0])  # trivial, small, medium, large, large
+    assert list(eligible_patterns(ratios, "large")) == [3, 4]
+    assert list(eligible_patterns(ratios, "medium")) == [2, 3, 4]
+    assert list(eligible_patterns(ratios, "small")) == [1, 2, 3, 4]
+    rng = np.random.default_rng(0)
+    for scale in plan_scales((40, 30, 30)):
+        index, r_target, resize = choose_pattern(ratios, scale, rng)
+        assert can_serve(scale_type(ratios[index]), scale)
+        assert scale_type(r_target) == scale
+        assert resize == pytest.approx(r_target / ratios[index])
+        # never enlarged to a larger scale type than its own (within its own interval R' may exceed R)
+        assert can_serve(scale_type(ratios[index]), scale_type(r_target))
+        if scale_type(ratios[index]) != scale:
+            assert resize < 1.0
+    assert choose_pattern(np.array([0.2, 0.05]), "large", rng) is None
+
+
+def test_valid_centers_keep_pattern_inside():
+    fg = np.ones((20, 30), bool)
+    shape = (7, 4)
+    centers = valid_centers(fg, shape, margin=2)
+    for r, c in centers:
+        top, left = r - shape[0] // 2, c - shape[1] // 2
+        assert top - 2 >= 0 and left - 2 >= 0
+        assert top + shape[0] + 2 <= 20 and left + shape[1] + 2 <= 30
+    # and every such position is included
+    assert len(centers) == (20 - 7 - 4 + 1) * (30 - 4 - 4 + 1)
+
+
+def test_select_center_on_foreground_only():
+    rng = np.random.default_rng(1)
+    fg = np.zeros((64, 64), bool)
+    fg[10:30, 40:60] = True
+    for _ in range(200):
+        r, c = select_center(fg, (9, 5), rng, margin=1)
+        assert fg[r, c]
+        assert r - 4 - 1 >= 0 and r - 4 + 9 + 1 <= 64
+    assert select_center(fg, (70, 3), rng) is None  # larger than the image
+    assert select_center(np.zeros((8, 8), bool), (1, 1), rng) is None
+
+
+def test_select_center_uniform():
+    fg = np.zeros((10, 10), bool)
+    fg[5, 2] = fg[5, 7] = True
+    hits = [select_center(fg, (1, 1), seed)[1] for seed in range(400)]
+    assert 150 < hits.count(2) < 250
+
+
+def test_config_validates():
+    with pytest.raises(ValueError):
+        CAIConfig(quota=(1, 2))
+    with pytest.raises(ValueError):
+        CAIConfig(mode="seamless")
+    with pytest.raises(ValueError):
+        CAIConfig(median_ksize=4)
+    assert CAIConfig.from_dict(CAIConfig(quota=(1, 1, 1)).to_dict()) == CAIConfig(quota=(1, 1, 1))
