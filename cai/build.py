@@ -163,6 +163,17 @@ def build_synthetic(options: BuildOptions, progress: bool = True) -> dict:
     """Make the pseudo-anomaly split described by ``options``; return the run summary (also saved
     as ``summary.json``). The output folder gets ``data/train-*.parquet``, ``README.md`` (card),
     ``contact_sheet.png`` and ``summary.json``."""
+    was_enabled = datasets.is_progress_bar_enabled()
+    if not progress:
+        datasets.disable_progress_bars()
+    try:
+        return _build(options, progress)
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _build(options: BuildOptions, progress: bool) -> dict:
     out = Path(options.out)
     work = out / ".cai"
     default_run = options.target == "default"
@@ -204,8 +215,7 @@ def build_synthetic(options: BuildOptions, progress: bool = True) -> dict:
     fg_fn = _foreground_fn(foreground, options.category, options.rembg_model, options.rembg_model_dir)
     slots_total = len(normals) * sum(options.config.quota)
     bar = tqdm(total=slots_total, desc="Pseudo anomalies", unit="slot", disable=not progress)
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
+    datasets.disable_progress_bars()  # the run's own bar counts the pseudo anomalies
     shard_stats = []
     try:
         for index in range(n_shards):
@@ -233,8 +243,6 @@ def build_synthetic(options: BuildOptions, progress: bool = True) -> dict:
             bar.update(stats["slots"])
     finally:
         bar.close()
-        if was_enabled:
-            datasets.enable_progress_bars()
 
     made_total = sum(s["made"] for s in shard_stats)
     skipped = Counter()

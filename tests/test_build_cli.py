@@ -1,0 +1,204 @@
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import datasets
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cai.cli import main
+
+
+def _texture(rng, shape=(96, 96)):
+    base = rng.normal(128, 12, shape)
+    return np.clip(cv2.GaussianBlur(base, (0, 0), 1.5), 0, 255).astype(np.uint8)
+
+
+def _crack_pair(rng, size=200):
+    image = np.stack([_texture(rng, (size, size))] * 3, axis=2)
+    mask = np.zeros((size, size), np.uint8)
+    pts = np.stack([np.linspace(20, size - 20, 12), size / 2 + rng.normal(0, 8, 12)], axis=1)
+    cv2.polylines(mask, [pts.astype(np.int32).reshape(-1, 1, 2)], False, 255, 3)
+    image[mask > 0] = 30
+    return image, mask
+
+
+def _stain_pair(rng, size=120):
+    image = np.stack([_texture(rng, (size, size)), _texture(rng, (size, size)), _texture(rng, (size, size))], axis=2)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.circle(mask, (size // 2, size // 2), size // 5, 255, -1)
+    image[mask > 0] = (150, 60, 40)
+    return image, mask
+
+
+@pytest.fixture
+def anomaly_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "anomalies"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = []
+    for i in range(4):
+        for kind, maker in (("crack", _crack_pair), ("stain", _stain_pair)):
+            image, mask = maker(rng)
+            stem = f"{kind}{i}"
+            Image.fromarray(image).save(root / "images" / f"{stem}.png")
+            Image.fromarray(mask).save(root / "masks" / f"{stem}.png")
+            rows.append({"stem": stem, "anomaly_class": kind, "source": f"{kind}_src", "license": "CC0-1.0"})
+    with open(root / "metadata.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture
+def normal_folder(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "normals"
+    root.mkdir()
+    for i in range(3):
+        Image.fromarray(np.stack([_texture(rng)] * 3, axis=2)).save(root / f"n{i}.png")
+    return root
+
+
+def _run(args):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def _rows(out):
+    return datasets.load_dataset(str(out), split="train")
+
+
+def test_build_folder_target_hub_ready_and_deterministic_across_num_proc(tmp_path, anomaly_folder, normal_folder):
+    common = ["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+              "--size", "96", "--foreground", "all", "--quiet", "--seed", "3"]
+    _run(common + ["--out", str(tmp_path / "a"), "--num-proc", "1"])
+    result = _run(common + ["--out", str(tmp_path / "b"), "--num-proc", "2", "--shard-size", "2"])
+    assert "made 30 of 30" in result.output, result.output[-600:]
+    a, b = _rows(tmp_path / "a"), _rows(tmp_path / "b")
+    assert len(a) == len(b) == 30
+    for column in ("image", "mask", "placed_mask"):
+        a_bytes = [r["bytes"] for r in a.cast_column(column, datasets.Image(decode=False))[column]]
+        b_bytes = [r["bytes"] for r in b.cast_column(column, datasets.Image(decode=False))[column]]
+        assert a_bytes == b_bytes
+    assert a.remove_columns(["image", "mask", "placed_mask"]).to_list() == \
+        b.remove_columns(["image", "mask", "placed_mask"]).to_list()
+    row = a[0]
+    assert row["mode"] == "mixed" and row["seed"] == 3 and len(row["center"]) == 2
+    assert set(a["scale"]) == {"large", "medium", "small"}
+    assert (tmp_path / "a" / "contact_sheet.png").is_file()
+    card = (tmp_path / "a" / "README.md").read_text()
+    assert card.startswith("---") and "data/train-*.parquet" in card and "made" not in card.split("---")[1]
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["made"] == 30 and summary["ms_per_pseudo_anomaly"] > 0
+    # every mask lies on its placed defect's neighbourhood and marks a visible change
+    for r in a.select(range(10)):
+        mask, placed = np.asarray(r["mask"]) > 0, np.asarray(r["placed_mask"]) > 0
+        assert mask.any() and (mask & ~cv2.dilate(placed.astype(np.uint8), np.ones((9, 9))).astype(bool)).sum() == 0
+
+
+def test_seed_changes_output(tmp_path, anomaly_folder, normal_folder):
+    common = ["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+              "--size", "96", "--foreground", "all", "--quiet", "--quota", "1,0,0"]
+    _run(common + ["--out", str(tmp_path / "s0"), "--seed", "0"])
+    _run(common + ["--out", str(tmp_path / "s1"), "--seed", "1"])
+    assert _rows(tmp_path / "s0")["center"] != _rows(tmp_path / "s1")["center"]
+
+
+def test_resume_after_interruption(tmp_path, anomaly_folder, normal_folder):
+    args = ["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+            "--size", "96", "--foreground", "all", "--quiet", "--shard-size", "1", "--out", str(tmp_path / "r")]
+    _run(args)
+    first = _rows(tmp_path / "r")
+    shards = sorted((tmp_path / "r" / "data").glob("*.parquet"))
+    assert len(shards) == 3
+    shards[1].unlink()  # as if the run stopped while writing shard 1
+    _run(args)
+    again = _rows(tmp_path / "r")
+    assert again["source_id"] == first["source_id"] and again["center"] == first["center"]
+    # another setting in the same folder is refused, not mixed in
+    result = CliRunner().invoke(main, args + ["--seed", "9"])
+    assert result.exit_code == 1 and "another run" in result.output
+
+
+def test_classes_exclude_and_leakage_guard(tmp_path, anomaly_folder, normal_folder):
+    base = ["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+            "--size", "96", "--foreground", "all", "--quiet", "--quota", "1,1,1"]
+    _run(base + ["--out", str(tmp_path / "c"), "--classes", "crack"])
+    assert set(_rows(tmp_path / "c")["anomaly_class"]) == {"crack"}
+    _run(base + ["--out", str(tmp_path / "e"), "--exclude-source", "crack_src"])
+    assert set(_rows(tmp_path / "e")["source"]) == {"stain_src"}
+    bad = CliRunner().invoke(main, base + ["--out", str(tmp_path / "x"), "--classes", "hole"])
+    assert bad.exit_code == 1 and "hole" in bad.output
+    # a target named like a source is guarded against by default
+    renamed = normal_folder.parent / "crack_src"
+    normal_folder.rename(renamed)
+    result = _run(base[:4] + [str(renamed)] + base[5:] + ["--out", str(tmp_path / "g")])
+    assert "leakage guard" in result.output
+    assert set(_rows(tmp_path / "g")["source"]) == {"stain_src"}
+
+
+def test_bad_inputs_are_counted_not_fatal(tmp_path, anomaly_folder, normal_folder):
+    rng = np.random.default_rng(5)
+    (normal_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    Image.fromarray((np.stack([_texture(rng)] * 3, axis=2).astype(np.uint16) * 257)[..., 0]).save(normal_folder / "deep16.png")
+    rgba = np.dstack([np.stack([_texture(rng)] * 3, axis=2), np.full((96, 96), 255, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(normal_folder / "rgba.png")
+    Image.fromarray(_texture(rng)).save(normal_folder / "grey.png")
+    img = np.asarray(Image.open(anomaly_folder / "images" / "crack0.png"))
+    Image.fromarray(img).save(anomaly_folder / "images" / "zz_empty.png")
+    Image.fromarray(np.zeros(img.shape[:2], np.uint8)).save(anomaly_folder / "masks" / "zz_empty.png")
+    Image.fromarray(img).save(anomaly_folder / "images" / "zz_size.png")
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(anomaly_folder / "masks" / "zz_size.png")
+    Image.fromarray(img).save(anomaly_folder / "images" / "zz_soft.png")
+    Image.fromarray(rng.integers(0, 255, img.shape[:2], dtype=np.uint8)).save(anomaly_folder / "masks" / "zz_soft.png")
+    (anomaly_folder / "images" / "zz_corrupt.png").write_bytes(b"garbage")
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(anomaly_folder / "masks" / "zz_corrupt.png")
+    with open(anomaly_folder / "metadata.csv", "a") as f:
+        for stem in ("zz_empty", "zz_size", "zz_soft", "zz_corrupt"):
+            f.write(f"{stem},crack,crack_src,CC0-1.0\n")
+    result = _run(["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+                   "--size", "96", "--foreground", "all", "--quiet", "--out", str(tmp_path / "bad")])
+    summary = json.loads((tmp_path / "bad" / "summary.json").read_text())
+    assert summary["skipped"] == {"normal_corrupt_image": 10}
+    assert summary["patterns"]["skipped"] == {"empty_mask": 1, "mask_size_mismatch": 1, "mask_not_binary": 1,
+                                              "corrupt_image": 1}
+    assert summary["made"] == 60
+    assert "normal_corrupt_image 10" in result.output
+    rows = _rows(tmp_path / "bad")
+    modes = {f: r.mode for f, r in zip(rows["normal_file"], rows["image"])}
+    assert modes["grey.png"] == "L" and modes["deep16.png"] == "L" and modes["rgba.png"] == "L"  # grey content
+
+
+def test_colour_target_gets_colour_patterns_and_grey_target_grey(tmp_path, anomaly_folder):
+    rng = np.random.default_rng(2)
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    Image.fromarray(rng.integers(60, 200, (96, 96, 3), dtype=np.uint8)).save(colour / "c.png")
+    _run(["build-synthetic", "--target", "folder", "--root", str(colour), "--daad", str(anomaly_folder),
+          "--size", "96", "--foreground", "all", "--quiet", "--out", str(tmp_path / "co")])
+    assert {im.mode for im in _rows(tmp_path / "co")["image"]} == {"RGB"}
+
+
+def test_bad_options(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(main, ["build-synthetic", "--out", str(tmp_path / "o"), "--quota", "4,3"])
+    assert r.exit_code == 2 and "three" in r.output
+    r = runner.invoke(main, ["build-synthetic", "--out", str(tmp_path / "o"), "--target", "mvtec", "--root",
+                             str(tmp_path), "--category", "nothing"])
+    assert r.exit_code == 1 and "train/good" in r.output
+    r = runner.invoke(main, ["build-synthetic", "--out", str(tmp_path / "o"), "--daad", str(tmp_path / "missing.txt")])
+    assert r.exit_code == 1
+
+
+def test_embedded_default_runs(tmp_path):
+    result = _run(["build-synthetic", "--out", str(tmp_path / "demo"), "--quiet", "--quota", "1,1,1"])
+    rows = _rows(tmp_path / "demo")
+    assert len(rows) == 18 and set(rows["anomaly_class"]) <= {"crack", "stain"}
+    assert "foreground: all" in result.output
