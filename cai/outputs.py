@@ -69,14 +69,16 @@ def render_card(out, summary: dict, load_id: str | None = None) -> Path:
         task_categories=["image-segmentation"],
         tags=["anomaly-detection", "synthetic", "cai-hub", "industrial-inspection"],
         size_categories=["n<1K" if summary["made"] < 1000 else "1K<n<10K" if summary["made"] < 10000 else "10K<n<100K"],
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
     )
+    # no `configs:` block: datasets 5 caches a local folder whose card declares data_files under a
+    # key that ignores the files' contents, so a rebuilt folder would load stale rows; the default
+    # `data/train-*` pattern finds the shards on the hub and locally alike.
     card = DatasetCard.from_template(
         card_data, template_path=template_path("synthetic_dataset.md"),
         target=summary["target"], category=summary["category"], made=summary["made"], normals=summary["normals"],
         slots=summary["slots"], quota=summary["config"]["quota"], skipped=summary["skipped"],
         mode=summary["config"]["mode"], threshold=summary["config"]["threshold"],
-        median_ksize=summary["config"]["median_ksize"], size=summary["size"], seed=summary["seed"],
+        median_ksize=summary["config"]["median_ksize"], min_component=summary["config"]["min_component"], size=summary["size"], seed=summary["seed"],
         foreground=summary["foreground"]["used"], anomaly_set=summary["anomaly_set"],
         patterns=summary["patterns"].get("patterns"), excluded=", ".join(summary["leakage_guard"]["excluded_sources"]),
         iou=fid["mean_iou_mask_vs_placed"] or 0.0, visible=fid["mean_visible_share"] or 0.0,

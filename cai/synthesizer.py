@@ -135,7 +135,7 @@ class CAISynthesizer:
                 continue
             injection = inject_pattern(normal, foreground, image, mask, center, cfg)
             pmask = pseudo_mask(normal, injection.image, injection.placed_mask, cfg.threshold,
-                                cfg.median_ksize, cfg.mask_margin) & foreground
+                                cfg.median_ksize, cfg.mask_margin, cfg.min_component) & foreground
             if not pmask.any():
                 resamples["empty_mask"] += 1
                 continue

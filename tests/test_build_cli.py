@@ -94,7 +94,7 @@ def test_build_folder_target_hub_ready_and_deterministic_across_num_proc(tmp_pat
     assert set(a["scale"]) == {"large", "medium", "small"}
     assert (tmp_path / "a" / "contact_sheet.png").is_file()
     card = (tmp_path / "a" / "README.md").read_text()
-    assert card.startswith("---") and "data/train-*.parquet" in card and "made" not in card.split("---")[1]
+    assert card.startswith("---") and "image-segmentation" in card.split("---")[1] and "**30** pseudo anomalies" in card
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["made"] == 30 and summary["ms_per_pseudo_anomaly"] > 0
     # every mask lies on its placed defect's neighbourhood and marks a visible change
@@ -109,6 +109,15 @@ def test_seed_changes_output(tmp_path, anomaly_folder, normal_folder):
     _run(common + ["--out", str(tmp_path / "s0"), "--seed", "0"])
     _run(common + ["--out", str(tmp_path / "s1"), "--seed", "1"])
     assert _rows(tmp_path / "s0")["center"] != _rows(tmp_path / "s1")["center"]
+
+
+def test_rebuilt_folder_loads_new_rows(tmp_path, anomaly_folder, normal_folder):
+    args = ["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+            "--size", "96", "--foreground", "all", "--quiet", "--quota", "1,0,0", "--out", str(tmp_path / "same")]
+    _run(args + ["--seed", "0"])
+    first = _rows(tmp_path / "same")["center"]
+    _run(args + ["--seed", "1", "--overwrite"])
+    assert _rows(tmp_path / "same")["center"] != first  # not served from the datasets cache
 
 
 def test_resume_after_interruption(tmp_path, anomaly_folder, normal_folder):

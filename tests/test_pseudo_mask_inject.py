@@ -55,8 +55,12 @@ def test_pseudo_mask_median_removes_specks_and_rgb_works():
     placed = _square()
     inj = n.copy()
     inj[15, 15] = 250  # isolated speck
-    assert not pseudo_mask(n, inj, placed, median_ksize=7).any()
-    assert pseudo_mask(n, inj, placed, median_ksize=1).sum() == 1
+    assert not pseudo_mask(n, inj, placed).any()  # dropped as a component under 5 px
+    assert not pseudo_mask(n, inj, placed, median_ksize=7, min_component=1).any()
+    assert pseudo_mask(n, inj, placed, median_ksize=1, min_component=1).sum() == 1
+    inj[12:14, 12:18] = 250  # a thin 2-px line survives speck removal (a 7x7 median would erase it)
+    assert pseudo_mask(n, inj, placed)[12:14, 12:18].all()
+    assert not pseudo_mask(n, inj, placed, median_ksize=7, min_component=1).any()
 
 
 def test_pseudo_mask_validates():
