@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ._checks import as_bool_mask, check_image
+from ._checks import as_bool_mask, bbox, check_image
 
 _DISK = {}
 
@@ -39,7 +39,8 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0) -> np.ndarr
     ``d = grey(injected) - grey(normal)``; the shift is the Gaussian-weighted mean of ``d`` over
     the pixels *outside* the placed defect (normalised convolution), so the change of the defect
     itself stays whole, while a smooth offset that Poisson blending spreads over a region (the
-    membrane term) is not counted as change.
+    membrane term) is not counted as change. Computed on the window where ``d`` or the defect is
+    non-zero, plus the Gaussian's reach (exact: outside it the result is 0).
 
     Parameters
     ----------
@@ -56,11 +57,20 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0) -> np.ndarr
         ``|d - shift|`` in grey levels.
     """
     d = grey(injected) - grey(normal)
-    outside = (~placed_mask).astype(np.float32)
-    num = cv2.GaussianBlur(d * outside, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    out = np.zeros(d.shape, np.float32)
+    active = (d != 0) | placed_mask
+    if not active.any():
+        return out
+    reach = int(np.ceil(4 * sigma)) + 1  # cv2's Gaussian support for this sigma
+    r0, c0, r1, c1 = bbox(active)
+    win = (slice(max(r0 - reach, 0), r1 + reach), slice(max(c0 - reach, 0), c1 + reach))
+    dw = d[win]
+    outside = (~placed_mask[win]).astype(np.float32)
+    num = cv2.GaussianBlur(dw * outside, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
     den = cv2.GaussianBlur(outside, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
     shift = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0)
-    return np.abs(d - shift).astype(np.float32)
+    out[win] = np.abs(dw - shift)
+    return out
 
 
 def pseudo_mask(normal, injected, placed_mask, threshold: float = 7, median_ksize: int = 1,
@@ -114,10 +124,12 @@ def pseudo_mask(normal, injected, placed_mask, threshold: float = 7, median_ksiz
         changed = cv2.medianBlur(changed, median_ksize)
     mask = (changed > 0) & dilate(placed_mask, margin)
     if min_component > 1 and mask.any():
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        r0, c0, r1, c1 = bbox(mask)
+        win = (slice(r0, r1), slice(c0, c1))
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(mask[win].astype(np.uint8), connectivity=8)
         keep = stats[:, cv2.CC_STAT_AREA] >= min_component
         keep[0] = False
-        mask = keep[labels]
+        mask[win] = keep[labels]
     return mask
 
 

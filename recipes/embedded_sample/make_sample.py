@@ -211,6 +211,9 @@ def build(shared: Path, out: Path) -> None:
               ["stem", "source", "license", "original_file", "crop"], normal_rows)
 
     (out / "README.md").write_text(card(anomaly_rows, normal_rows), encoding="utf-8")
+    # Apache-2.0 section 4(a): the licence text travels with the fabric files
+    (out / "LICENSES").mkdir()
+    shutil.copyfile(Path(__file__).resolve().parents[2] / "LICENSE", out / "LICENSES" / "Apache-2.0.txt")
 
 
 def card(anomaly_rows: list[list[str]], normal_rows: list[list[str]]) -> str:
@@ -267,8 +270,8 @@ Fabric stain samples (`dataset_samples/`) from the HSST fabric-stain detection
 repository by Pinqi Cheng, https://github.com/SwaggyPinqi12/HSSTalgorithm
 (accompanying the manuscript "Enhanced Fabric Stain Detection via Gabor-Optimized
 Saliency Fusion and Stability-Driven Thresholding"). Licensed under the Apache License,
-Version 2.0, https://www.apache.org/licenses/LICENSE-2.0. The files here are modified
-(see "Changes").
+Version 2.0, https://www.apache.org/licenses/LICENSE-2.0 (a copy of the licence text is in
+`LICENSES/Apache-2.0.txt` beside this card). The files here are modified (see "Changes").
 
 ## Changes made
 
