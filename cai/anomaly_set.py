@@ -122,8 +122,8 @@ def prepare_patterns(ds: datasets.Dataset, classes=None, exclude_sources=(), con
             licenses.setdefault(sources[i], set()).add(str(lic))
         report["licenses"] = {s: ", ".join(sorted(v)) for s, v in sorted(licenses.items())}
     ds = ds.select(keep)
-    if isinstance(ds.features["anomaly_class"], datasets.ClassLabel):
-        ds = ds.cast_column("anomaly_class", datasets.Value("string"))
+    if isinstance(ds.features["anomaly_class"], datasets.ClassLabel):  # class names, not label ids
+        ds = ds.remove_columns("anomaly_class").add_column("anomaly_class", [names[i] for i in keep])
     ds = ds.cast_column("image", datasets.Image(decode=False)).cast_column("mask", datasets.Image(decode=False))
     prepared = ds.map(_crop_batch, batched=True, batch_size=16, with_indices=True, fn_kwargs={"context": context},
                       remove_columns=ds.column_names, features=PATTERN_FEATURES, num_proc=num_proc,

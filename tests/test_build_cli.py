@@ -211,3 +211,28 @@ def test_embedded_default_runs(tmp_path):
     rows = _rows(tmp_path / "demo")
     assert len(rows) == 18 and set(rows["anomaly_class"]) <= {"crack", "stain"}
     assert "foreground: all" in result.output
+
+
+def test_push_to_hub_uploads_the_folder(tmp_path, anomaly_folder, normal_folder, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload_folder", kwargs))
+            return type("Info", (), {"commit_url": f"https://hub.invalid/{kwargs['repo_id']}/commit/1"})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    result = _run(["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+                   "--size", "96", "--foreground", "all", "--quiet", "--quota", "1,0,0", "--out", str(tmp_path / "p"),
+                   "--push-to-hub", "org/cai-test", "--private"])
+    assert calls[0] == ("create_repo", "org/cai-test", {"repo_type": "dataset", "private": True, "exist_ok": True})
+    upload = calls[1][1]
+    assert upload["repo_id"] == "org/cai-test" and upload["repo_type"] == "dataset"
+    assert upload["folder_path"] == str(tmp_path / "p") and "data/*.parquet" in upload["allow_patterns"]
+    assert ".cai" not in " ".join(upload["allow_patterns"])
+    assert "pushed: https://hub.invalid/org/cai-test/commit/1" in result.output
