@@ -115,5 +115,16 @@ def _print_summary(summary: dict, out: str) -> None:
         click.echo(f"pushed: {summary['pushed_to']}")
 
 
+def _register_daad() -> None:
+    from daad_tools.cli import daad
+    from daad_tools.curate_cli import COMMANDS as CURATE_COMMANDS
+
+    for command in CURATE_COMMANDS:
+        daad.add_command(command)
+    main.add_command(daad)
+
+
+_register_daad()
+
 if __name__ == "__main__":
     main()

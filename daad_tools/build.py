@@ -1,0 +1,867 @@
+"""`daad build`: turn a recipe (sources + taxonomy + QA settings) into the hub-ready DAAD folder.
+
+Steps: import each source (:mod:`daad_tools.importers`) → class by the taxonomy
+(:mod:`daad_tools.taxonomy`) → decode + per-row QA (:mod:`daad_tools.qa`) → set-wide duplicate
+detection and the publish decision → parquet shards with embedded image bytes → card + QA report.
+
+Output folder::
+
+    OUT/data/train-XXXXX-of-YYYYY.parquet   rows of ``DAAD_FEATURES`` (image + mask bytes embedded)
+    OUT/README.md                           card rendered from ``cards/daad_dataset.md``
+    OUT/qa_report.json, OUT/qa_report.md    every rejected row with its reasons, counts per flag/source/class
+    OUT/.daad/                              work dir: run fingerprint, first-pass manifests, shard markers
+
+Resume. Duplicate detection is global (across sources), so the build runs in two passes. The first
+pass decodes every row once and stores a small per-source manifest (hashes, flags, geometry, the mask
+as PNG, the image file's sha256; no image bytes) under ``.daad/pass1/``; a finished source is never
+redone. The publish decision and the row → shard plan are then computed from all manifests (cheap
+and deterministic). The second pass writes one shard at a time to ``.daad/tmp`` and renames it into
+``data/`` (atomic), then writes its marker. An interrupted build rerun with the same recipe and code
+(same fingerprint) keeps the finished sources and shards and writes only what is missing; a different
+fingerprint is refused unless ``overwrite=True``.
+
+Image bytes. A source image whose file is JPEG or PNG, 8-bit RGB or grey (L), without an EXIF
+rotation is embedded byte for byte (no recompression; a grey source therefore decodes to mode L,
+use ``.convert("RGB")``); anything else is re-encoded as lossless PNG of the decoded pixels (grey
+as L, colour as RGB). Masks are always lossless single-channel PNG, 0/255.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+from tqdm.auto import tqdm
+
+from . import qa as qa_mod
+from .records import CLASSES, DAAD_FEATURES, SOURCE_KINDS, RawAnomaly
+
+BUILD_VERSION = 1
+WORK = ".daad"
+CHUNK = 64  # records per taxonomy call (bounds the masks held in memory)
+_CODE_FILES = ("daad_tools/records.py", "daad_tools/qa.py", "daad_tools/build.py", "daad_tools/taxonomy.py",
+               "cai/imageio.py")
+_OUTPUT_NAMES = {"README.md", "data", "qa_report.json", "qa_report.md", WORK}
+
+
+class BuildError(RuntimeError):
+    """The DAAD build cannot go on (bad recipe, an output folder holding another run, ...)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# recipe
+
+
+@dataclass
+class SourceSpec:
+    """One ``sources:`` entry of a recipe.
+
+    Attributes
+    ----------
+    layout : str
+        Importer layout (a key of ``daad_tools.importers.IMPORTERS``).
+    root : str
+        Source folder as written in the recipe (relative to the recipe file, or absolute).
+    options : dict
+        Keyword options for the importer.
+    source, license, source_kind, source_domain : str or None
+        Override the importer's value on every record (applied before the taxonomy, so the taxonomy
+        and the row ids see the overridden source name).
+    split_components : bool or None
+        Per-source override of the recipe's ``split_components``.
+    optional : bool
+        A missing root is skipped (and reported) instead of failing the build.
+    """
+
+    layout: str
+    root: str
+    options: dict = field(default_factory=dict)
+    source: str | None = None
+    license: str | None = None
+    source_kind: str | None = None
+    source_domain: str | None = None
+    split_components: bool | None = None
+    optional: bool = False
+    resolved_root: str = ""
+
+
+@dataclass
+class Recipe:
+    """A parsed DAAD recipe (see ``recipes/daad/daad.yaml`` for every key, with comments).
+
+    Attributes
+    ----------
+    sources : list of SourceSpec
+        In priority order: the duplicate keep rule prefers earlier sources.
+    name : str
+        Pretty name on the card.
+    shard_size : int
+        Published rows per parquet shard.
+    split_components : bool
+        One row per connected component of each mask (CAI injects one pattern per pseudo anomaly).
+    min_component_area : int
+        With ``split_components``, components smaller than this many pixels get no row (counted).
+    unmapped : str
+        ``"error"`` (a label the taxonomy does not know stops the build) or ``"skip"`` (counted).
+    exclude_licenses : tuple of str
+        Records under these licences are left out before QA (case-insensitive).
+    taxonomy : dict
+        ``path`` (a taxonomy file, relative to the recipe; None = the default) and ``overrides``.
+    qa : QAConfig
+    path, text : the recipe file and its text (the card quotes it).
+    """
+
+    sources: list
+    name: str = "DAAD"
+    shard_size: int = 200
+    split_components: bool = False
+    min_component_area: int = 16
+    unmapped: str = "error"
+    exclude_licenses: tuple = ()
+    taxonomy: dict = field(default_factory=dict)
+    qa: qa_mod.QAConfig = field(default_factory=qa_mod.QAConfig)
+    path: str = ""
+    text: str = ""
+
+
+_RECIPE_KEYS = {"name", "shard_size", "split_components", "min_component_area", "unmapped", "exclude_licenses",
+                "taxonomy", "qa", "sources"}
+_SOURCE_KEYS = {"layout", "root", "options", "source", "license", "source_kind", "source_domain",
+                "split_components", "optional"}
+
+
+def _resolve(base: Path, value: str) -> str:
+    path = Path(os.path.expanduser(str(value)))
+    return str((path if path.is_absolute() else base / path).resolve())
+
+
+def load_recipe(path, unmapped: str | None = None, exclude_licenses=()) -> Recipe:
+    """Read and check a YAML recipe.
+
+    Parameters
+    ----------
+    path : str or Path
+        The recipe file.
+    unmapped : {"error", "skip"}, optional
+        Overrides the recipe's ``unmapped``.
+    exclude_licenses : iterable of str
+        Added to the recipe's ``exclude_licenses``.
+
+    Raises
+    ------
+    BuildError
+        Unreadable YAML, unknown keys, bad values.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+        data = yaml.safe_load(text) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise BuildError(f"cannot read recipe {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BuildError(f"recipe {path} must be a mapping at the top level")
+    unknown = sorted(set(data) - _RECIPE_KEYS)
+    if unknown:
+        raise BuildError(f"recipe {path}: unknown key(s) {unknown}; known: {sorted(_RECIPE_KEYS)}")
+    base = path.resolve().parent
+    sources = []
+    for i, entry in enumerate(data.get("sources") or []):
+        if not isinstance(entry, dict) or "layout" not in entry or "root" not in entry:
+            raise BuildError(f"recipe {path}: sources[{i}] needs at least 'layout' and 'root'")
+        bad = sorted(set(entry) - _SOURCE_KEYS)
+        if bad:
+            raise BuildError(f"recipe {path}: sources[{i}] has unknown key(s) {bad}; known: {sorted(_SOURCE_KEYS)}")
+        if entry.get("source_kind") is not None and entry["source_kind"] not in SOURCE_KINDS:
+            raise BuildError(f"recipe {path}: sources[{i}].source_kind must be one of {SOURCE_KINDS}")
+        spec = SourceSpec(**{k: v for k, v in entry.items()})
+        spec.options = dict(spec.options or {})
+        spec.resolved_root = _resolve(base, spec.root)
+        sources.append(spec)
+    if not sources:
+        raise BuildError(f"recipe {path} lists no sources")
+    unmapped = unmapped or data.get("unmapped", "error")
+    if unmapped not in ("error", "skip"):
+        raise BuildError(f"unmapped must be 'error' or 'skip', got {unmapped!r}")
+    taxonomy = dict(data.get("taxonomy") or {})
+    bad = sorted(set(taxonomy) - {"path", "overrides"})
+    if bad:
+        raise BuildError(f"recipe {path}: taxonomy has unknown key(s) {bad}; known: ['overrides', 'path']")
+    if taxonomy.get("path"):
+        paths = taxonomy["path"] if isinstance(taxonomy["path"], list) else [taxonomy["path"]]
+        taxonomy["path"] = [_resolve(base, p) for p in paths]
+    overrides = taxonomy.get("overrides") or {}
+    if not isinstance(overrides, dict) or not all(isinstance(k, str) and "/" in k for k in overrides):
+        raise BuildError(f"recipe {path}: taxonomy.overrides must map row ids or <source>/<original_file> "
+                         "to a class, e.g. {'mvtec_ad/carpet/test/color/000.png': stain}")
+    taxonomy["overrides"] = dict(overrides)
+    try:
+        qa_config = qa_mod.QAConfig.from_dict(data.get("qa"))
+        shard_size = int(data.get("shard_size", 200))
+        min_component_area = int(data.get("min_component_area", 16))
+    except (TypeError, ValueError) as exc:
+        raise BuildError(f"recipe {path}: {exc}") from exc
+    if shard_size < 1 or min_component_area < 1:
+        raise BuildError(f"recipe {path}: shard_size and min_component_area must be >= 1")
+    excluded = tuple(dict.fromkeys([*(data.get("exclude_licenses") or []), *exclude_licenses]))
+    return Recipe(sources=sources, name=str(data.get("name", "DAAD")), shard_size=shard_size,
+                  split_components=bool(data.get("split_components", False)),
+                  min_component_area=min_component_area, unmapped=unmapped, exclude_licenses=excluded,
+                  taxonomy=taxonomy, qa=qa_config, path=str(path), text=text)
+
+
+def _fingerprint(recipe: Recipe) -> str:
+    settings = {
+        "sources": [{k: v for k, v in vars(s).items() if k != "root"} for s in recipe.sources],
+        "name": recipe.name, "shard_size": recipe.shard_size, "split_components": recipe.split_components,
+        "min_component_area": recipe.min_component_area, "unmapped": recipe.unmapped,
+        "exclude_licenses": sorted(_norm_license(x) for x in recipe.exclude_licenses),
+        "taxonomy": recipe.taxonomy, "qa": recipe.qa.to_dict(),
+    }
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(code_version().encode())
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """sha256 over the code a DAAD build depends on (records, QA, build, taxonomy and its data files,
+    importers, image decoding) plus ``BUILD_VERSION``: a change invalidates an unfinished build."""
+    repo = Path(__file__).resolve().parents[1]
+    files = [repo / f for f in _CODE_FILES]
+    package = repo / "daad_tools"
+    files += sorted((package / "importers").rglob("*.py"))
+    files += sorted(p for ext in ("*.yaml", "*.yml", "*.json", "*.csv") for p in package.rglob(ext))
+    h = hashlib.sha256(f"daad-build-{BUILD_VERSION}".encode())
+    for f in files:
+        if f.is_file():
+            h.update(str(f.relative_to(repo)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _norm_license(value) -> str:
+    return str(value).strip().casefold()
+
+
+# ---------------------------------------------------------------------------------------------
+# seams to the importers and the taxonomy (tests replace these)
+
+
+def _iter_source(layout: str, root: str, options: dict, stats: dict):
+    """The importer's records; ``stats`` is handed to importers that fill one (their common option)."""
+    import inspect
+
+    from daad_tools.importers import get_importer, iter_source
+    try:
+        accepts = "stats" in inspect.signature(get_importer(layout).iter_anomalies).parameters
+    except ValueError as exc:  # unknown layout
+        raise BuildError(str(exc)) from exc
+    return iter_source(layout, root, **options, **({"stats": stats} if accepts and "stats" not in options else {}))
+
+
+def _taxonomy_module():
+    from daad_tools import taxonomy
+    return taxonomy
+
+
+# ---------------------------------------------------------------------------------------------
+# first pass: import, classify, decode, per-row QA → per-source manifest
+
+
+def _manifest_schema():
+    import pyarrow as pa
+    return pa.schema([
+        ("id", pa.string()), ("origin", pa.string()), ("order", pa.int64()), ("source", pa.string()),
+        ("original_file", pa.string()), ("original_label", pa.string()), ("source_kind", pa.string()),
+        ("source_domain", pa.string()), ("license", pa.string()), ("anomaly_class", pa.string()),
+        ("importer_component", pa.int64()), ("component", pa.int64()), ("image_path", pa.string()),
+        ("file_sha256", pa.string()), ("image_storage", pa.string()), ("width", pa.int64()),
+        ("height", pa.int64()), ("image_hash", pa.string()), ("phash", pa.int64()), ("mask_png", pa.binary()),
+        ("bbox", pa.list_(pa.int64())), ("mask_area_ratio", pa.float64()), ("content_hash", pa.string()),
+        ("flags", pa.list_(pa.string())), ("notes", pa.list_(pa.string())), ("usable", pa.bool_()),
+    ])
+
+
+def _image_storage(raw: bytes) -> str:
+    """``"original"`` when the file's bytes can be embedded as they are, else ``"png"``."""
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            orientation = im.getexif().get(0x0112, 1)
+            if im.format in ("JPEG", "PNG") and im.mode in ("RGB", "L") and orientation in (0, 1):
+                return "original"
+    except Exception:  # undecodable here means load_rgb failed already; re-encoding path reports it
+        pass
+    return "png"
+
+
+def _encode_image(raw: bytes, storage: str) -> bytes:
+    from cai.imageio import encode_png, load_rgb
+    if storage == "original":
+        return raw
+    rgb, is_grey = load_rgb(raw)
+    return encode_png(rgb[..., 0] if is_grey else rgb)["bytes"]
+
+
+def _check_class(value) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if not 0 <= int(value) < len(CLASSES):
+            raise BuildError(f"taxonomy returned class index {value}, outside 0..{len(CLASSES) - 1}")
+        return CLASSES[int(value)]
+    if str(value) not in CLASSES:
+        raise BuildError(f"taxonomy returned class {value!r}, not one of {CLASSES}")
+    return str(value)
+
+
+def _components(mask: np.ndarray, connectivity: int, min_area: int):
+    """Connected components of ``mask`` numbered 1.. in raster order of their first pixel (cv2's
+    labelling order), kept when at least ``min_area`` px: list of (k, component mask), dropped count."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=connectivity)
+    kept, dropped = [], 0
+    for k in range(1, n):
+        if stats[k, cv2.CC_STAT_AREA] >= min_area:
+            kept.append((k, labels == k))
+        else:
+            dropped += 1
+    return kept, dropped
+
+
+def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: Recipe) -> tuple[list, int]:
+    """Decode one record and return its manifest rows (one, or one per kept component) and the
+    number of components dropped as too small."""
+    from cai.imageio import BadInput, encode_png, load_rgb
+
+    cfg = recipe.qa
+    notes = [str(n) for n in (record.notes or [])]
+    origin = f"{record.source}/{record.original_file}"
+    base = {"origin": origin, "order": order, "source": record.source, "original_file": record.original_file,
+            "original_label": str(record.original_label), "source_kind": record.source_kind,
+            "source_domain": record.source_domain, "license": record.license, "anomaly_class": cls,
+            "importer_component": int(record.component), "component": 0, "image_path": str(record.image_path),
+            "notes": notes, "file_sha256": None, "image_storage": None, "width": 0, "height": 0,
+            "image_hash": None, "phash": 0, "mask_png": None, "bbox": [0, 0, 0, 0], "mask_area_ratio": 0.0,
+            "content_hash": None, "usable": False}
+    try:
+        raw = Path(record.image_path).read_bytes()
+        rgb, _ = load_rgb(raw)
+    except (OSError, BadInput):
+        flags = sorted(set(qa_mod.note_flags(notes)) | {"image_unreadable"}, key=qa_mod.FLAGS.index)
+        return [{**base, "flags": flags}], 0
+    height, width = rgb.shape[:2]
+    base.update(file_sha256=hashlib.sha256(raw).hexdigest(), image_storage=_image_storage(raw), width=width,
+                height=height, image_hash=qa_mod.image_hash(rgb), phash=qa_mod.phash(rgb))
+    mask = record.mask
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.ndim != 2 or mask.shape != (height, width):
+            flags = sorted(set(qa_mod.note_flags(notes)) | {"size_mismatch"}, key=qa_mod.FLAGS.index)
+            return [{**base, "flags": flags}], 0
+        mask = mask.astype(bool) if mask.dtype != bool else mask
+    if mask is None:
+        return [{**base, "flags": qa_mod.row_flags(None, cfg, notes)}], 0
+    pieces, dropped = [(0, mask)], 0
+    if split and mask.any():
+        kept, dropped = _components(mask, cfg.connectivity, recipe.min_component_area)
+        if kept:
+            pieces = kept
+    rows = []
+    for k, part in pieces:
+        stats = qa_mod.mask_stats(part, cfg.connectivity)
+        rows.append({**base, "component": k, "mask_png": encode_png(part)["bytes"],
+                     "bbox": list(stats.bbox) if stats.bbox else [0, 0, 0, 0], "mask_area_ratio": stats.area_ratio,
+                     "content_hash": qa_mod.content_hash(rgb, part), "usable": True,
+                     "flags": qa_mod.row_flags(part, cfg, notes, stats)})
+    return rows, dropped
+
+
+def _assign_ids(rows: list) -> None:
+    """``<source>/<original_file>[#<label>][@<component>]``: ``#label`` when the importer split a file by
+    class (component >= 1) or two records of the source share a file; ``@k`` for a connected component."""
+    def make(row, with_label):
+        rid = row["origin"]
+        if with_label:
+            rid += f"#{row['original_label']}"
+        if row["component"]:
+            rid += f"@{row['component']}"
+        return rid
+
+    records = Counter((r["origin"], r["order"]) for r in rows)  # rows of one record share (origin, order)
+    per_origin = Counter(origin for origin, _ in records)
+    for row in rows:
+        row["id"] = make(row, row["importer_component"] >= 1 or per_origin[row["origin"]] > 1)
+    seen = Counter(r["id"] for r in rows)
+    clash = sorted(i for i, n in seen.items() if n > 1)
+    if clash:
+        raise BuildError(f"the importer yielded several records with the same id, e.g. {clash[:3]} "
+                         "(same file and label): fix the importer or its options")
+
+
+def _run_source(index: int, spec: SourceSpec, recipe: Recipe, taxonomy, tax_mod, progress: bool) -> tuple[list, dict]:
+    """First pass over one source: manifest rows and the source's bookkeeping."""
+    info = {"index": index, "layout": spec.layout, "root": spec.root, "records": 0, "unmapped": 0,
+            "taxonomy_excluded": 0, "excluded_license": 0, "components_dropped": 0, "taxonomy_report": None, "sources": [],
+            "licenses": [], "missing": False}
+    if not Path(spec.resolved_root).exists():
+        if spec.optional:
+            info["missing"] = True
+            return [], info
+        raise BuildError(f"sources[{index}] ({spec.layout}): root {spec.resolved_root} does not exist "
+                         "(set optional: true to skip a missing source)")
+    excluded = {_norm_license(x) for x in recipe.exclude_licenses}
+    split = recipe.split_components if spec.split_components is None else bool(spec.split_components)
+    overrides = {k: getattr(spec, k) for k in ("source", "license", "source_kind", "source_domain")
+                 if getattr(spec, k) is not None}
+    rows, reports, order, import_stats, seen, unmapped_pairs = [], [], 0, {}, set(), {}
+    bar = tqdm(desc=f"[{index}] {spec.source or spec.layout}", unit="record", disable=not progress)
+
+    def flush(chunk):
+        nonlocal order
+        if not chunk:
+            return
+        # always "skip" here: with unmapped="error" every unknown label of the source is collected
+        # first, so the error lists them all at once
+        mapped, report = tax_mod.map_records(chunk, taxonomy, unmapped="skip")
+        mapped = list(mapped)
+        reports.append(report)
+        missing = report.get("unmapped") if isinstance(report, dict) else None
+        if isinstance(missing, dict):
+            for pair, n in missing.items():
+                unmapped_pairs[pair] = unmapped_pairs.get(pair, 0) + int(n)
+            n_missing = sum(int(n) for n in missing.values())
+        else:  # a report without the breakdown: everything not mapped counts as unmapped
+            n_missing = len(chunk) - len(mapped)
+        info["unmapped"] += n_missing
+        info["taxonomy_excluded"] += len(chunk) - len(mapped) - n_missing
+        bar.update(len(chunk))
+        if unmapped_pairs and recipe.unmapped == "error":
+            return  # keep reading (to list every unknown label), decode nothing more
+        for record, cls in mapped:
+            cls = _check_class(cls)
+            new, dropped = _record_rows(record, cls, order, split, recipe)
+            order += 1
+            info["components_dropped"] += dropped
+            rows.extend(new)
+
+    def records():
+        try:
+            yield from _iter_source(spec.layout, spec.resolved_root, spec.options, import_stats)
+        except (ValueError, TypeError) as exc:  # LayoutError (a ValueError), unknown layout or option
+            raise BuildError(f"sources[{index}] ({spec.layout}, {spec.resolved_root}): {exc}") from exc
+
+    chunk = []
+    try:
+        for record in records():
+            for key, value in overrides.items():
+                setattr(record, key, value)
+            info["records"] += 1
+            seen.add(record.source)
+            if _norm_license(record.license) in excluded:
+                info["excluded_license"] += 1
+                continue
+            chunk.append(record)
+            if len(chunk) >= CHUNK:
+                flush(chunk)
+                chunk = []
+        flush(chunk)
+    finally:
+        bar.close()
+    if unmapped_pairs and recipe.unmapped == "error":
+        listed = ", ".join(f"{_pair_name(p)} ({n})" for p, n in sorted(unmapped_pairs.items(), key=str))
+        raise BuildError(f"sources[{index}] ({spec.layout}): labels the taxonomy does not map: {listed}; add them "
+                         "to the taxonomy (recipe taxonomy.path / taxonomy.overrides) or build with unmapped: skip")
+    _assign_ids(rows)
+    info["taxonomy_report"] = _merge_reports(reports)
+    info["import_stats"] = _jsonable(import_stats)
+    info["sources"] = sorted(seen)
+    info["licenses"] = sorted({r["license"] for r in rows})
+    return rows, info
+
+
+def _merge_reports(reports: list):
+    """Merge the taxonomy's per-chunk reports: numbers add, dicts merge, lists concatenate."""
+    def merge(a, b):
+        if isinstance(a, dict) and isinstance(b, dict):
+            out = dict(a)
+            for k, v in b.items():
+                out[k] = merge(out[k], v) if k in out else v
+            return out
+        if isinstance(a, bool) or isinstance(b, bool):
+            return b
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            return a + b
+        if isinstance(a, list) and isinstance(b, list):
+            return a + b
+        return b
+
+    merged = None
+    for r in reports:
+        r = _jsonable(r)
+        merged = r if merged is None else merge(merged, r)
+    return merged
+
+
+def _pair_name(key) -> str:
+    if isinstance(key, tuple):
+        return "/".join(map(str, key)) if all(str(k) for k in key) else "/".join(repr(str(k)) for k in key)
+    return str(key)
+
+
+def _jsonable(value):
+    """A JSON-safe copy: tuple keys (the taxonomy's (source, label) pairs) become "source/label"."""
+    if isinstance(value, dict):
+        return {_pair_name(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return _jsonable(vars(value)) if hasattr(value, "__dict__") else str(value)
+
+
+def _write_json(path: Path, value, sort_keys: bool = True) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=sort_keys, default=str))
+    os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _first_pass(recipe: Recipe, work: Path, progress: bool):
+    """Run (or reuse) the first pass of every source; returns the manifest (a pyarrow table over all
+    sources, in source then record order) and the per-source bookkeeping."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pass_dir = work / "pass1"
+    pass_dir.mkdir(parents=True, exist_ok=True)
+    taxonomy = tax_mod = None
+    tables, infos = [], []
+    for index, spec in enumerate(recipe.sources):
+        parquet, marker = pass_dir / f"source-{index:03d}.parquet", pass_dir / f"source-{index:03d}.json"
+        if parquet.is_file() and marker.is_file():
+            tables.append(pq.read_table(parquet))
+            infos.append(json.loads(marker.read_text()))
+            continue
+        if tax_mod is None:
+            tax_mod = _taxonomy_module()
+            overrides = {(key.split("/", 1)[0], key): cls for key, cls in recipe.taxonomy.get("overrides", {}).items()}
+            try:
+                taxonomy = tax_mod.load_taxonomy(recipe.taxonomy.get("path"), overrides=overrides or None)
+            except (ValueError, OSError) as exc:  # TaxonomyError is a ValueError
+                raise BuildError(f"taxonomy: {exc}") from exc
+        rows, info = _run_source(index, spec, recipe, taxonomy, tax_mod, progress)
+        table = pa.Table.from_pylist(rows, schema=_manifest_schema())
+        info["rows"] = table.num_rows
+        pq.write_table(table, parquet.with_name(parquet.name + ".tmp"))
+        os.replace(parquet.with_name(parquet.name + ".tmp"), parquet)
+        _write_json(marker, info)
+        tables.append(table)
+        infos.append(info)
+    manifest = pa.concat_tables(tables) if tables else pa.Table.from_pylist([], schema=_manifest_schema())
+    return manifest, infos
+
+
+# ---------------------------------------------------------------------------------------------
+# decision and plan
+
+
+def _decide(manifest, infos, recipe: Recipe):
+    """Duplicate flags, publish decision and QA report over the whole manifest."""
+    cfg = recipe.qa
+    cols = manifest.select(["id", "origin", "source", "anomaly_class", "flags", "usable", "image_hash", "phash",
+                            "width", "height"]).to_pylist()
+    priority = []
+    for i, info in enumerate(infos):
+        priority += [i] * info["rows"]
+    ids = [c["id"] for c in cols]
+    if len(set(ids)) != len(ids):
+        clash = sorted(i for i, n in Counter(ids).items() if n > 1)[:3]
+        raise BuildError(f"two sources produce the same row ids, e.g. {clash}: give one a different "
+                         "`source:` name in the recipe")
+    row_reject = set(cfg.reject) & set(qa_mod.ROW_FLAGS)
+    keep_ids = set(cfg.keep_ids)
+    origins = {}
+    for c, prio in zip(cols, priority):
+        if c["image_hash"] is None:
+            continue
+        passes = c["usable"] and (not (set(c["flags"]) & row_reject) or c["id"] in keep_ids)
+        o = origins.get(c["origin"])
+        if o is None:
+            origins[c["origin"]] = qa_mod.Origin(c["origin"], c["image_hash"], c["phash"], (c["height"], c["width"]),
+                                                 prio, passes)
+        elif passes and not o.passes:
+            origins[c["origin"]] = qa_mod.Origin(o.key, o.image_hash, o.phash, o.shape, o.priority, True)
+    dups = qa_mod.find_duplicates(origins.values(), near_distance=cfg.near_duplicate_distance)
+    rows = []
+    for c in cols:
+        flags, dup_of = list(c["flags"]), None
+        if c["origin"] in dups:
+            flag, dup_of = dups[c["origin"]]
+            flags = sorted(set(flags) | {flag}, key=qa_mod.FLAGS.index)
+        rows.append(qa_mod.RowQA(c["id"], c["origin"], c["source"], c["anomaly_class"], flags, dup_of, c["usable"]))
+    keep, report = qa_mod.decide(rows, cfg)
+    return rows, keep, report
+
+
+def _plan(rows, keep, shard_size: int) -> list[list[int]]:
+    """Manifest indices of the published rows, cut into shards in manifest order."""
+    published = [i for i, k in enumerate(keep) if k]
+    if not published:
+        raise BuildError("no row passed QA: nothing to publish (see qa_report.md)")
+    return [published[i:i + shard_size] for i in range(0, len(published), shard_size)]
+
+
+# ---------------------------------------------------------------------------------------------
+# second pass: shards
+
+
+def _shard_columns(manifest_rows: list, flags: list) -> dict:
+    columns = {name: [] for name in DAAD_FEATURES}
+    for row, row_flags in zip(manifest_rows, flags):
+        raw = Path(row["image_path"]).read_bytes()
+        if hashlib.sha256(raw).hexdigest() != row["file_sha256"]:
+            raise BuildError(f"{row['image_path']} changed since the first pass of this build; "
+                             "rerun with --overwrite")
+        columns["id"].append(row["id"])
+        columns["image"].append({"bytes": _encode_image(raw, row["image_storage"]), "path": None})
+        columns["mask"].append({"bytes": row["mask_png"], "path": None})
+        columns["anomaly_class"].append(row["anomaly_class"])
+        for name in ("source", "source_kind", "source_domain", "original_label", "original_file", "license",
+                     "bbox", "mask_area_ratio", "width", "height", "content_hash"):
+            columns[name].append(row[name])
+        columns["qa_flags"].append(list(row_flags))
+    return columns
+
+
+def _write_shard(tmp: Path, columns: dict) -> None:
+    import datasets
+    datasets.Dataset.from_dict(columns, features=DAAD_FEATURES).to_parquet(str(tmp))
+
+
+def _shard_name(index: int, total: int) -> str:
+    return f"train-{index:05d}-of-{total:05d}.parquet"
+
+
+def _second_pass(out: Path, work: Path, manifest, rows, plan, progress: bool) -> None:
+    data_dir, marker_dir, tmp_dir = out / "data", work / "shards", work / "tmp"
+    for d in (data_dir, marker_dir, tmp_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    total = len(plan)
+    names = {_shard_name(i, total) for i in range(total)}
+    for stale in data_dir.glob("*"):  # files of an older layout of this run (never another run's: fingerprinted)
+        if stale.name not in names:
+            stale.unlink() if stale.is_file() else shutil.rmtree(stale)
+    for partial in tmp_dir.glob("*"):  # a shard being written when the last run was killed
+        partial.unlink()
+    bar = tqdm(total=sum(len(s) for s in plan), desc="Writing shards", unit="row", disable=not progress)
+    try:
+        for index, members in enumerate(plan):
+            name = _shard_name(index, total)
+            ids = [rows[i].id for i in members]
+            marker = marker_dir / f"{name}.json"
+            digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()
+            if (data_dir / name).is_file() and marker.is_file() and json.loads(marker.read_text()).get("ids") == digest:
+                bar.update(len(members))
+                continue
+            manifest_rows = manifest.take(members).to_pylist()
+            columns = _shard_columns(manifest_rows, [rows[i].flags for i in members])
+            tmp = tmp_dir / name
+            _write_shard(tmp, columns)
+            os.replace(tmp, data_dir / name)
+            _write_json(marker, {"ids": digest, "rows": len(members)})
+            bar.update(len(members))
+    finally:
+        bar.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the build
+
+
+def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> Path:
+    work = out / WORK
+    run_file = work / "run.json"
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"{out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        ours = {p.name for p in out.iterdir()} <= _OUTPUT_NAMES
+        if overwrite:
+            if not ours:
+                raise BuildError(f"{out} holds files a DAAD build does not write; not deleting it with "
+                                 "--overwrite (choose another --out or empty it yourself)")
+            shutil.rmtree(out)
+        elif not run_file.is_file():
+            raise BuildError(f"{out} is not empty and holds no DAAD build; choose another --out "
+                             "(or pass --overwrite to replace an old DAAD build)")
+        elif json.loads(run_file.read_text()).get("fingerprint") != fingerprint:
+            raise BuildError(f"{out} holds another DAAD build (different recipe, settings or code); "
+                             "pass --overwrite or choose another --out")
+    work.mkdir(parents=True, exist_ok=True)
+    _write_json(run_file, {"fingerprint": fingerprint, "code_version": code_version(),
+                           "build_version": BUILD_VERSION})
+    return work
+
+
+def build_daad(recipe_path, out, overwrite: bool = False, unmapped: str | None = None, exclude_licenses=(),
+               progress: bool = True) -> dict:
+    """Build the DAAD folder described by a recipe.
+
+    Parameters
+    ----------
+    recipe_path : str or Path
+        YAML recipe (see ``recipes/daad/daad.yaml``).
+    out : str or Path
+        Output folder (hub-ready; loads with ``datasets.load_dataset(out)``).
+    overwrite : bool
+        Replace an output folder holding another DAAD build.
+    unmapped : {"error", "skip"}, optional
+        Overrides the recipe's ``unmapped``.
+    exclude_licenses : iterable of str
+        Licences left out, added to the recipe's ``exclude_licenses``.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        The QA report (also ``qa_report.json``), with ``shards`` and ``fingerprint`` added.
+
+    Raises
+    ------
+    BuildError
+        Bad recipe, unknown label with ``unmapped="error"``, output folder holding another build,
+        nothing left to publish.
+    """
+    import datasets
+
+    recipe = load_recipe(recipe_path, unmapped=unmapped, exclude_licenses=exclude_licenses)
+    out = Path(out)
+    fingerprint = _fingerprint(recipe)
+    work = _prepare_out(out, fingerprint, overwrite)
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        manifest, infos = _first_pass(recipe, work, progress)
+        if sum(i["rows"] for i in infos) != manifest.num_rows:
+            raise BuildError(f"the first-pass manifests in {work} are inconsistent; rerun with --overwrite")
+        rows, keep, report = _decide(manifest, infos, recipe)
+        plan = _plan(rows, keep, recipe.shard_size)
+        _second_pass(out, work, manifest, rows, plan, progress)
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+    report = _full_report(report, infos, recipe, fingerprint, len(plan))
+    _write_json(out / "qa_report.json", report, sort_keys=False)  # keeps the flag order of the report
+    _write_text(out / "qa_report.md", qa_mod.report_markdown(report, title=f"{recipe.name} mask QA"))
+    render_card(out, report)
+    return report
+
+
+def _full_report(report: dict, infos: list, recipe: Recipe, fingerprint: str, shards: int) -> dict:
+    by_source = lambda key: {", ".join(i["sources"]) or f"[{i['index']}] {i['layout']}": i[key]  # noqa: E731
+                             for i in infos if i[key]}
+    report = dict(report)
+    report.update({
+        "recipe": {"name": recipe.name, "path": recipe.path, "text": recipe.text},
+        "sources": [{"index": i["index"], "layout": i["layout"], "root": i["root"], "sources": i["sources"],
+                     "licenses": i["licenses"], "records": i["records"], "rows": i["rows"],
+                     "missing": i["missing"], "import_stats": i.get("import_stats") or {},
+                     "taxonomy_report": i["taxonomy_report"]} for i in infos],
+        "excluded_license": by_source("excluded_license"),
+        "exclude_licenses": list(recipe.exclude_licenses),
+        "unmapped": by_source("unmapped"),
+        "taxonomy_excluded": by_source("taxonomy_excluded"),
+        "unmapped_policy": recipe.unmapped,
+        "components_dropped": by_source("components_dropped"),
+        "split_components": recipe.split_components,
+        "min_component_area": recipe.min_component_area,
+        "missing_sources": [f"[{i['index']}] {i['layout']} {i['root']}" for i in infos if i["missing"]],
+        "fingerprint": fingerprint,
+        "shards": shards,
+    })
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# reading a built folder, the card
+
+
+def read_columns(folder, columns=None):
+    """The published rows of a DAAD folder as one pyarrow table (``columns`` to read only some)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted((Path(folder) / "data").glob("train-*.parquet"))
+    if not files:
+        raise BuildError(f"{folder} has no data/train-*.parquet shards (not a built DAAD folder?)")
+    return pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
+
+
+def _class_name(value) -> str:
+    return CLASSES[value] if isinstance(value, int) else str(value)
+
+
+def card_counts(folder) -> dict:
+    """Counts of the published rows: per class (all classes, zeros included), per source, per licence,
+    and the licences of each source."""
+    table = read_columns(folder, ["anomaly_class", "source", "license"])
+    classes = [_class_name(c) for c in table.column("anomaly_class").to_pylist()]
+    sources = table.column("source").to_pylist()
+    licenses = table.column("license").to_pylist()
+    per_class = Counter(classes)
+    source_licenses = {}
+    for s, lic in zip(sources, licenses):
+        source_licenses.setdefault(s, set()).add(lic)
+    return {"rows": len(classes), "per_class": {c: per_class.get(c, 0) for c in CLASSES},
+            "per_source": dict(sorted(Counter(sources).items())), "per_license": dict(sorted(Counter(licenses).items())),
+            "source_licenses": {s: ", ".join(sorted(v)) for s, v in sorted(source_licenses.items())}}
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1000, "n<1K"), (10000, "1K<n<10K"), (100000, "10K<n<100K"), (1000000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "n>1M"
+
+
+def render_card(folder, report: dict | None = None, load_id: str | None = None, note: str | None = None):
+    """Render ``README.md`` of a DAAD folder from ``cards/daad_dataset.md`` (counts from its shards,
+    build and QA summary from ``report``, by default its ``qa_report.json``)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from cards import template_path
+
+    folder = Path(folder)
+    if report is None:
+        report = json.loads((folder / "qa_report.json").read_text())
+    counts = card_counts(folder)
+    card_data = DatasetCardData(
+        pretty_name=report.get("recipe", {}).get("name", "DAAD"),
+        license="other",
+        task_categories=["image-segmentation"],
+        tags=["anomaly-detection", "industrial-inspection", "defect-segmentation", "daad", "cai-hub"],
+        size_categories=[_size_category(counts["rows"])],
+    )
+    # no `configs:` block (see cai/outputs.py): the default `data/train-*` pattern finds the shards
+    card = DatasetCard.from_template(
+        card_data, template_path=template_path("daad_dataset.md"),
+        rows=counts["rows"], classes=list(CLASSES), per_class=counts["per_class"], per_source=counts["per_source"],
+        per_license=counts["per_license"], source_licenses=counts["source_licenses"],
+        qa=report, recipe_text=report.get("recipe", {}).get("text", ""), load_id=load_id or folder.name,
+        note=note, shards=len(list((folder / "data").glob("train-*.parquet"))),
+    )
+    path = folder / "README.md"
+    card.save(path)
+    return path

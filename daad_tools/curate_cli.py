@@ -1,0 +1,63 @@
+"""``cai-hub daad curate`` and ``cai-hub daad sync``: click commands over :mod:`daad_tools.curate`.
+
+Register them on a group with ``group.add_command(curate_cmd)`` / ``group.add_command(sync_cmd)``
+(or ``for cmd in COMMANDS: group.add_command(cmd)``).
+"""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _port(ctx, param, value):
+    if not 1 <= value <= 65535:
+        raise click.BadParameter("expected a TCP port 1-65535")
+    return value
+
+
+@click.command("curate")
+@click.option("--folder", default="daad", show_default=True, type=click.Path(file_okay=False),
+              help="Hub-ready DAAD folder (data/train-*.parquet).")
+@click.option("--name", default="daad", show_default=True, help="FiftyOne dataset name.")
+@click.option("--port", type=int, default=5151, show_default=True, callback=_port, help="App port.")
+@click.option("--address", default="127.0.0.1", show_default=True, help="App address to bind.")
+@click.option("--media-dir", default=None, type=click.Path(file_okay=False),
+              help="Where image/mask files go (default: under FiftyOne's default_dataset_dir).")
+@click.option("--overwrite", is_flag=True, help="Reload from the folder, dropping unsynced edits.")
+@click.option("--no-launch", "no_launch", is_flag=True, help="Only load; do not serve the App.")
+def curate_cmd(folder, name, port, address, media_dir, overwrite, no_launch):
+    """Load a DAAD folder into FiftyOne and serve the App to review it.
+
+    In the App, tag a sample `reject` to drop it, `reclass:<class>` to change its anomaly class,
+    or edit its mask file; then run `sync`. Rerunning without --overwrite reopens the same
+    dataset with its edits.
+    """
+    from .curate import CurationError, launch_app, load_into_fiftyone
+
+    try:
+        dataset = load_into_fiftyone(folder, name=name, media_dir=media_dir, overwrite=overwrite)
+        click.echo(f"FiftyOne dataset {dataset.name!r}: {len(dataset)} samples, "
+                   f"saved views {dataset.list_saved_views()}")
+        if not no_launch:
+            launch_app(dataset, port=port, address=address, wait=True)
+    except (CurationError, ImportError) as e:
+        raise click.ClickException(str(e)) from None
+
+
+@click.command("sync")
+@click.option("--folder", default="daad", show_default=True, type=click.Path(file_okay=False),
+              help="Hub-ready DAAD folder to update.")
+@click.option("--name", default="daad", show_default=True, help="FiftyOne dataset name.")
+def sync_cmd(folder, name):
+    """Write the FiftyOne edits back into the DAAD folder (shards + curation.json); prints a JSON report."""
+    from .curate import CurationError, sync_from_fiftyone
+
+    try:
+        report = sync_from_fiftyone(name, folder)
+    except (CurationError, ImportError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps(report.to_dict(), indent=2))
+
+
+COMMANDS = (curate_cmd, sync_cmd)
