@@ -24,6 +24,13 @@ class CAIConfig:
         1.0 means "as long as the foreground").
     mode : str
         Injection: ``"normal"`` or ``"mixed"`` gradient Poisson, or ``"paste"`` (ablation).
+        Default ``"normal"``, by measurement on real targets with real crack/stain sources and
+        seed-matched placements (MVTec grid, MVTec hazelnut, KolektorSDD normal parts): the
+        injected defect correlates better with the source defect in Normal mode (0.51 / 0.60 / 0.67)
+        than in Mixed mode (0.26 / 0.57 / 0.51), whose target gradients win over faint defects on
+        strong textures (grid: pseudo masks cover 47% of the placed defects vs 90% in Normal mode).
+        Paste keeps the most contrast but with a hard seam. A detector-based comparison belongs
+        to the evaluation recipe.
     threshold : int
         Grey-level change (0-255) above which a pixel belongs to the pseudo mask (paper: 7).
     median_ksize : int
@@ -48,7 +55,7 @@ class CAIConfig:
     small_below: float = 0.3
     medium_below: float = 0.7
     large_max: float = 1.0
-    mode: str = "mixed"
+    mode: str = "normal"
     threshold: int = 7
     median_ksize: int = 1
     min_component: int = 5

@@ -90,7 +90,7 @@ def test_build_folder_target_hub_ready_and_deterministic_across_num_proc(tmp_pat
     assert a.remove_columns(["image", "mask", "placed_mask"]).to_list() == \
         b.remove_columns(["image", "mask", "placed_mask"]).to_list()
     row = a[0]
-    assert row["mode"] == "mixed" and row["seed"] == 3 and len(row["center"]) == 2
+    assert row["mode"] == "normal" and row["seed"] == 3 and len(row["center"]) == 2
     assert set(a["scale"]) == {"large", "medium", "small"}
     assert (tmp_path / "a" / "contact_sheet.png").is_file()
     card = (tmp_path / "a" / "README.md").read_text()
