@@ -24,7 +24,6 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_var] = "1"  # one core, before numpy / numba / cv2 are imported
 
-import glob  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -56,18 +55,21 @@ SEED = 0
 # --------------------------------------------------------------------------------------------
 # Inputs
 # --------------------------------------------------------------------------------------------
-def _read_mask(path, kind):
+def _read_mask(path):
     m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     return (m[..., 0] if m.ndim == 3 else m) > 0
 
 
 def _mask_files(kind):
     """Non-empty mask files of a dataset paired with their photos, seeded subset."""
-    masks, images = (CRACK_MASKS, CRACK_IMAGES) if kind == "crack" else (FABRIC_MASKS, FABRIC_IMAGES)
+    if kind == "crack":
+        masks, images = CRACK_MASKS, CRACK_IMAGES
+    else:
+        masks, images = FABRIC_MASKS, FABRIC_IMAGES
     pairs = []
     for f in sorted(masks.glob("*.png")):
         photo = [p for p in images.glob(f.stem + ".*")]
-        if photo and _read_mask(f, kind).any():
+        if photo and _read_mask(f).any():
             pairs.append((f, photo[0]))
     rng = np.random.default_rng(SEED)
     pick = rng.choice(len(pairs), size=min(N_MASKS, len(pairs)), replace=False)
@@ -90,7 +92,7 @@ def _target():
 
 def _pattern(mask_path, photo_path, kind, long_side, target):
     """Region (256, 256) bool and source (256, 256, 3) uint8 for one mask at one size."""
-    mask = _read_mask(mask_path, kind)
+    mask = _read_mask(mask_path)
     photo = cv2.imread(str(photo_path))
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
@@ -268,7 +270,7 @@ def main(repeat=7):
         sys.exit(f"real data not found under {DATA}")
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, opencv {cv2.__version__}, "
           f"1 core (affinity {sorted(os.sched_getaffinity(0))}), cv2 threads "
-          f"{cv2.getNumThreads()}")
+          f"{cv2.getNumThreads()}, load average at start {os.getloadavg()[0]:.2f}")
     print("\nFirst call in a fresh process (40x40x3 uint8, normal then mixed), seconds:")
     for label, t in first_call_times().items():
         print(f"  {label:22s} import {t['import']:6.2f}  first call {t['first']:6.2f}  "
@@ -278,9 +280,9 @@ def main(repeat=7):
     results = {}
     names = list(VARIANTS)
     print(f"\nms per call: mean over {N_MASKS} masks of the median of {repeat} runs; "
-          "n = unknowns (pixels of the region); CG it = mean CG iterations (normal and mixed)")
-    header = f"{'dataset':8s} {'size':6s} {'long':>4s} {'n mean':>7s} {'n max':>6s} {'CG it':>5s} " + " ".join(
-        f"{n:>13s}" for n in names) + f" {'cv2/solver':>10s}"
+          "n = unknowns (pixels of the region);\nCG it = mean CG iterations (normal and mixed)")
+    header = (f"{'dataset':8s} {'size':6s} {'long':>4s} {'n mean':>7s} {'n max':>6s} "
+              f"{'CG it':>5s} " + " ".join(f"{n:>13s}" for n in names) + f" {'cv2/solver':>10s}")
     print(header)
     for dataset in suite.params[0]:
         for size in suite.params[1]:
@@ -290,9 +292,11 @@ def main(repeat=7):
             un = [c.unknowns for c in suite.cases]
             its = [_blend(c.t_crop, c.s_crop, c.r_crop, mixed)[1]
                    for c in suite.cases for mixed in (False, True)]
-            speed = (row["cv2 NORMAL"] + row["cv2 MIXED"]) / (row["solver normal"] + row["solver mixed"])
-            print(f"{dataset:8s} {size:6s} {SIZES[size]:4d} {np.mean(un):7.0f} {max(un):6d} {np.mean(its):5.2f} "
-                  + " ".join(f"{row[n]:13.3f}" for n in names) + f" {speed:9.1f}x")
+            speed = ((row["cv2 NORMAL"] + row["cv2 MIXED"])
+                     / (row["solver normal"] + row["solver mixed"]))
+            print(f"{dataset:8s} {size:6s} {SIZES[size]:4d} {np.mean(un):7.0f} {max(un):6d} "
+                  f"{np.mean(its):5.2f} " + " ".join(f"{row[n]:13.3f}" for n in names)
+                  + f" {speed:9.1f}x")
     print("\nMix per normal image: 4 large + 3 medium + 3 small patterns, crack and fabric "
           "weighted equally; mean ms per pattern:")
     mix = {}
@@ -303,6 +307,7 @@ def main(repeat=7):
     for mode, cv in (("normal", "cv2 NORMAL"), ("mixed", "cv2 MIXED")):
         print(f"  {mode}: cv2 / solver = {mix[cv] / mix['solver ' + mode]:.1f}x, "
               f"cv2 / step = {mix[cv] / mix['step ' + mode]:.1f}x")
+    print(f"load average at end {os.getloadavg()[0]:.2f} (other processes share the 2 cores)")
     return results
 
 

@@ -630,10 +630,14 @@ def _rhs(target, source, idx, mixed, c0, b, x0):
                 sp = float(source[y, x, c])
                 if mixed:
                     tp = float(target[y, x, c])
-                    acc = (_mixed_guidance(sp, float(source[y, x - 1, c]), tp, float(target[y, x - 1, c]))
-                           + _mixed_guidance(sp, float(source[y, x + 1, c]), tp, float(target[y, x + 1, c]))
-                           + _mixed_guidance(sp, float(source[y - 1, x, c]), tp, float(target[y - 1, x, c]))
-                           + _mixed_guidance(sp, float(source[y + 1, x, c]), tp, float(target[y + 1, x, c])))
+                    acc = (_mixed_guidance(sp, float(source[y, x - 1, c]),
+                                           tp, float(target[y, x - 1, c]))
+                           + _mixed_guidance(sp, float(source[y, x + 1, c]),
+                                             tp, float(target[y, x + 1, c]))
+                           + _mixed_guidance(sp, float(source[y - 1, x, c]),
+                                             tp, float(target[y - 1, x, c]))
+                           + _mixed_guidance(sp, float(source[y + 1, x, c]),
+                                             tp, float(target[y + 1, x, c])))
                     x0[i, k] = tp
                 else:
                     acc = (4.0 * sp - float(source[y, x - 1, c]) - float(source[y, x + 1, c])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import threading
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ import scipy.sparse.linalg as spla
 from cai.poisson import poisson_blend
 
 NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "sources"
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,7 +69,8 @@ def thin_lines(rng, shape=(50, 60)):
     region[20:45, 31] = True  # vertical, odd column
     t = np.linspace(0, 1, 200)
     y0, x0, y1, x1 = rng.integers(3, 47), 4, rng.integers(3, 47), 55
-    region[np.round(y0 + t * (y1 - y0)).astype(int), np.round(x0 + t * (x1 - x0)).astype(int)] = True
+    line_y, line_x = np.round(y0 + t * (y1 - y0)), np.round(x0 + t * (x1 - x0))
+    region[line_y.astype(int), line_x.astype(int)] = True  # a diagonal line
     return _clear_border(region)
 
 
@@ -317,11 +316,11 @@ def test_threads_give_the_same_results():
 # Real data (optional)
 # --------------------------------------------------------------------------------------------
 @pytest.mark.shared_data
-@pytest.mark.skipif(not (SHARED / "cracks_mixed").is_dir(), reason="../shared/data not present")
-def test_real_crack_mask_matches_sparse_direct_solve():
+def test_real_crack_mask_matches_sparse_direct_solve(shared_data):
     cv2 = pytest.importorskip("cv2")
-    mask = cv2.imread(str(SHARED / "cracks_mixed/ds/masks_machine/001.png"))[..., 0] > 0
-    photo = cv2.imread(str(SHARED / "cracks_mixed/ds/img/001.jpg"))
+    crack = shared_data / "sources" / "cracks_mixed" / "ds"
+    mask = cv2.imread(str(crack / "masks_machine" / "001.png"))[..., 0] > 0
+    photo = cv2.imread(str(crack / "img" / "001.jpg"))
     ys, xs = np.nonzero(mask)
     crop = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
     scale = 120 / max(mask[crop].shape)
@@ -330,7 +329,8 @@ def test_real_crack_mask_matches_sparse_direct_solve():
     region = np.pad(cv2.dilate(region.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0, 3)
     source = cv2.resize(photo[crop], size)
     source = np.pad(source, ((3, 3), (3, 3), (0, 0)), mode="edge")
-    target = np.full_like(source, 128) + np.arange(source.shape[1], dtype=np.uint8)[None, :, None] // 4
+    ramp = np.arange(source.shape[1], dtype=np.uint8)[None, :, None] // 4
+    target = np.full_like(source, 128) + ramp
     for mode in ("normal", "mixed"):
         out = poisson_blend(target, source, region, mode)
         assert np.abs(out - reference(target, source, region, mode)).max() <= 1e-3
