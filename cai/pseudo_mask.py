@@ -74,7 +74,7 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0) -> np.ndarr
 
 
 def pseudo_mask(normal, injected, placed_mask, threshold: float = 7, median_ksize: int = 1,
-                margin: int = 3, min_component: int = 5) -> np.ndarray:
+                margin: int = 3, min_component: int = 5, return_change: bool = False):
     """Pseudo mask of an injected defect: visible change above ``threshold``, near the placed defect.
 
     Eq. 4 thresholds |I_sa - I_n| on grey levels. Here the change is judged on
@@ -101,7 +101,8 @@ def pseudo_mask(normal, injected, placed_mask, threshold: float = 7, median_ksiz
     Returns
     -------
     (H, W) bool ndarray
-        May be empty: the caller resamples.
+        May be empty: the caller resamples. With ``return_change``, also the (H, W) float32
+        :func:`detail_change` map it was thresholded from.
 
     Example
     -------
@@ -119,7 +120,8 @@ def pseudo_mask(normal, injected, placed_mask, threshold: float = 7, median_ksiz
         raise ValueError(f"placed_mask shape {placed_mask.shape} differs from image shape {normal.shape[:2]}")
     if median_ksize < 1 or median_ksize % 2 == 0:
         raise ValueError(f"median_ksize must be a positive odd integer, got {median_ksize}")
-    changed = (detail_change(normal, injected, placed_mask) > threshold).astype(np.uint8) * 255
+    change = detail_change(normal, injected, placed_mask)
+    changed = (change > threshold).astype(np.uint8) * 255
     if median_ksize > 1:
         changed = cv2.medianBlur(changed, median_ksize)
     mask = (changed > 0) & dilate(placed_mask, margin)
@@ -130,10 +132,10 @@ def pseudo_mask(normal, injected, placed_mask, threshold: float = 7, median_ksiz
         keep = stats[:, cv2.CC_STAT_AREA] >= min_component
         keep[0] = False
         mask[win] = keep[labels]
-    return mask
+    return (mask, change) if return_change else mask
 
 
-def mask_fidelity(normal, injected, mask, placed_mask, visible: float = 3.0, threshold: float = 7):
+def mask_fidelity(normal, injected, mask, placed_mask, visible: float = 3.0, threshold: float = 7, change=None):
     """How faithful a pseudo mask is to the visible defect.
 
     Returns
@@ -143,11 +145,14 @@ def mask_fidelity(normal, injected, mask, placed_mask, visible: float = 3.0, thr
         ``visible_share``: share of mask pixels whose :func:`detail_change` is >= ``visible`` grey levels;
         ``changed_outside_share``: share of pixels whose raw grey change exceeds ``threshold`` that lie
         outside ``mask`` (a halo the mask misses).
+
+    ``change``, when given, is ``detail_change(normal, injected, placed_mask)`` already computed.
     """
     mask = as_bool_mask(mask, "mask")
     placed_mask = as_bool_mask(placed_mask, "placed_mask")
     union = (mask | placed_mask).sum()
-    change = detail_change(normal, injected, placed_mask)
+    if change is None:
+        change = detail_change(normal, injected, placed_mask)
     raw = np.abs(grey(injected) - grey(normal)) > threshold
     return {
         "iou": float((mask & placed_mask).sum() / union) if union else 1.0,

@@ -134,8 +134,9 @@ class CAISynthesizer:
                 resamples["location"] += 1
                 continue
             injection = inject_pattern(normal, foreground, image, mask, center, cfg)
-            pmask = pseudo_mask(normal, injection.image, injection.placed_mask, cfg.threshold,
-                                cfg.median_ksize, cfg.mask_margin, cfg.min_component) & foreground
+            pmask, change = pseudo_mask(normal, injection.image, injection.placed_mask, cfg.threshold,
+                                        cfg.median_ksize, cfg.mask_margin, cfg.min_component, return_change=True)
+            pmask &= foreground
             if not pmask.any():
                 resamples["empty_mask"] += 1
                 continue
@@ -144,6 +145,7 @@ class CAISynthesizer:
                 anomaly_class=str(self.bank.anomaly_class[index]), scale=scale, str_ratio=target_ratio,
                 resize_ratio=resize, center=center, source_id=str(self.bank.ids[index]),
                 source=str(self.bank.source[index]), attempts=attempt,
-                fidelity=mask_fidelity(normal, injection.image, pmask, injection.placed_mask, threshold=cfg.threshold),
+                fidelity=mask_fidelity(normal, injection.image, pmask, injection.placed_mask,
+                                       threshold=cfg.threshold, change=change),
                 resamples=resamples)
         return Skipped(k, "max_attempts", scale, resamples)
