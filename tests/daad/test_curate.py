@@ -541,3 +541,101 @@ def test_real_build_output_round_trip(fo, shared_data, tmp_path):
     finally:
         if fo.dataset_exists(name):
             fo.delete_dataset(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# curation honoured by the DAAD build (fake sources of test_build_publish, real sync)
+
+
+def _build_and_load(fo, tmp_path, monkeypatch, name):
+    """A DAAD build of test_build_publish's fake sources, loaded into FiftyOne."""
+    import test_build_publish as tb
+
+    sources = tb.FakeSources(tmp_path / "src")
+    monkeypatch.setattr(tb.build_mod, "_iter_source", sources.iter_source)
+    monkeypatch.setattr(tb.build_mod, "_taxonomy_module", tb._fake_taxonomy)
+    recipe, folder = tb._recipe(tmp_path), tmp_path / "daad"
+    tb.build_daad(recipe, folder, progress=False)
+    dataset = curate.load_into_fiftyone(folder, name=name, media_dir=tmp_path / "m", overwrite=True)
+    return tb, recipe, folder, dataset
+
+
+def _published(folder):
+    from daad_tools.build import read_columns
+
+    rows = read_columns(folder, ["id", "anomaly_class", "mask", "bbox", "mask_area_ratio", "content_hash",
+                                 "qa_flags"]).to_pylist()
+    for r in rows:
+        r["mask"] = curate._decode_mask(r["mask"]["bytes"]).tolist()
+        r["mask_area_ratio"] = round(r["mask_area_ratio"], 12)
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def _without(report, *keys):
+    return {k: v for k, v in report.items() if k not in keys}
+
+
+def test_build_after_sync_publishes_the_curation(fo, tmp_path, monkeypatch):
+    name = "daad-build-after-sync"
+    try:
+        tb, recipe, folder, dataset = _build_and_load(fo, tmp_path, monkeypatch, name)
+        s = _by_id(dataset)
+        s["alpha/a1.png"].tags.append("reject")
+        s["alpha/a1.png"].save()
+        s["beta/b1.png"].tags.append("reclass:scratch")
+        s["beta/b1.png"].save()
+        edited = np.zeros((48, 64), np.uint8)
+        edited[30:44, 35:60] = 255
+        Path(s["alpha/a3.png"]["ground_truth"].mask_path).write_bytes(_png(edited))
+        sync = curate.sync_from_fiftyone(name, folder)
+        assert (sync.rejected, sync.reclassed, sync.masks_replaced) == (1, 1, 1)
+        assert sync.qa_report == "refreshed"
+
+        # the QA report and the card follow the sync
+        synced = json.loads((folder / "qa_report.json").read_text())
+        assert "stale" not in synced
+        assert synced["published"] == 6 and synced["rejected_by_reason"]["curated_reject"] == 1
+        assert [r["reasons"] for r in synced["rejected_rows"] if r["id"] == "alpha/a1.png"] == [["curated_reject"]]
+        assert synced["per_class"]["scratch"]["published"] == 3 and synced["per_class"]["crack"]["published"] == 0
+        assert "`curated_reject`" in (folder / "qa_report.md").read_text()
+        assert "| `scratch` | 3 |" in (folder / "README.md").read_text()
+        after_sync = _published(folder)
+        by_id = {r["id"]: r for r in after_sync}
+        assert "alpha/a1.png" not in by_id and CLASSES[by_id["beta/b1.png"]["anomaly_class"]] == "scratch"
+        assert by_id["alpha/a3.png"]["qa_flags"] == ["soft_edges"] and by_id["alpha/a3.png"]["bbox"] == [30, 35, 44, 60]
+        files = {p.name: p.read_bytes() for p in [folder / "curation.json", *(folder / "curation_masks").iterdir()]}
+
+        # a rebuild, a rebuild with --overwrite, and an interrupted one resumed all publish the synced rows
+        for overwrite in (False, True):
+            report = tb.build_daad(recipe, folder, overwrite=overwrite, progress=False)
+            assert _published(folder) == after_sync
+            assert _without(report, "shards") == _without(synced, "shards")
+        tb._failing_writer(monkeypatch, after=1)
+        with pytest.raises(KeyboardInterrupt):
+            tb.build_daad(recipe, folder, overwrite=True, progress=False)
+        calls = tb._failing_writer(monkeypatch, after=99)
+        tb.build_daad(recipe, folder, progress=False)
+        assert len(calls) == 2 and _published(folder) == after_sync
+        assert {p.name: p.read_bytes() for p in [folder / "curation.json", *(folder / "curation_masks").iterdir()]} \
+            == files
+    finally:
+        if fo.dataset_exists(name):
+            fo.delete_dataset(name)
+
+
+def test_sync_marks_the_qa_report_stale_when_it_cannot_recompute_it(fo, tmp_path, monkeypatch):
+    name = "daad-stale-report"
+    try:
+        tb, recipe, folder, dataset = _build_and_load(fo, tmp_path, monkeypatch, name)
+        shutil.rmtree(folder / ".daad")  # no cached first pass to recompute from
+        dataset.match({"daad_id": "alpha/a1.png"}).tag_samples("reject")
+        sync = curate.sync_from_fiftyone(name, folder)
+        assert sync.qa_report.startswith("stale: ") and "run.json" in sync.qa_report
+        assert json.loads((folder / "qa_report.json").read_text())["stale"].startswith("stale: curation.json changed")
+        assert (folder / "qa_report.md").read_text().startswith("> **stale: ")
+        report = tb.build_daad(recipe, folder, overwrite=True, progress=False)
+        assert "stale" not in json.loads((folder / "qa_report.json").read_text())
+        assert report["rejected_by_reason"]["curated_reject"] == 1
+    finally:
+        if fo.dataset_exists(name):
+            fo.delete_dataset(name)
