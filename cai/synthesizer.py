@@ -111,14 +111,24 @@ class CAISynthesizer:
         if is_grey and normal.ndim == 3:
             normal = normal[..., 0]
         ratios = self.bank.long_sides / bbox_long_side(foreground)
+        foreground = self._placement_area(foreground)
         return [self._one(normal, foreground, ratios, k, scale, np.random.default_rng([seed, normal_index, k]), is_grey)
                 for k, scale in enumerate(scales)]
+
+    # Hooks for the ablations in :mod:`cai.baselines` (CAI itself: ILS over the foreground, STM quotas).
+    def _placement_area(self, foreground):
+        """(H, W) bool area where centres are drawn, the pattern may land and the pseudo mask may lie."""
+        return foreground
+
+    def _choose(self, ratios, scale, rng, image_shape):
+        """(pattern index, R', resize ratio) for one slot, or None when no pattern can serve it."""
+        return choose_pattern(ratios, scale, rng, self.config)
 
     def _one(self, normal, foreground, ratios, k, scale, rng, is_grey):
         cfg = self.config
         resamples = {"location": 0, "empty_mask": 0, "vanished": 0}
         for attempt in range(1, cfg.max_attempts + 1):
-            choice = choose_pattern(ratios, scale, rng, cfg)
+            choice = self._choose(ratios, scale, rng, normal.shape[:2])
             if choice is None:
                 return Skipped(k, f"no_pattern_for_{scale}", scale, resamples)
             index, target_ratio, resize = choice
