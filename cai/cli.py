@@ -115,6 +115,106 @@ def _print_summary(summary: dict, out: str) -> None:
         click.echo(f"pushed: {summary['pushed_to']}")
 
 
+def _seeds(ctx, param, value):
+    try:
+        parts = [int(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter("expected a count (e.g. 3) or a comma-separated list of seeds (e.g. 0,1,2)") from None
+    if not parts:
+        raise click.BadParameter("no seed given")
+    if "," not in str(value):
+        if parts[0] < 1:
+            raise click.BadParameter("the seed count must be >= 1")
+        return tuple(range(parts[0]))
+    return tuple(parts)
+
+
+@main.command("evaluate")
+@click.option("--target", type=click.Choice(["mvtec", "ksdd", "mtd", "folder"]), required=True,
+              help="Target layout (see cai.eval.targets).")
+@click.option("--root", required=True, help="Target root folder (mvtec: the MVTec AD root; folder: the training normals).")
+@click.option("--category", default=None, help="MVTec AD category, e.g. grid.")
+@click.option("--test-root", default=None, help="--target folder: a folder with images/ and masks/ of the test set.")
+@click.option("--daad", default=None, help="Anomaly set for the cai-* synthesizers (folder or hub id).")
+@click.option("--synth", "synths", default="cai-n,cai-m,nsa-n,nsa-m,cutpaste,draem", show_default=True,
+              help="Comma-separated synthesizer names (cai.baselines.SYNTHESIZERS).")
+@click.option("--profile", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True,
+              help="Detector profile: cpu (frozen EfficientNet-Lite0 + head) or paper (DRAEM UNet, for a GPU).")
+@click.option("--seeds", default="3", show_default=True, callback=_seeds,
+              help="A count n (seeds 0..n-1) or a comma-separated list of seeds.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--inception", default=None, type=click.Path(dir_okay=False),
+              help="Local TorchScript Inception-v3 file for FID (never downloaded).")
+@click.option("--texture-dir", default=None, help="Extra texture folder for the draem synthesizer (e.g. DTD).")
+@click.option("--foreground", type=click.Choice(["auto", "rembg", "threshold", "all"]), default="auto", show_default=True)
+@click.option("--synth-size", type=click.IntRange(min=32), default=256, show_default=True,
+              help="Short side the normal images are resized to before synthesis.")
+@click.option("--per-image", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Pseudo anomalies per normal image.")
+@click.option("--max-normals", type=click.IntRange(min=1), default=None, help="Train on at most this many normals.")
+@click.option("--exclude-source", multiple=True, callback=_csv, help="Also leave these anomaly-set sources out.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the profile's epochs.")
+@click.option("--size", type=click.IntRange(min=32), default=None,
+              help="Override the profile's input short side (multiple of 32).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch CPU threads (1 is fastest on a busy 2-core machine).")
+@click.option("--device", default="auto", show_default=True, help="torch device: auto (CUDA if available), cpu, cuda.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds, out, inception, texture_dir,
+                 foreground, synth_size, per_image, max_normals, exclude_source, epochs, size, threads, device, quiet):
+    """Train a detector on each synthesizer's pseudo anomalies and score it on the target's real test set.
+
+    Writes results.md / results.json / results.csv, PR and PRO curves and example anomaly maps to OUT.
+    """
+    from .anomaly_set import AnomalySetError
+    from pathlib import Path
+
+    from .eval.evaluate import EvalOptions, EvaluationError, run_evaluation
+    from .eval.targets import EvalTargetError
+    from .foreground import ForegroundUnavailable
+
+    names = tuple(s.strip() for s in synths.split(",") if s.strip())
+    if not names:
+        raise click.BadParameter("no synthesizer given", param_hint="--synth")
+    if size is not None and size % 32:
+        raise click.BadParameter("must be a multiple of 32", param_hint="--size")
+    try:
+        results = run_evaluation(EvalOptions(
+            target=target, root=root, out=out, category=category, daad=daad, synths=names, profile=profile,
+            seeds=seeds, test_root=test_root, inception=inception, texture_dir=texture_dir, foreground=foreground,
+            synth_size=synth_size, per_image=per_image, max_normals=max_normals, exclude_sources=exclude_source,
+            detector={"epochs": epochs, "size": size}, threads=threads, device=device, progress=not quiet,
+            command=_evaluate_command(click.get_current_context())))
+    except (AnomalySetError, EvaluationError, EvalTargetError, ForegroundUnavailable, FileNotFoundError,
+            ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo((Path(out) / "results.md").read_text())
+    click.echo(f"-> {out}/results.md, results.json, results.csv, curves_pr.png, curves_pro.png, anomaly_maps.png")
+
+
+def _evaluate_command(ctx) -> str:
+    """The evaluate command line as given (non-default options), for the results' provenance."""
+    import shlex
+
+    parts = ["cai-hub", "evaluate"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name == "DEFAULT" or not param.opts:
+            continue
+        raw = value
+        if param.name == "seeds":
+            raw = str(len(value)) if value == tuple(range(len(value))) else ",".join(map(str, value))
+        elif isinstance(value, tuple):
+            raw = ",".join(value)
+        if isinstance(value, bool):
+            if value:
+                parts.append(param.opts[0])
+            continue
+        parts += [param.opts[0], shlex.quote(str(raw))]
+    return " ".join(parts)
+
+
 def _register_daad() -> None:
     from daad_tools.cli import daad
     from daad_tools.curate_cli import COMMANDS as CURATE_COMMANDS
@@ -125,6 +225,15 @@ def _register_daad() -> None:
 
 
 _register_daad()
+
+
+def _register_cdm() -> None:
+    from .cdm.cli import cdm
+
+    main.add_command(cdm)
+
+
+_register_cdm()
 
 if __name__ == "__main__":
     main()
