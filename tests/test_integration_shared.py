@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -12,12 +13,11 @@ from cai.pseudo_mask import detail_change, dilate
 from daad_tools.folder_pairs import load_folder_pairs
 
 pytestmark = pytest.mark.shared_data
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
 def real_anomaly_set(tmp_path_factory):
-    from conftest import SHARED_DATA
-
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not present")
     parts = [
