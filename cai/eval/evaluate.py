@@ -1,0 +1,368 @@
+"""Rank pseudo-anomaly synthesizers by what a detector trained on them finds in real defects.
+
+For every synthesizer and seed: ``per_image`` pseudo anomalies per training normal (seed ``s``),
+a detector of the chosen profile trained on the normals (empty masks) + pseudo anomalies (pseudo
+masks as labels, seed ``s``), anomaly maps on the target's real test set (normal images and real
+anomalies with masks, each map at its test image's size), then pixel AUROC, pixel AP, PRO (FPR
+<= 0.3) and image AUROC (map maximum), and pixel AP per real defect class. The detector and its
+hyper-parameters are identical for every synthesizer; only the training data differ. The Fréchet
+distance between the pseudo anomalies (seed of the first run) and the real test anomalies is
+reported with EfficientNet-Lite0 features (offline; not comparable with published FID) and,
+given a local TorchScript Inception file, with Inception features.
+
+The leakage guard is always on: the anomaly-set rows whose ``source`` is one of the target's own
+datasets (e.g. ``mvtec_ad`` for an MVTec AD target) are removed before any synthesis.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from cai.imageio import load_rgb
+from cai.synthesizer import PseudoAnomaly
+
+from . import report
+from .detector import DetectorConfig, get_profile, train_detector
+from .metrics import average_precision, pixel_metrics
+from .targets import NORMAL_CLASS, EvalTarget, load_eval_target
+
+PROFILE_DESCRIPTIONS = {
+    "paper": "DRAEM discriminative UNet (3-channel input, from scratch, base width 64), 256 px, Adam, focal loss — "
+             "the paper's detector setting.",
+    "cpu": "frozen ImageNet EfficientNet-Lite0 backbone + light segmentation head trained on the pseudo anomalies "
+           "(cached backbone features, no augmentation), short side 160 px — a CPU-scale proxy, NOT the paper's "
+           "DRAEM detector; its numbers are not comparable with the paper's.",
+}
+
+
+class EvaluationError(RuntimeError):
+    """The evaluation cannot run (unknown synthesizer, missing anomaly set, ...)."""
+
+
+@dataclass
+class EvalOptions:
+    """Everything an evaluation run depends on (see :func:`evaluate`)."""
+
+    target: str
+    root: str
+    out: str
+    category: str | None = None
+    daad: str | None = None
+    synths: tuple[str, ...] = ("cai-n", "cai-m", "nsa-n", "nsa-m", "cutpaste", "draem")
+    profile: str = "cpu"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    test_root: str | None = None
+    inception: str | None = None
+    texture_dir: str | None = None
+    foreground: str = "auto"
+    synth_size: int = 256
+    per_image: int = 10
+    max_normals: int | None = None
+    exclude_sources: tuple[str, ...] = ()
+    detector: dict = field(default_factory=dict)  # overrides of the profile's DetectorConfig fields
+    threads: int = 1
+    device: str = "auto"
+    examples: int = 4
+    progress: bool = True
+    command: str | None = None
+
+
+# ----------------------------------------------------------------------------- inputs
+def _synth_shape(shape, size: int) -> tuple[int, int]:
+    """Short side ``size``, aspect kept (the paper works at 256 x 256 for square targets)."""
+    rows, cols = shape[:2]
+    s = size / min(rows, cols)
+    return max(1, int(round(rows * s))), max(1, int(round(cols * s)))
+
+
+def _resize(image: np.ndarray, shape) -> np.ndarray:
+    if image.shape[:2] == tuple(shape):
+        return image
+    shrink = image.shape[0] >= shape[0] and image.shape[1] >= shape[1]
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def load_normals(paths, size: int):
+    """Training normals at the synthesis size: list of (H, W, 3) uint8, and whether all are grey."""
+    images, grey = [], True
+    shape = None
+    for p in paths:
+        image, is_grey = load_rgb(str(p))
+        grey &= is_grey
+        shape = shape or _synth_shape(image.shape, size)
+        images.append(_resize(image, shape))
+    return images, bool(grey)
+
+
+def _pattern_bank(daad: str, guard_sources, exclude_sources, cache: Path):
+    from cai.anomaly_set import load_anomaly_set, open_pattern_bank, prepare_patterns
+    anomalies = load_anomaly_set(daad)
+    sources = set(map(str, anomalies["source"]))
+    excluded = sorted((set(guard_sources) & sources) | set(exclude_sources))
+    patterns, report_ = prepare_patterns(anomalies, exclude_sources=excluded)
+    key = hashlib.sha1(json.dumps([str(Path(daad).resolve()) if Path(daad).exists() else daad,
+                                   getattr(anomalies, "_fingerprint", ""), excluded]).encode()).hexdigest()[:12]
+    path = cache / f"patterns-{key}"
+    if not (path / "state.json").is_file():
+        patterns.save_to_disk(str(path))
+    per_source = dict(Counter(map(str, patterns["source"])))
+    return open_pattern_bank(str(path)), {"path": daad, "patterns": report_["patterns"], "per_source": per_source,
+                                         "skipped": report_.get("skipped", {})}, excluded, sorted(sources)
+
+
+def make_synthesizers(names, bank=None, normals=None, texture_dir=None, per_image: int = 10) -> dict:
+    """Synthesizers by name through :func:`cai.baselines.make_synthesizer`; without that module,
+    only ``cai-n``, ``cai-m`` and ``cai-paste`` (CAI directly) are available."""
+    try:
+        from cai.baselines import make_synthesizer
+    except ImportError:
+        make_synthesizer = None
+    out = {}
+    for name in names:
+        if make_synthesizer is not None:
+            try:
+                out[name] = make_synthesizer(name, bank=bank, normals=normals, texture_dir=texture_dir,
+                                             per_image=per_image)
+            except ValueError as exc:
+                raise EvaluationError(f"synthesizer {name}: {exc}") from exc
+            continue
+        from cai.config import CAIConfig
+        from cai.synthesizer import CAISynthesizer
+        modes = {"cai-n": "normal", "cai-m": "mixed", "cai-paste": "paste"}
+        if name not in modes:
+            raise EvaluationError(f"synthesizer {name} needs cai.baselines (not available); "
+                                  f"available here: {', '.join(modes)}")
+        if bank is None:
+            raise EvaluationError(f"{name} needs an anomaly set (--daad)")
+        out[name] = CAISynthesizer(bank, CAIConfig(mode=modes[name], quota=_quota(per_image)))
+    return out
+
+
+def _quota(n: int) -> tuple[int, int, int]:
+    exact = np.array([4, 3, 3]) * n / 10
+    q = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - q), kind="stable")[: n - q.sum()]:
+        q[i] += 1
+    return tuple(int(v) for v in q)
+
+
+def synthesize_all(synth, normals, foregrounds, seed: int, is_grey: bool, progress: bool = False, desc: str = ""):
+    """Pseudo anomalies of every normal: (images, masks, skipped reasons Counter)."""
+    images, masks, skipped = [], [], Counter()
+    for i in tqdm(range(len(normals)), desc=desc, unit="normal", disable=not progress, leave=False):
+        for result in synth.synthesize(normals[i], foregrounds[i], i, seed, is_grey=is_grey):
+            if isinstance(result, PseudoAnomaly):
+                image = result.image if result.image.ndim == 3 else np.repeat(result.image[..., None], 3, axis=2)
+                images.append(image)
+                masks.append(np.asarray(result.mask, bool))
+            else:
+                skipped[result.reason] += 1
+    return images, masks, skipped
+
+
+def _per_class_ap(maps, masks, classes_of_images, classes) -> dict:
+    out = {}
+    normal = [i for i, c in enumerate(classes_of_images) if c == NORMAL_CLASS]
+    for cls in classes:
+        idx = [i for i, c in enumerate(classes_of_images) if c == cls] + normal
+        s = np.concatenate([maps[i].ravel() for i in idx])
+        y = np.concatenate([masks[i].ravel() for i in idx])
+        out[cls] = average_precision(s, y) if y.any() else float("nan")
+    return out
+
+
+def _pick_examples(test_classes, n: int) -> list[int]:
+    """Up to ``n`` test images: one per defect class first (then more anomalies), plus one normal."""
+    seen, picks = set(), []
+    for i, c in enumerate(test_classes):
+        if c != NORMAL_CLASS and c not in seen:
+            seen.add(c)
+            picks.append(i)
+    picks += [i for i, c in enumerate(test_classes) if c != NORMAL_CLASS and i not in picks]
+    picks = picks[:max(n - 1, 1)]
+    normal = [i for i, c in enumerate(test_classes) if c == NORMAL_CLASS]
+    return picks + normal[:1]
+
+
+# ----------------------------------------------------------------------------- main
+def evaluate(target: str, root, category: str | None = None, daad: str | None = None,
+             synths=EvalOptions.synths, profile: str = "cpu", seeds=3, out="runs/eval", **options) -> dict:
+    """Evaluate synthesizers on a target (see the module docstring).
+
+    Parameters
+    ----------
+    target : {"mvtec", "ksdd", "mtd", "folder"}
+        Layout of ``root`` (see :mod:`cai.eval.targets`).
+    root : path
+    category : str, optional
+        MVTec AD category.
+    daad : str, optional
+        Anomaly set (folder or hub id) for the ``cai-*`` synthesizers.
+    synths : sequence of str
+        Names accepted by :func:`cai.baselines.make_synthesizer`.
+    profile : {"cpu", "paper"}
+        Detector profile (:data:`cai.eval.detector.PROFILES`).
+    seeds : int or sequence of int
+        An int n means seeds 0 .. n-1.
+    out : path
+        Output folder.
+    **options
+        Other :class:`EvalOptions` fields: ``test_root``, ``inception``, ``texture_dir``,
+        ``foreground``, ``synth_size``, ``per_image``, ``max_normals``, ``exclude_sources``,
+        ``detector`` (profile overrides, e.g. ``{"epochs": 2}``), ``threads``, ``device``, ``examples``,
+        ``progress``, ``command``.
+
+    Returns
+    -------
+    dict
+        What ``results.json`` holds.
+    """
+    seeds = tuple(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else tuple(int(s) for s in seeds)
+    return run_evaluation(EvalOptions(target=target, root=str(root), out=str(out), category=category, daad=daad,
+                                      synths=tuple(synths), profile=profile, seeds=seeds, **options))
+
+
+def run_evaluation(options: EvalOptions) -> dict:
+    """:func:`evaluate` with an :class:`EvalOptions`; torch runs with ``options.threads`` threads."""
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(options.threads)))
+    try:
+        return _evaluate(options)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _evaluate(o: EvalOptions) -> dict:
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    if not o.synths:
+        raise EvaluationError("no synthesizer given")
+    if len(set(o.synths)) != len(o.synths):
+        raise EvaluationError(f"synthesizer listed twice: {list(o.synths)}")
+    if not o.seeds:
+        raise EvaluationError("no seed given")
+    config: DetectorConfig = get_profile(o.profile, **o.detector)
+    out = Path(o.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / ".cache"
+    cache.mkdir(exist_ok=True)
+    log_path = out / "train_log.jsonl"
+    log_path.write_text("")
+
+    target: EvalTarget = load_eval_target(o.target, o.root, o.category, o.test_root, o.max_normals)
+    normals, is_grey = load_normals(target.train, o.synth_size)
+    from cai.foreground import make_foreground
+    fg_fn = make_foreground(o.foreground, category=o.category)
+    foregrounds = [np.asarray(fg_fn(n[..., 0] if is_grey else n), bool) for n in normals]
+
+    needs_bank = any(s.startswith("cai") for s in o.synths)
+    bank, aset, excluded, set_sources = None, None, list(o.exclude_sources), []
+    if needs_bank:
+        if not o.daad:
+            raise EvaluationError("the cai-* synthesizers need an anomaly set (--daad)")
+        bank, aset, excluded, set_sources = _pattern_bank(o.daad, target.guard_sources, o.exclude_sources, cache)
+    synths = make_synthesizers(o.synths, bank=bank, normals=normals, texture_dir=o.texture_dir,
+                               per_image=o.per_image)
+
+    test_images, test_masks = zip(*(t.load() for t in target.test))
+    test_classes = [t.defect_class for t in target.test]
+    test_shapes = [m.shape for m in test_masks]
+    real_anomalies = [im for im, c in zip(test_images, test_classes) if c != NORMAL_CLASS]
+
+    from .features import InceptionFeatures, Lite0Features, frechet_distance_features
+    extractors = {"lite0": Lite0Features()}
+    if o.inception:
+        extractors["inception"] = InceptionFeatures(o.inception)
+    real_feats = {k: f(real_anomalies) for k, f in extractors.items()}
+
+    examples_idx = _pick_examples(test_classes, o.examples)
+    example_maps, pseudo_examples, curves_pr, curves_pro = {}, {}, {}, {}
+    results = {}
+    for name, synth in synths.items():
+        s_wall, s_cpu = time.perf_counter(), time.process_time()
+        runs, fd = [], {}
+        for seed in o.seeds:
+            t0, c0 = time.perf_counter(), time.process_time()
+            images, masks, skipped = synthesize_all(synth, normals, foregrounds, seed, is_grey, o.progress,
+                                                    desc=f"{name} seed {seed}: synthesis")
+            t_synth = time.perf_counter() - t0
+            if not images:
+                raise EvaluationError(f"{name} made no pseudo anomaly (skipped: {dict(skipped)})")
+            train_images = list(normals) + images
+            train_masks = [np.zeros(n.shape[:2], bool) for n in normals] + masks
+            detector = train_detector(train_images, train_masks, config, seed=seed, progress=o.progress,
+                                      log_path=log_path, desc=f"{name} seed {seed}", device=o.device)
+            maps = detector.predict(test_images, test_shapes)
+            m = pixel_metrics(maps, test_masks, return_curves=seed == o.seeds[0])
+            m["per_class_ap"] = _per_class_ap(maps, test_masks, test_classes, target.defect_classes)
+            run = {"seed": seed, **{k: v for k, v in m.items() if k != "curves"},
+                   "made": len(images), "skipped": dict(skipped), "final_loss": detector.history[-1]["loss"],
+                   "synthesis_seconds": round(t_synth, 2), "wall_seconds": round(time.perf_counter() - t0, 2),
+                   "cpu_seconds": round(time.process_time() - c0, 2)}
+            runs.append(run)
+            if seed == o.seeds[0]:
+                curves_pr[name] = (m["curves"]["pr"][1], m["curves"]["pr"][0])  # x recall, y precision
+                curves_pro[name] = m["curves"]["pro"]
+                example_maps[name] = [maps[i] for i in examples_idx]
+                pseudo_examples[name] = list(zip(images[:8], masks[:8]))
+                for k, f in extractors.items():
+                    fd[k] = frechet_distance_features(f(images), real_feats[k])
+            if o.progress:
+                tqdm.write(f"{name} seed {seed}: P-AUROC {m['pixel_auroc']:.3f} P-AP {m['pixel_ap']:.3f} "
+                           f"PRO {m['pro']:.3f} I-AUROC {m['image_auroc']:.3f} ({run['wall_seconds']:.0f} s)")
+        summary = {k: report.mean_std([r[k] for r in runs]) for k in report.METRICS}
+        summary["per_class_ap"] = {c: report.mean_std([r["per_class_ap"][c] for r in runs])
+                                   for c in target.defect_classes}
+        results[name] = {"runs": runs, "summary": summary, "made_mean": float(np.mean([r["made"] for r in runs])),
+                         "fd": fd, "fd_pseudo_images": runs[0]["made"],
+                         "wall_seconds": round(time.perf_counter() - s_wall, 2),
+                         "cpu_seconds": round(time.process_time() - s_cpu, 2)}
+
+    res = {
+        "profile": {"name": o.profile, "description": PROFILE_DESCRIPTIONS[o.profile], "config": config.to_dict()},
+        "target": {**target.summary(), "defect_classes": target.defect_classes,
+                   "root": str(o.root), "test_root": o.test_root, "is_grey": is_grey,
+                   "synthesis_shape": list(normals[0].shape[:2]),
+                   "foreground": {"used": getattr(fg_fn, "kind", o.foreground), "note": getattr(fg_fn, "note", "")}},
+        "seeds": list(o.seeds), "per_image": o.per_image, "synthesizers": results,
+        "leakage_guard": {"target_sources": list(target.guard_sources), "excluded_sources": excluded,
+                          "anomaly_set_sources": set_sources},
+        "anomaly_set": aset, "inception": o.inception, "fd_real_images": len(real_anomalies),
+        "fd_labels": {k: f.label for k, f in extractors.items()},
+        "threads": torch.get_num_threads(), "device": str(o.device), "cuda": torch.cuda.is_available(),
+        "command": o.command,
+        "wall_seconds": round(time.perf_counter() - wall0, 2), "cpu_seconds": round(time.process_time() - cpu0, 2),
+        "python": sys.version.split()[0], "torch": torch.__version__,
+    }
+    report.write_json(out / "results.json", res)
+    report.write_csv(out / "results.csv", res)
+    (out / "results.md").write_text(report.markdown(res))
+    tag = f"[{o.profile}] seed {o.seeds[0]}"
+    report.draw_curves(curves_pr, out / "curves_pr.png", f"{target.name}: pixel PR curves {tag}", "recall",
+                       "precision")
+    report.draw_curves(curves_pro, out / "curves_pro.png", f"{target.name}: PRO curves {tag}", "FPR", "PRO",
+                       xmax=0.3)
+    report.save_example_maps(out / "anomaly_maps.png", [test_images[i] for i in examples_idx],
+                             [test_masks[i] for i in examples_idx], example_maps,
+                             [f"{test_classes[i]} {target.test[i].path.name}" for i in examples_idx])
+    report.save_pseudo_examples(out / "pseudo_anomalies.png", pseudo_examples)
+    return res
+
+
+def command_line() -> str:
+    """The running command, quoted (for the results' provenance)."""
+    return " ".join(shlex.quote(a) for a in sys.argv)
+
+
+__all__ = ["EvalOptions", "EvaluationError", "evaluate", "run_evaluation", "make_synthesizers", "synthesize_all",
+           "load_normals", "PROFILE_DESCRIPTIONS"]

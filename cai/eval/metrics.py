@@ -1,0 +1,343 @@
+"""Anomaly-detection metrics: pixel AUROC, pixel AP, PRO and image AUROC.
+
+Every curve here is one weighted sort + cumsum: scores are sorted once in decreasing order, the
+positive and negative weights are accumulated, and a curve point is kept at the end of each run of
+tied scores (a threshold ``t`` classifies ``score >= t`` as anomalous). Plain AUROC/AP use weight 1
+per pixel; PRO gives each anomalous pixel the weight ``1 / (R * |region|)`` (R regions in all), so
+that the weighted true-positive rate at a threshold *is* the per-region overlap averaged over
+regions, and the PRO curve needs no loop over thresholds or regions.
+
+Definitions
+-----------
+AUROC
+    Area under the ROC curve (FPR, TPR) through every distinct threshold, trapezoidal; ties count
+    as half, as in ``sklearn.metrics.roc_auc_score``.
+AP
+    ``sum_k (R_k - R_{k-1}) P_k`` over distinct thresholds in decreasing order (no interpolation),
+    as ``sklearn.metrics.average_precision_score``.
+PRO (Bergmann et al., MVTec AD, IJCV 2021)
+    Regions are the connected components (8-connectivity by default) of every ground-truth mask.
+    At threshold ``t`` the overlap of a region is the share of its pixels with ``score >= t``; PRO(t)
+    is the mean overlap over all regions of all images and FPR(t) the share of normal pixels
+    (ground truth 0, over all images) with ``score >= t``. The PRO score is the area under PRO(FPR)
+    from 0 to ``fpr_limit`` (0.3), trapezoidal, the curve linearly interpolated at ``fpr_limit``,
+    divided by ``fpr_limit`` (so a perfect map scores 1 and a constant map ``fpr_limit / 2``).
+Image AUROC
+    AUROC of one score per image, the maximum of its anomaly map, against "mask has a defect pixel"
+    (or labels given explicitly).
+
+Inputs are never changed; all results are Python floats or new float64 arrays.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["roc_curve", "roc_auc", "precision_recall_curve", "average_precision", "pro_curve", "pro_auc",
+           "image_scores", "image_auroc", "pixel_metrics", "region_weights"]
+
+
+# ----------------------------------------------------------------------------- checks
+def _scores(values, name: str) -> np.ndarray:
+    a = np.asarray(values)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{name} must be a real-valued array, got dtype {a.dtype}")
+    a = a.astype(np.float64, copy=False).ravel()
+    if a.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return a
+
+
+def _labels(values, name: str, size: int) -> np.ndarray:
+    a = np.asarray(values)
+    if a.dtype != bool:
+        if not np.issubdtype(a.dtype, np.number) or not np.isin(a, (0, 1)).all():
+            raise ValueError(f"{name} must be binary (bool or 0/1)")
+        a = a.astype(bool)
+    a = a.ravel()
+    if a.size != size:
+        raise ValueError(f"{name} has {a.size} elements, the scores {size}")
+    return a
+
+
+def _both_classes(labels: np.ndarray, what: str, name: str) -> None:
+    if labels.all() or not labels.any():
+        present = "anomalous" if labels.any() else "normal"
+        raise ValueError(f"{what} is undefined: {name} holds only {present} samples")
+
+
+# ----------------------------------------------------------------------------- core
+def _weighted_curve(scores: np.ndarray, *weights: np.ndarray):
+    """Cumulated weights at each distinct threshold.
+
+    scores and each of ``weights`` : (N,) float64. Returns ``(*cums, thresholds)``, each (K,) for
+    the K distinct scores in decreasing order: ``cum[k] = sum(w[scores >= thresholds[k]])``.
+    O(N log N): one stable argsort, one cumsum per weight array.
+    """
+    order = np.argsort(-scores, kind="stable")
+    s = scores[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # end of each run of tied scores
+    return (*(np.cumsum(w[order])[last] for w in weights), s[last])
+
+
+def roc_curve(scores, labels):
+    """ROC curve through every distinct threshold.
+
+    Parameters
+    ----------
+    scores : array_like of float
+        Any shape; higher means more anomalous.
+    labels : array_like of bool or {0, 1}
+        Same number of elements; True/1 = anomalous.
+
+    Returns
+    -------
+    fpr, tpr : (K + 1,) float64 ndarray
+        Starting at (0, 0) and ending at (1, 1).
+    thresholds : (K,) float64 ndarray
+        Decreasing; point ``k + 1`` classifies ``score >= thresholds[k]`` as anomalous.
+
+    Raises
+    ------
+    ValueError
+        Non-finite scores, non-binary labels, size mismatch, or labels of a single class.
+    """
+    s = _scores(scores, "scores")
+    y = _labels(labels, "labels", s.size)
+    _both_classes(y, "the ROC curve", "labels")
+    tp, fp, thr = _weighted_curve(s, y.astype(np.float64), (~y).astype(np.float64))
+    return np.r_[0.0, fp / fp[-1]], np.r_[0.0, tp / tp[-1]], thr
+
+
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve (trapezoidal; tied scores count half). See :func:`roc_curve`.
+
+    Constant scores give 0.5. Raises ValueError when ``labels`` hold a single class.
+
+    Example
+    -------
+    >>> roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    0.75
+    """
+    fpr, tpr, _ = roc_curve(scores, labels)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def precision_recall_curve(scores, labels):
+    """Precision and recall at every distinct threshold, in decreasing threshold order.
+
+    Returns
+    -------
+    precision, recall, thresholds : (K,) float64 ndarray
+        No artificial (recall 0, precision 1) end point is added.
+
+    Raises
+    ------
+    ValueError
+        As :func:`roc_curve`, but only a missing anomalous sample is an error (no normal sample is
+        fine: precision is then 1).
+    """
+    s = _scores(scores, "scores")
+    y = _labels(labels, "labels", s.size)
+    if not y.any():
+        raise ValueError("precision/recall are undefined: labels hold no anomalous sample")
+    tp, fp, thr = _weighted_curve(s, y.astype(np.float64), (~y).astype(np.float64))
+    return tp / (tp + fp), tp / tp[-1], thr
+
+
+def average_precision(scores, labels) -> float:
+    """Average precision ``sum_k (R_k - R_{k-1}) P_k`` (no interpolation, as scikit-learn).
+
+    Constant scores give the anomalous share of the samples. Raises ValueError without any
+    anomalous sample.
+
+    Example
+    -------
+    >>> average_precision([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    0.8333333333333333
+    """
+    precision, recall, _ = precision_recall_curve(scores, labels)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+# ----------------------------------------------------------------------------- maps
+def _stack_maps(maps, masks):
+    maps = [np.asarray(m) for m in maps] if not isinstance(maps, np.ndarray) or maps.ndim == 3 else [maps]
+    masks = [np.asarray(m) for m in masks] if not isinstance(masks, np.ndarray) or masks.ndim == 3 else [masks]
+    if len(maps) != len(masks):
+        raise ValueError(f"got {len(maps)} anomaly maps and {len(masks)} masks")
+    if not maps:
+        raise ValueError("no anomaly map given")
+    for i, (a, m) in enumerate(zip(maps, masks)):
+        if a.ndim != 2:
+            raise ValueError(f"anomaly_maps[{i}] must be (H, W), got shape {a.shape}")
+        if a.shape != m.shape:
+            raise ValueError(f"anomaly_maps[{i}] has shape {a.shape} but masks[{i}] {m.shape}")
+    return maps, masks
+
+
+def region_weights(masks, connectivity: int = 8) -> np.ndarray:
+    """Per-pixel PRO weight: ``1 / (R * |region|)`` on ground-truth pixels, 0 elsewhere.
+
+    Parameters
+    ----------
+    masks : sequence of (H_i, W_i) bool ndarray
+    connectivity : {4, 8}
+
+    Returns
+    -------
+    (sum_i H_i W_i,) float64 ndarray
+        Concatenated in the order of ``masks`` (row-major per image); sums to 1 when any region
+        exists, all zero otherwise.
+    """
+    if connectivity not in (4, 8):
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
+    structure = np.ones((3, 3), bool) if connectivity == 8 else None
+    parts, sizes, offset = [], [], 0
+    for i, m in enumerate(masks):
+        m = _labels(m, f"masks[{i}]", np.asarray(m).size).reshape(np.shape(m))
+        lab, n = ndimage.label(m, structure=structure)
+        lab = lab.ravel().astype(np.int64)
+        lab[lab > 0] += offset
+        parts.append(lab)
+        offset += n
+    labels = np.concatenate(parts)
+    if offset == 0:
+        return np.zeros(labels.size)
+    counts = np.bincount(labels, minlength=offset + 1).astype(np.float64)
+    per_region = np.r_[0.0, 1.0 / (offset * counts[1:])]
+    return per_region[labels]
+
+
+def pro_curve(anomaly_maps, masks, connectivity: int = 8):
+    """Per-region-overlap curve over every distinct threshold.
+
+    Parameters
+    ----------
+    anomaly_maps : sequence of (H_i, W_i) float ndarray, or (N, H, W) ndarray
+    masks : sequence of (H_i, W_i) bool ndarray, or (N, H, W) ndarray
+        Ground truth; images may have different sizes (each map matches its mask).
+    connectivity : {4, 8}
+        Pixel connectivity of a ground-truth region (MVTec's evaluation uses 8).
+
+    Returns
+    -------
+    fpr, pro : (K + 1,) float64 ndarray
+        From (0, 0) to (1, 1); ``fpr`` non-decreasing.
+    thresholds : (K,) float64 ndarray
+        Decreasing.
+
+    Raises
+    ------
+    ValueError
+        No ground-truth region, no normal pixel, non-finite scores, shape mismatches.
+    """
+    maps, masks = _stack_maps(anomaly_maps, masks)
+    s = np.concatenate([_scores(a, f"anomaly_maps[{i}]") for i, a in enumerate(maps)])
+    return _pro_curve(s, region_weights(masks, connectivity))
+
+
+def _pro_curve(s: np.ndarray, weights: np.ndarray):
+    """PRO curve of concatenated scores ``s`` (N,) with region weights (N,) (see region_weights)."""
+    positive = weights > 0
+    if not positive.any():
+        raise ValueError("PRO is undefined: the masks hold no anomalous region")
+    if positive.all():
+        raise ValueError("PRO is undefined: the masks hold no normal pixel (FPR has no denominator)")
+    tp, fp, thr = _weighted_curve(s, weights, (~positive).astype(np.float64))
+    return np.r_[0.0, fp / fp[-1]], np.r_[0.0, tp / tp[-1]], thr
+
+
+def _area_up_to(x: np.ndarray, y: np.ndarray, limit: float) -> float:
+    """Trapezoidal area under y(x) for x in [0, limit]; x non-decreasing from 0, y interpolated at limit."""
+    inside = int(np.searchsorted(x, limit, side="right"))  # points with x <= limit
+    xs, ys = x[:inside], y[:inside]
+    if inside < x.size and xs[-1] < limit:
+        x0, x1, y0, y1 = x[inside - 1], x[inside], y[inside - 1], y[inside]
+        xs = np.r_[xs, limit]
+        ys = np.r_[ys, y0 + (y1 - y0) * (limit - x0) / (x1 - x0)]
+    return float(np.trapezoid(ys, xs))
+
+
+def pro_auc(anomaly_maps, masks, fpr_limit: float = 0.3, connectivity: int = 8) -> float:
+    """Normalised area under the PRO curve up to ``fpr_limit`` (default 0.3), in [0, 1].
+
+    See the module docstring for the definition and :func:`pro_curve` for the inputs.
+    """
+    if not 0 < fpr_limit <= 1:
+        raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+    fpr, pro, _ = pro_curve(anomaly_maps, masks, connectivity)
+    return _area_up_to(fpr, pro, fpr_limit) / fpr_limit
+
+
+def image_scores(anomaly_maps) -> np.ndarray:
+    """(N,) float64: the maximum of each anomaly map."""
+    maps = [anomaly_maps] if isinstance(anomaly_maps, np.ndarray) and anomaly_maps.ndim == 2 else anomaly_maps
+    return np.array([_scores(a, f"anomaly_maps[{i}]").max() for i, a in enumerate(maps)])
+
+
+def image_auroc(anomaly_maps, masks=None, labels=None) -> float:
+    """Image AUROC with the map maximum as the image score.
+
+    Give ``labels`` ((N,) bool, True = anomalous image) or ``masks`` (an image is anomalous when
+    its mask has a defect pixel). Raises ValueError when all images are of one kind.
+    """
+    scores = image_scores(anomaly_maps)
+    if labels is None:
+        if masks is None:
+            raise ValueError("give masks or labels")
+        labels = [bool(np.asarray(m).any()) for m in masks]
+    return roc_auc(scores, labels)
+
+
+def pixel_metrics(anomaly_maps, masks, fpr_limit: float = 0.3, connectivity: int = 8,
+                  return_curves: bool = False) -> dict:
+    """Pixel AUROC, pixel AP, PRO (to ``fpr_limit``) and image AUROC of a test set.
+
+    Parameters
+    ----------
+    anomaly_maps, masks : sequences of (H_i, W_i) arrays (see :func:`pro_curve`)
+    return_curves : bool
+        Also return ``curves``: ``{"roc": (fpr, tpr), "pr": (precision, recall), "pro": (fpr, pro)}``.
+
+    Returns
+    -------
+    dict
+        ``pixel_auroc``, ``pixel_ap``, ``pro``, ``image_auroc`` (float; ``image_auroc`` is NaN when
+        every test image is anomalous or every one normal), ``n_images``, ``n_anomalous_images``,
+        ``n_regions`` (int).
+    """
+    if not 0 < fpr_limit <= 1:
+        raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+    maps, masks = _stack_maps(anomaly_maps, masks)
+    s = np.concatenate([_scores(a, f"anomaly_maps[{i}]") for i, a in enumerate(maps)])
+    y = np.concatenate([_labels(m, f"masks[{i}]", m.size) for i, m in enumerate(masks)])
+    _both_classes(y, "pixel AUROC", "masks")
+    anomalous = [bool(np.asarray(m).any()) for m in masks]
+    weights = region_weights(masks, connectivity)
+    if not (weights > 0).any():
+        raise ValueError("PRO is undefined: the masks hold no anomalous region")
+    # one sort for all curves (PRO's negatives are the pixels outside every region: ~y)
+    tp, fp, overlap, _ = _weighted_curve(s, y.astype(np.float64), (~y).astype(np.float64), weights)
+    fpr, tpr = np.r_[0.0, fp / fp[-1]], np.r_[0.0, tp / tp[-1]]
+    precision, recall = tp / (tp + fp), tp / tp[-1]
+    pro_fpr, pro = fpr, np.r_[0.0, overlap / overlap[-1]]
+    out = {"pixel_auroc": float(np.trapezoid(tpr, fpr)),
+           "pixel_ap": float(np.sum(np.diff(np.r_[0.0, recall]) * precision)),
+           "pro": _area_up_to(pro_fpr, pro, fpr_limit) / fpr_limit,
+           "image_auroc": (roc_auc(image_scores(maps), anomalous) if 0 < sum(anomalous) < len(anomalous)
+                           else float("nan")),
+           "n_images": len(maps), "n_anomalous_images": int(sum(anomalous)),
+           "n_regions": _count_regions(masks, connectivity)}
+    if return_curves:
+        out["curves"] = {"roc": (fpr, tpr), "pr": (precision, recall), "pro": (pro_fpr, pro)}
+    return out
+
+
+def _count_regions(masks: Sequence[np.ndarray], connectivity: int) -> int:
+    structure = np.ones((3, 3), bool) if connectivity == 8 else None
+    return int(sum(ndimage.label(np.asarray(m, bool), structure=structure)[1] for m in masks))

@@ -1,0 +1,165 @@
+"""`evaluate` end to end on a tiny synthetic folder target, the CLI through CliRunner, and the
+target readers on the real ../shared/data layouts (when present)."""
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cai.cli import main
+from cai.eval.evaluate import EvaluationError, evaluate, make_synthesizers
+from cai.eval.targets import EvalTargetError, load_eval_target
+
+SIZE = 64
+
+
+def _texture(rng, size=SIZE):
+    base = rng.normal(128, 12, (size, size)).astype(np.float32)
+    base += 20 * np.sin(np.arange(size) / 3.0)[None, :]
+    return np.repeat(np.clip(base, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """normals/ (5 images), test/ (2 scratches, 1 blob, 2 normal), anomaly set (crack pairs from
+    'other_src' plus one row whose source is the target itself, which the guard must drop)."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    normals = root / "tgt"
+    normals.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(normals / f"n{i}.png"), _texture(rng))
+    test = root / "test"
+    for sub in ("images/scratch", "masks/scratch", "images/blob", "masks/blob", "images/good"):
+        (test / sub).mkdir(parents=True)
+    for i in range(2):
+        image, mask = _texture(rng), np.zeros((SIZE, SIZE), np.uint8)
+        cv2.line(mask, (10, 10 + 20 * i), (50, 20 + 20 * i), 255, 3)
+        image[mask > 0] = 30
+        cv2.imwrite(str(test / f"images/scratch/s{i}.png"), image)
+        cv2.imwrite(str(test / f"masks/scratch/s{i}.png"), mask)
+        cv2.imwrite(str(test / f"images/good/g{i}.png"), _texture(rng))
+    image, mask = _texture(rng), np.zeros((SIZE, SIZE), np.uint8)
+    cv2.circle(mask, (30, 30), 8, 255, -1)
+    image[mask > 0] = 220
+    cv2.imwrite(str(test / "images/blob/b0.png"), image)
+    cv2.imwrite(str(test / "masks/blob/b0_mask.png"), mask)
+    aset = root / "aset"
+    (aset / "images").mkdir(parents=True)
+    (aset / "masks").mkdir()
+    rows = ["stem,anomaly_class,source,license"]
+    for i in range(6):
+        photo = rng.integers(100, 160, (48, 48, 3), dtype=np.uint8)
+        mask = np.zeros((48, 48), np.uint8)
+        cv2.line(mask, (5, 5 + 6 * i), (40, 30), 255, 2 + i % 2)
+        photo[mask > 0] = 20
+        cv2.imwrite(str(aset / f"images/c{i}.png"), photo)
+        cv2.imwrite(str(aset / f"masks/c{i}.png"), mask)
+        rows.append(f"c{i},crack,{'tgt' if i == 5 else 'other_src'},CC0-1.0")
+    (aset / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _run(tiny, out, synths=("cai-n", "cutpaste"), seeds=(0,), **kw):
+    return evaluate("folder", tiny / "tgt", daad=str(tiny / "aset"), synths=synths, profile="cpu", seeds=seeds,
+                    out=out, test_root=str(tiny / "test"), synth_size=SIZE, per_image=3, progress=False,
+                    detector={"epochs": 2, "size": SIZE, "batch_size": 8}, **kw)
+
+
+def test_evaluate_end_to_end_writes_tables(tiny, tmp_path):
+    out = tmp_path / "run"
+    res = _run(tiny, out, seeds=(0, 1))
+    for name in ("results.md", "results.json", "results.csv", "curves_pr.png", "curves_pro.png",
+                 "anomaly_maps.png", "pseudo_anomalies.png", "train_log.jsonl"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    saved = json.loads((out / "results.json").read_text())
+    assert list(saved["synthesizers"]) == ["cai-n", "cutpaste"]
+    assert saved["target"]["test_per_class"] == {"blob": 1, "good": 2, "scratch": 2}
+    assert saved["target"]["defect_classes"] == ["blob", "scratch"]
+    assert saved["leakage_guard"]["excluded_sources"] == ["tgt"]  # the target's own row never injected
+    assert saved["anomaly_set"]["per_source"] == {"other_src": 5}
+    for name, r in saved["synthesizers"].items():
+        assert [run["seed"] for run in r["runs"]] == [0, 1]
+        for run in r["runs"]:
+            assert 0 <= run["pixel_auroc"] <= 1 and 0 <= run["pro"] <= 1 and 0 <= run["image_auroc"] <= 1
+            assert set(run["per_class_ap"]) == {"blob", "scratch"}
+            assert run["made"] > 0
+        mean, std = r["summary"]["pixel_auroc"]
+        vals = [run["pixel_auroc"] for run in r["runs"]]
+        assert mean == pytest.approx(np.mean(vals)) and std == pytest.approx(np.std(vals, ddof=1))
+        assert np.isfinite(r["fd"]["lite0"])
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["synthesizer"] for r in rows] == ["cai-n", "cutpaste"]
+    assert all(r["profile"] == "cpu" for r in rows)
+    metric_columns = [c for c in rows[0] if "auroc" in c or "pro_" in c or "pixel_ap" in c]
+    assert metric_columns and all(c.startswith("cpu:") for c in metric_columns)
+    md = (out / "results.md").read_text()
+    assert "P-AUROC [cpu]" in md and "NOT the paper's DRAEM detector" in md and "not comparable with published FID" in md
+    assert "| cai-n |" in md and "| cutpaste |" in md and "scratch" in md
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == 2 * 2 * 2  # synths x seeds x epochs
+
+
+def test_evaluate_is_reproducible(tiny, tmp_path):
+    a = _run(tiny, tmp_path / "a", synths=("cai-n",))
+    b = _run(tiny, tmp_path / "b", synths=("cai-n",))
+    ra, rb = a["synthesizers"]["cai-n"]["runs"][0], b["synthesizers"]["cai-n"]["runs"][0]
+    for k in ("pixel_auroc", "pixel_ap", "pro", "image_auroc", "made", "final_loss"):
+        assert ra[k] == pytest.approx(rb[k], rel=1e-5), k
+
+
+def test_evaluate_errors(tiny, tmp_path):
+    with pytest.raises(EvaluationError, match="anomaly set"):
+        evaluate("folder", tiny / "tgt", synths=("cai-n",), seeds=1, out=tmp_path / "x",
+                 test_root=str(tiny / "test"), progress=False)
+    with pytest.raises(EvaluationError, match="unknown synthesizer|needs cai.baselines"):
+        make_synthesizers(["no-such"], bank=None)
+    with pytest.raises(EvalTargetError, match="test-root"):
+        load_eval_target("folder", tiny / "tgt")
+    with pytest.raises(EvalTargetError, match="category"):
+        load_eval_target("mvtec", tiny)
+
+
+def test_cli_evaluate(tiny, tmp_path):
+    out = tmp_path / "cli"
+    args = ["evaluate", "--target", "folder", "--root", str(tiny / "tgt"), "--test-root", str(tiny / "test"),
+            "--daad", str(tiny / "aset"), "--synth", "cai-n", "--seeds", "1", "--epochs", "1", "--size", str(SIZE),
+            "--synth-size", str(SIZE), "--per-image", "2", "--out", str(out), "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "P-AUROC [cpu]" in result.output and (out / "results.csv").is_file()
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["seeds"] == [0] and saved["profile"]["config"]["epochs"] == 1
+    assert saved["command"].startswith("cai-hub evaluate --target folder") and "--seeds 1" in saved["command"]
+
+    bad = CliRunner().invoke(main, args[:-3] + ["--synth", "nope", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 1 and "nope" in bad.output
+    bad_seeds = CliRunner().invoke(main, args[:-1] + ["--seeds", "zero"])
+    assert bad_seeds.exit_code == 2 and "seed" in bad_seeds.output
+    bad_size = CliRunner().invoke(main, [*args[:-1], "--size", "100"])
+    assert bad_size.exit_code == 2 and "multiple of 32" in bad_size.output
+
+
+# ----------------------------------------------------------------------------- real layouts
+@pytest.mark.shared_data
+def test_mvtec_grid_target_reads_real_test_set(shared_data):
+    t = load_eval_target("mvtec", shared_data / "mvtec_ad", "grid")
+    assert len(t.train) == 25
+    assert t.summary()["test_per_class"] == {"bent": 3, "broken": 2, "glue": 2, "good": 3,
+                                             "metal_contamination": 2, "thread": 2}
+    image, mask = next(x for x in t.test if x.defect_class == "thread").load()
+    assert image.shape == (1024, 1024, 3) and mask.shape == (1024, 1024) and mask.any()
+    assert "mvtec_ad" in t.guard_sources
+
+
+@pytest.mark.shared_data
+def test_ksdd_split_holds_out_one_commutator(shared_data):
+    t = load_eval_target("ksdd", shared_data / "ksdd")
+    normal_test = [x for x in t.test if x.defect_class == "good"]
+    assert {p.parent.name for p in t.train} == {"kos01", "kos02", "kos03", "kos04"}
+    assert {x.path.parent.name for x in normal_test} == {"kos05"}
+    assert sum(x.defect_class == "crack" for x in t.test) == 52
+    assert len(t.train) + len(normal_test) == 35
+    assert not {p for p in t.train} & {x.path for x in t.test}
