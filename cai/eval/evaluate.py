@@ -12,6 +12,12 @@ given a local TorchScript Inception file, with Inception features.
 
 The leakage guard is always on: the anomaly-set rows whose ``source`` is one of the target's own
 datasets (e.g. ``mvtec_ad`` for an MVTec AD target) are removed before any synthesis.
+
+Outputs in ``out``: ``results.md`` / ``results.json`` / ``results.csv`` (one row per synthesizer,
+metric columns prefixed with the profile), ``curves.json`` + ``curves_pr.png`` + ``curves_pro.png``
+(first seed), ``anomaly_maps.png`` (test images, ground truth, each synthesizer's map),
+``pseudo_anomalies.png`` (the first pseudo anomalies of each synthesizer with their masks) and
+``train_log.jsonl`` (one line per training epoch).
 """
 from __future__ import annotations
 
@@ -182,6 +188,13 @@ def _per_class_ap(maps, masks, classes_of_images, classes) -> dict:
     return out
 
 
+def _resample(x: np.ndarray, y: np.ndarray, xmax: float, n: int = 601) -> tuple[np.ndarray, np.ndarray]:
+    """A curve with one point per distinct score (millions on large test sets) as ``n`` points on an
+    even x grid over [0, xmax] (``np.interp`` on the non-decreasing x), for figures and curves.json."""
+    grid = np.linspace(0.0, xmax, n)
+    return grid, np.interp(grid, x, y)
+
+
 def _pick_examples(test_classes, n: int) -> list[int]:
     """Up to ``n`` test images: one per defect class first (then more anomalies), plus one normal."""
     seen, picks = set(), []
@@ -311,8 +324,9 @@ def _evaluate(o: EvalOptions) -> dict:
                    "cpu_seconds": round(time.process_time() - c0, 2)}
             runs.append(run)
             if seed == o.seeds[0]:
-                curves_pr[name] = (m["curves"]["pr"][1], m["curves"]["pr"][0])  # x recall, y precision
-                curves_pro[name] = m["curves"]["pro"]
+                precision, recall = m["curves"]["pr"]
+                curves_pr[name] = _resample(recall, precision, 1.0)  # x recall, y precision
+                curves_pro[name] = _resample(*m["curves"]["pro"], 0.3)
                 example_maps[name] = [maps[i] for i in examples_idx]
                 pseudo_examples[name] = list(zip(images[:8], masks[:8]))
                 for k, f in extractors.items():
@@ -345,6 +359,10 @@ def _evaluate(o: EvalOptions) -> dict:
         "python": sys.version.split()[0], "torch": torch.__version__,
     }
     report.write_json(out / "results.json", res)
+    report.write_json(out / "curves.json", {
+        "note": f"seed {o.seeds[0]}, profile {o.profile}; curves resampled on an even x grid",
+        "pr": {k: {"recall": x, "precision": y} for k, (x, y) in curves_pr.items()},
+        "pro": {k: {"fpr": x, "pro": y} for k, (x, y) in curves_pro.items()}})
     report.write_csv(out / "results.csv", res)
     (out / "results.md").write_text(report.markdown(res))
     tag = f"[{o.profile}] seed {o.seeds[0]}"

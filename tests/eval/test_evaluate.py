@@ -71,7 +71,9 @@ def _run(tiny, out, synths=("cai-n", "cutpaste"), seeds=(0,), **kw):
 def test_evaluate_end_to_end_writes_tables(tiny, tmp_path):
     out = tmp_path / "run"
     res = _run(tiny, out, seeds=(0, 1))
-    for name in ("results.md", "results.json", "results.csv", "curves_pr.png", "curves_pro.png",
+    curves = json.loads((out / "curves.json").read_text())
+    assert set(curves["pro"]) == {"cai-n", "cutpaste"} and max(curves["pro"]["cai-n"]["fpr"]) == pytest.approx(0.3)
+    for name in ("results.md", "results.json", "results.csv", "curves.json", "curves_pr.png", "curves_pro.png",
                  "anomaly_maps.png", "pseudo_anomalies.png", "train_log.jsonl"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     saved = json.loads((out / "results.json").read_text())
@@ -140,6 +142,28 @@ def test_cli_evaluate(tiny, tmp_path):
     assert bad_seeds.exit_code == 2 and "seed" in bad_seeds.output
     bad_size = CliRunner().invoke(main, [*args[:-1], "--size", "100"])
     assert bad_size.exit_code == 2 and "multiple of 32" in bad_size.output
+
+
+def test_mtd_layout_split_and_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    free = tmp_path / "MT_Free" / "Imgs"
+    free.mkdir(parents=True)
+    for i in range(10):
+        cv2.imwrite(str(free / f"f{i:02d}.jpg"), rng.integers(0, 255, (20, 30), dtype=np.uint8))
+    for defect in ("Crack", "Blowhole"):
+        folder = tmp_path / f"MT_{defect}" / "Imgs"
+        folder.mkdir(parents=True)
+        mask = np.zeros((20, 30), np.uint8)
+        mask[5:9, 4:20] = 255
+        cv2.imwrite(str(folder / "a.jpg"), rng.integers(0, 255, (20, 30), dtype=np.uint8))
+        cv2.imwrite(str(folder / "a.png"), mask)
+    t = load_eval_target("mtd", tmp_path)
+    assert [p.name for p in t.train] == [f"f{i:02d}.jpg" for i in range(10) if i % 5 != 4]
+    assert t.summary()["test_per_class"] == {"Blowhole": 1, "Crack": 1, "good": 2}
+    image, mask = next(x for x in t.test if x.defect_class == "Crack").load()
+    assert image.shape == (20, 30, 3) and mask.sum() == 4 * 16
+    assert "magnetic_tile" in t.guard_sources
+    assert len(load_eval_target("mtd", tmp_path, max_normals=3).train) == 3
 
 
 # ----------------------------------------------------------------------------- real layouts
