@@ -2,7 +2,7 @@
 
 Real images: MVTec AD grid normals (../shared/data/mvtec_ad/grid/train/good) at 256² and 1024², real
 road cracks (cracks_mixed) and fabric stains (fabric_hsst) as patterns, the 4/3/3 scale mix, one
-core. The cv2 variant swaps only the blend (`cai.inject.poisson_blend`) for `cv2.seamlessClone`
+core. The cv2 variant swaps only the blend (`cai.engine.inject.poisson_blend`) for `cv2.seamlessClone`
 on the same crop, region, source and centre; everything else (STR, quotas, ILS, pseudo mask) is
 shared, so the difference is the injection.
 
@@ -23,15 +23,15 @@ import cv2  # noqa: E402
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 
-import cai.inject  # noqa: E402
+import cai.engine.inject  # noqa: E402
 from cai.anomaly_set import open_pattern_bank, prepare_patterns  # noqa: E402
-from cai.config import CAIConfig  # noqa: E402
+from cai.engine.config import CAIConfig  # noqa: E402
 from cai.imageio import load_rgb  # noqa: E402
-from cai.synthesizer import CAISynthesizer, PseudoAnomaly  # noqa: E402
+from cai.engine.synthesizer import CAISynthesizer, PseudoAnomaly  # noqa: E402
 from daad_tools.folder_pairs import load_folder_pairs  # noqa: E402
 
 cv2.setNumThreads(1)
-OUR_BLEND = cai.inject.poisson_blend
+OUR_BLEND = cai.engine.inject.poisson_blend
 
 
 def cv2_blend(target, source, region, mode="normal"):
@@ -71,7 +71,7 @@ class PipelineSuite:
             self.bank.load(i)
 
     def _run(self, blend):
-        cai.inject.poisson_blend = blend
+        cai.engine.inject.poisson_blend = blend
         try:
             synth = CAISynthesizer(self.bank, self.config)
             made = 0
@@ -81,7 +81,7 @@ class PipelineSuite:
                             for r in synth.synthesize(normal, self.foreground, i, seed=0, is_grey=True))
             return (time.perf_counter() - start) * 1000 / made, made
         finally:
-            cai.inject.poisson_blend = OUR_BLEND
+            cai.engine.inject.poisson_blend = OUR_BLEND
 
     def time_cai(self, size=256, mode="normal"):
         return self._run(OUR_BLEND)

@@ -1,4 +1,4 @@
-"""Benchmark of ``cai.poisson.poisson_blend`` against ``cv2.seamlessClone`` on real masks.
+"""Benchmark of ``cai.engine.poisson.poisson_blend`` against ``cv2.seamlessClone`` on real masks.
 
 Written in the airspeed-velocity (asv) style used by scikit-image: a suite class whose
 ``setup`` builds seeded inputs once per parameter combination and one ``time_*`` method per
@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from cai.poisson import _blend, poisson_blend  # noqa: E402
+from cai.engine.poisson import _blend, poisson_blend  # noqa: E402
 
 cv2.setNumThreads(1)
 
@@ -235,7 +235,7 @@ import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
 sys.path.insert(0, {repo!r})
-from cai.poisson import poisson_blend
+from cai.engine.poisson import poisson_blend
 t1 = time.perf_counter()
 rng = np.random.default_rng(0)
 t = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)

@@ -9,9 +9,9 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ._checks import bbox
+from .engine._checks import bbox
 from .imageio import BadInput, encode_png, load_mask, load_rgb
-from .synthesizer import PatternBank
+from .engine.synthesizer import PatternBank
 
 REQUIRED_COLUMNS = ("image", "mask", "anomaly_class", "source")
 PATTERN_FEATURES = datasets.Features({

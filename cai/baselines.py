@@ -1,8 +1,8 @@
 """Baseline pseudo-anomaly synthesizers and CAI ablations behind CAI's synthesizer interface.
 
 Every synthesizer here has a ``name`` and ``synthesize(normal, foreground, normal_index, seed,
-is_grey=False)`` returning one :class:`~cai.synthesizer.PseudoAnomaly` or
-:class:`~cai.synthesizer.Skipped` per slot ``k``, with the randomness of slot ``k`` of normal image
+is_grey=False)`` returning one :class:`~cai.engine.synthesizer.PseudoAnomaly` or
+:class:`~cai.engine.synthesizer.Skipped` per slot ``k``, with the randomness of slot ``k`` of normal image
 ``i`` drawn from ``np.random.default_rng([seed, i, k])`` only, so results do not depend on
 sharding, worker count or call order. Images come back (H, W, 3) uint8, or (H, W) uint8 for grey
 targets; ``mask`` and ``placed_mask`` are (H, W) bool.
@@ -18,8 +18,8 @@ Baselines (each changes pixels inside the foreground only):
 * :class:`DRAEMSynthesizer` — DRAEM-style (Zavrtanik et al., ICCV 2021): a thresholded, rotated
   Perlin-noise mask filled with an augmented texture image, blended with opacity in [0.2, 1].
 
-CAI ablations (paper Tables 3 and 4) are :class:`~cai.synthesizer.CAISynthesizer` with another
-:class:`~cai.config.CAIConfig` or :class:`CAIVariant` (no scale matching, no injection location
+CAI ablations (paper Tables 3 and 4) are :class:`~cai.engine.synthesizer.CAISynthesizer` with another
+:class:`~cai.engine.config.CAIConfig` or :class:`CAIVariant` (no scale matching, no injection location
 selection, other scale mixes). :func:`make_synthesizer` builds any of them by name
 (:data:`SYNTHESIZERS`).
 
@@ -45,14 +45,14 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from ._checks import as_bool_mask, bbox, check_image
-from .config import CAIConfig
-from .inject import match_colour_mode
-from .location import select_center
-from .poisson import poisson_blend
-from .pseudo_mask import mask_fidelity
-from .scale import bbox_long_side, scale_type
-from .synthesizer import CAISynthesizer, PatternBank, PseudoAnomaly, Skipped
+from .engine._checks import as_bool_mask, bbox, check_image
+from .engine.config import CAIConfig
+from .engine.inject import match_colour_mode
+from .engine.location import select_center
+from .engine.poisson import poisson_blend
+from .engine.pseudo_mask import mask_fidelity
+from .engine.scale import bbox_long_side, scale_type
+from .engine.synthesizer import CAISynthesizer, PatternBank, PseudoAnomaly, Skipped
 from .targets import DEFAULT_SAMPLE
 
 __all__ = [
@@ -350,7 +350,7 @@ class NSASynthesizer:
     with half-sides uniform in ``half_width`` x the image sides is cut from it at a centre drawn in
     the *target's* foreground (normals of one target are roughly aligned; source foregrounds are
     not available), resized by ``clip(N(1, 0.5), *resize_bounds)`` and Poisson-blended
-    (:func:`cai.poisson.poisson_blend`, ``mode``) at another centre in the foreground, the region
+    (:func:`cai.engine.poisson.poisson_blend`, ``mode``) at another centre in the foreground, the region
     being the patch rectangle less its 1-pixel rim, within the foreground. The mask is NSA's binary
     label: channel-maximum ``|blended - normal| > threshold``, median-filtered (``median_ksize``),
     within the region; specks under ``min_component`` pixels are dropped. An empty mask is redrawn.
@@ -500,7 +500,7 @@ def nsa_blend(normal, patch, center, region, mode: str = "normal") -> np.ndarray
     region : (H, W) bool ndarray
         Pixels solved for; must lie inside the patch box, off the 1-pixel image border.
     mode : {"normal", "mixed"}
-        Guidance field of :func:`cai.poisson.poisson_blend`.
+        Guidance field of :func:`cai.engine.poisson.poisson_blend`.
 
     Returns
     -------

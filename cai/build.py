@@ -22,9 +22,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .anomaly_set import load_anomaly_set, open_pattern_bank, prepare_patterns
-from .config import CAIConfig
+from .engine.config import CAIConfig
 from .imageio import BadInput, encode_png, load_rgb
-from .synthesizer import CAISynthesizer, PseudoAnomaly
+from .engine.synthesizer import CAISynthesizer, PseudoAnomaly
 from .targets import DEFAULT_SAMPLE, load_target
 
 OUTPUT_FEATURES = datasets.Features({

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .config import MODES, CAIConfig
+from .engine.config import MODES, CAIConfig
 
 
 def _csv(ctx, param, value):

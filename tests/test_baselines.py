@@ -9,9 +9,9 @@ from cai.baselines import (
     _other_index, augment_texture, blend_texture, colour_jitter, make_synthesizer, perlin_mask, perlin_noise,
     texture_set,
 )
-from cai.config import CAIConfig
-from cai.pseudo_mask import dilate
-from cai.synthesizer import CAISynthesizer, PatternBank, PseudoAnomaly, Skipped
+from cai.engine.config import CAIConfig
+from cai.engine.pseudo_mask import dilate
+from cai.engine.synthesizer import CAISynthesizer, PatternBank, PseudoAnomaly, Skipped
 
 H = W = 64
 CAI_NAMES = [n for n in SYNTHESIZERS if n.startswith("cai-")]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cai.build import BuildOptions, build_synthetic
-from cai.pseudo_mask import detail_change, dilate
+from cai.engine.pseudo_mask import detail_change, dilate
 from daad_tools.folder_pairs import load_folder_pairs
 
 pytestmark = pytest.mark.shared_data
@@ -74,7 +74,7 @@ def test_hazelnut_threshold_foreground_keeps_defects_on_the_nut(real_anomaly_set
     aset, shared = real_anomaly_set
     summary = build_synthetic(BuildOptions(out=str(tmp_path / "hz"), target="mvtec", root=str(shared / "mvtec_ad"),
                                            category="hazelnut", daad=str(aset), foreground="threshold",
-                                           config=__import__("cai.config").config.CAIConfig(quota=(1, 1, 1))),
+                                           config=__import__("cai.engine.config").config.CAIConfig(quota=(1, 1, 1))),
                               progress=False)
     assert summary["made"] >= 0.9 * summary["slots"]
     from cai.foreground import foreground_threshold

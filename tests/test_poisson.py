@@ -1,4 +1,4 @@
-"""Tests of ``cai.poisson.poisson_blend`` against a brute-force sparse solve of Eq. 7."""
+"""Tests of ``cai.engine.poisson.poisson_blend`` against a brute-force sparse solve of Eq. 7."""
 from __future__ import annotations
 
 import threading
@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from cai.poisson import poisson_blend
+from cai.engine.poisson import poisson_blend
 
 NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
 

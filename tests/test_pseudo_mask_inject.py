@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from cai.config import CAIConfig
-from cai.inject import inject_pattern, match_colour_mode, resize_pattern
-from cai.pseudo_mask import mask_fidelity, pseudo_mask
+from cai.engine.config import CAIConfig
+from cai.engine.inject import inject_pattern, match_colour_mode, resize_pattern
+from cai.engine.pseudo_mask import mask_fidelity, pseudo_mask
 
 
 def _square(shape=(40, 40), box=(slice(10, 20), slice(12, 22))):

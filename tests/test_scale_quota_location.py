@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from cai.config import CAIConfig
-from cai.location import select_center, valid_centers
-from cai.quota import can_serve, choose_pattern, eligible_patterns, plan_scales
-from cai.scale import bbox_long_side, draw_target_ratio, scale_transfer_ratio, scale_type
+from cai.engine.config import CAIConfig
+from cai.engine.location import select_center, valid_centers
+from cai.engine.quota import can_serve, choose_pattern, eligible_patterns, plan_scales
+from cai.engine.scale import bbox_long_side, draw_target_ratio, scale_transfer_ratio, scale_type
 
 
 def test_bbox_long_side_hand_cases():

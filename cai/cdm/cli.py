@@ -149,7 +149,7 @@ def generate_cmd(embeds, base_model, target, root, category, classes, out, masks
                  local_files_only, overwrite, push_to_hub, private, quiet):
     """Inpaint the learned anomaly tokens into a target's normal images (output: CAI's schema)."""
     from ..anomaly_set import AnomalySetError
-    from ..config import CAIConfig
+    from ..engine.config import CAIConfig
     from ..foreground import ForegroundUnavailable
     from ..targets import TargetError
     from .data import CDMDataError

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..imageio import load_rgb, open_image
-from ..pseudo_mask import dilate
+from ..engine.pseudo_mask import dilate
 
 REQUIRED_COLUMNS = ("image", "mask", "placed_mask", "anomaly_class")
 

@@ -3,7 +3,7 @@
 For each normal image of a target and each mask slot, the region around a placed defect mask is
 inpainted with the prompt ``"a photo of <class>"`` (the first training template); pixels outside
 the region stay the normal image's. The pseudo mask is then made as CAI makes it — the thresholded
-difference to the normal image near the placed mask (:func:`cai.pseudo_mask.pseudo_mask`) — and the
+difference to the normal image near the placed mask (:func:`cai.engine.pseudo_mask.pseudo_mask`) — and the
 rows are written in CAI's schema (:data:`cai.build.OUTPUT_FEATURES`) as a hub-ready folder.
 
 Masks (``masks``):
@@ -12,8 +12,8 @@ Masks (``masks``):
   the target image it was made from (matched by ``normal_file``);
 * ``"new"``: new placements as CAI places defects: per normal image, ``quota`` slots (large /
   medium / small); a real defect mask of the slot's class from an anomaly set (default: the
-  embedded sample's), scaled by CAI's scale matching (:func:`cai.quota.choose_pattern`) and centred
-  inside the foreground (:func:`cai.location.select_center`).
+  embedded sample's), scaled by CAI's scale matching (:func:`cai.engine.quota.choose_pattern`) and centred
+  inside the foreground (:func:`cai.engine.location.select_center`).
 
 Inpainting (:class:`~diffusers.StableDiffusionInpaintPipeline` in both cases):
 
@@ -36,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..config import CAIConfig
+from ..engine.config import CAIConfig
 
 MASK_MODES = ("cai", "new")
 
@@ -138,9 +138,9 @@ class GenerateOptions:
 
 def place_mask(shape, crop_mask: np.ndarray, center) -> np.ndarray:
     """A (H, W) bool mask with ``crop_mask``'s bounding box centred at ``center`` (row, col), rows
-    ``r - h // 2`` to ``r - h // 2 + h`` as in :func:`cai.location.valid_centers`; parts falling off
+    ``r - h // 2`` to ``r - h // 2 + h`` as in :func:`cai.engine.location.valid_centers`; parts falling off
     the image are cut."""
-    from .._checks import bbox
+    from ..engine._checks import bbox
 
     r0, c0, r1, c1 = bbox(crop_mask)
     crop = crop_mask[r0:r1, c0:c1]
@@ -157,7 +157,7 @@ def place_mask(shape, crop_mask: np.ndarray, center) -> np.ndarray:
 
 def _fit(mask: np.ndarray, size: int) -> np.ndarray:
     """(size, size) bool copy of a mask: area coverage >= 0.25 when shrinking (thin cracks survive, as in
-    :func:`cai.inject.resize_pattern`), nearest when enlarging."""
+    :func:`cai.engine.inject.resize_pattern`), nearest when enlarging."""
     if mask.shape == (size, size):
         return mask
     if size < max(mask.shape):
@@ -369,10 +369,10 @@ class _NewMasks:
         return self.per_image
 
     def slot_masks(self, position: int, normal, foreground, seed, normal_index, size):
-        from ..location import select_center
-        from ..inject import resize_pattern
-        from ..quota import choose_pattern, plan_scales
-        from ..scale import bbox_long_side
+        from ..engine.location import select_center
+        from ..engine.inject import resize_pattern
+        from ..engine.quota import choose_pattern, plan_scales
+        from ..engine.scale import bbox_long_side
 
         if not foreground.any():
             for k, scale in enumerate(plan_scales(self.config.quota)):
@@ -431,7 +431,7 @@ def _generate(options: GenerateOptions, progress: bool) -> dict:
     from ..build import OUTPUT_FEATURES
     from ..foreground import make_foreground
     from ..imageio import BadInput, encode_png, load_rgb
-    from ..pseudo_mask import dilate, mask_fidelity, pseudo_mask
+    from ..engine.pseudo_mask import dilate, mask_fidelity, pseudo_mask
     from ..targets import DEFAULT_SAMPLE, load_target
     from .publish import fetch_cdm
 

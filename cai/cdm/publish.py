@@ -28,7 +28,7 @@ Method: Wang, Hu et al., *Stones from Other Hills can Polish Jade*, arXiv:2501.1
 - Generation: base model `{{ base_model }}` ({{ method }}), {{ steps }} steps, guidance {{ guidance_scale }},
   strength {{ strength }}, working resolution {{ resolution }}, output size {{ size }}, seed {{ seed }};
   region = placed mask dilated by {{ mask_dilation }} px; pixels outside it are the normal image's.
-- Pseudo mask: visible change above {{ threshold }} grey levels near the placed mask (as CAI, `cai.pseudo_mask`);
+- Pseudo mask: visible change above {{ threshold }} grey levels near the placed mask (as CAI, `cai.engine.pseudo_mask`);
   mean IoU(mask, placed) {{ "%.3f" | format(iou) }}, mean visible share {{ "%.3f" | format(visible) }}.
 
 Per class: {% for cls, n in per_class.items() %}`{{ cls }}` {{ n }}{% if not loop.last %}, {% endif %}{% endfor %}.

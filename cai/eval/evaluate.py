@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cai.imageio import load_rgb
-from cai.synthesizer import PseudoAnomaly
+from cai.engine.synthesizer import PseudoAnomaly
 
 from . import report
 from .detector import DetectorConfig, get_profile, train_detector
@@ -143,8 +143,8 @@ def make_synthesizers(names, bank=None, normals=None, texture_dir=None, per_imag
             except ValueError as exc:
                 raise EvaluationError(f"synthesizer {name}: {exc}") from exc
             continue
-        from cai.config import CAIConfig
-        from cai.synthesizer import CAISynthesizer
+        from cai.engine.config import CAIConfig
+        from cai.engine.synthesizer import CAISynthesizer
         modes = {"cai-n": "normal", "cai-m": "mixed", "cai-paste": "paste"}
         if name not in modes:
             raise EvaluationError(f"synthesizer {name} needs cai.baselines (not available); "

@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 
 from cai.build import OUTPUT_FEATURES
 from cai.cdm.generate import CDMGenerateError, CDMInpainter, GenerateOptions, generate, place_mask
-from cai.config import CAIConfig
-from cai.pseudo_mask import dilate
+from cai.engine.config import CAIConfig
+from cai.engine.pseudo_mask import dilate
 
 
 def _image(pipe, prompt):
