@@ -28,7 +28,7 @@ from cai.anomaly_set import open_pattern_bank, prepare_patterns  # noqa: E402
 from cai.engine.config import CAIConfig  # noqa: E402
 from cai.imageio import load_rgb  # noqa: E402
 from cai.engine.synthesizer import CAISynthesizer, PseudoAnomaly  # noqa: E402
-from daad_tools.folder_pairs import load_folder_pairs  # noqa: E402
+from cai.layouts.folder_pairs import load_folder_pairs  # noqa: E402
 
 cv2.setNumThreads(1)
 OUR_BLEND = cai.engine.inject.poisson_blend

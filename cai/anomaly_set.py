@@ -33,7 +33,7 @@ def load_anomaly_set(spec: str) -> datasets.Dataset:
     """Load an anomaly set from a local folder or a hub id.
 
     Folders: ``save_to_disk`` output, a hub-ready folder (parquet + README, as written by cai-hub or
-    DAAD), or ``images/`` + ``masks/`` pairs (see :mod:`daad_tools.folder_pairs`). Anything else is
+    DAAD), or ``images/`` + ``masks/`` pairs (see :mod:`cai.layouts.folder_pairs`). Anything else is
     taken as a hub id (``datasets.load_dataset(spec, split="train")``).
     """
     path = Path(spec)
@@ -42,7 +42,7 @@ def load_anomaly_set(spec: str) -> datasets.Dataset:
             ds = datasets.load_from_disk(str(path))
             ds = ds["train"] if isinstance(ds, datasets.DatasetDict) else ds
         elif (path / "images").is_dir() and (path / "masks").is_dir():
-            from daad_tools.folder_pairs import load_folder_pairs
+            from cai.layouts.folder_pairs import load_folder_pairs
             ds = load_folder_pairs(path)
         else:
             ds = datasets.load_dataset(str(path), split="train")
@@ -140,7 +140,28 @@ def prepare_patterns(ds: datasets.Dataset, classes=None, exclude_sources=(), con
 @functools.lru_cache(maxsize=4)
 def open_pattern_bank(path: str, cache_size: int = 4096) -> PatternBank:
     """A :class:`PatternBank` over patterns saved with ``save_to_disk`` (one per process, cached)."""
-    ds = datasets.load_from_disk(path)
+    return pattern_bank(datasets.load_from_disk(path), cache_size=cache_size)
+
+
+def pattern_bank(ds: datasets.Dataset, cache_size: int = 4096, **prepare_kwargs) -> PatternBank:
+    """A :class:`PatternBank` over an anomaly set or over patterns made by :func:`prepare_patterns`.
+
+    Parameters
+    ----------
+    ds : datasets.Dataset
+        Either prepared patterns (columns ``pattern_image``, ``pattern_mask``, ``long_side``...) or a
+        raw anomaly set (``image``, ``mask``, ``anomaly_class``, ``source``), which is prepared first
+        with ``prepare_kwargs`` (``classes``, ``exclude_sources``, ``context``).
+    cache_size : int
+        Decoded patterns kept in memory.
+
+    Returns
+    -------
+    PatternBank
+        ``load(i)`` gives the crop around defect i: ((h, w, 3) uint8 image, (h, w) bool mask).
+    """
+    if "pattern_image" not in ds.column_names:
+        ds, _ = prepare_patterns(ds, **prepare_kwargs)
 
     @functools.lru_cache(maxsize=cache_size)
     def load(i: int):

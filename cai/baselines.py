@@ -53,6 +53,7 @@ from .engine.poisson import poisson_blend
 from .engine.pseudo_mask import mask_fidelity
 from .engine.scale import bbox_long_side, scale_type
 from .engine.synthesizer import CAISynthesizer, PatternBank, PseudoAnomaly, Skipped
+from .imageio import IMAGE_EXTENSIONS, list_images
 from .targets import DEFAULT_SAMPLE
 
 __all__ = [
@@ -68,7 +69,6 @@ SYNTHESIZERS = (
 )
 #: Textures DRAEM uses by default: the embedded sample's anomaly photographs (cracks, stains).
 DEFAULT_TEXTURE_DIR = DEFAULT_SAMPLE / "anomalies" / "images"
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _CAI_MODES = {"cai-n": "normal", "cai-m": "mixed", "cai-paste": "paste"}
 _CAI_MIXES = {"cai-622": (6, 2, 2), "cai-262": (2, 6, 2), "cai-226": (2, 2, 6), "cai-433": (4, 3, 3)}
 
@@ -841,11 +841,11 @@ def texture_set(texture_dir=None, include_default: bool = True, cache_size: int 
             folders.append(folder)
     paths, ids = [], []
     for folder in folders:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+        files = list_images(folder, recursive=True)
         paths += files
         ids += [f"{folder.name}/{p.relative_to(folder).as_posix()}" for p in files]
     if not paths:
-        raise ValueError(f"no texture image (extensions {_IMAGE_SUFFIXES}) under {[str(f) for f in folders]}")
+        raise ValueError(f"no texture image (extensions {IMAGE_EXTENSIONS}) under {[str(f) for f in folders]}")
 
     @functools.lru_cache(maxsize=cache_size)
     def load(i: int) -> np.ndarray:

@@ -8,10 +8,7 @@ and the hub read.
 from __future__ import annotations
 
 import functools
-import json
-import os
 import shutil
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,44 +16,15 @@ from pathlib import Path
 import cv2
 import datasets
 import numpy as np
-from tqdm.auto import tqdm
 
+from . import runloop
 from .anomaly_set import load_anomaly_set, open_pattern_bank, prepare_patterns
 from .engine.config import CAIConfig
 from .imageio import BadInput, encode_png, load_rgb
 from .engine.synthesizer import CAISynthesizer, PseudoAnomaly
+from .schema import BOOKKEEPING as _BOOKKEEPING
+from .schema import MAP_FEATURES, OUTPUT_FEATURES  # noqa: F401  (OUTPUT_FEATURES: public here too)
 from .targets import DEFAULT_SAMPLE, load_target
-
-OUTPUT_FEATURES = datasets.Features({
-    "image": datasets.Image(),
-    "mask": datasets.Image(),
-    "placed_mask": datasets.Image(),
-    "normal_index": datasets.Value("int32"),
-    "normal_file": datasets.Value("string"),
-    "k": datasets.Value("int32"),
-    "anomaly_class": datasets.Value("string"),
-    "scale": datasets.Value("string"),
-    "str_ratio": datasets.Value("float32"),
-    "resize_ratio": datasets.Value("float32"),
-    "center": datasets.List(datasets.Value("int32"), length=2),
-    "source_id": datasets.Value("string"),
-    "source": datasets.Value("string"),
-    "mode": datasets.Value("string"),
-    "seed": datasets.Value("int64"),
-    "attempts": datasets.Value("int32"),
-    "mask_iou": datasets.Value("float32"),
-    "visible_share": datasets.Value("float32"),
-})
-# per-slot bookkeeping the map returns and the run aggregates, not published
-_BOOKKEEPING = datasets.Features({
-    "status": datasets.Value("string"),
-    "resamples_location": datasets.Value("int32"),
-    "resamples_empty_mask": datasets.Value("int32"),
-    "resamples_vanished": datasets.Value("int32"),
-    "changed_outside_share": datasets.Value("float32"),
-})
-MAP_FEATURES = datasets.Features({**OUTPUT_FEATURES, **_BOOKKEEPING})
-
 
 class BuildError(RuntimeError):
     """The run cannot go on (bad options, an output folder holding another run...)."""
@@ -145,15 +113,9 @@ def _fingerprint(options: BuildOptions, normals: datasets.Dataset, patterns_repo
                         "report": patterns_report, "version": 1})
 
 
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def _shard_stats(made: datasets.Dataset, status, resamples, wall_s: float) -> dict:
+def _shard_stats(made: datasets.Dataset, status, resamples) -> dict:
     return {"slots": len(status), "made": len(made), "skipped": dict(Counter(s for s in status if s != "ok")),
-            "resamples": resamples, "wall_s": wall_s,
+            "resamples": resamples,
             "sum_mask_iou": float(np.sum(made["mask_iou"])) if len(made) else 0.0,
             "sum_visible_share": float(np.sum(made["visible_share"])) if len(made) else 0.0,
             "sum_changed_outside_share": float(np.sum(made["changed_outside_share"])) if len(made) else 0.0}
@@ -175,7 +137,6 @@ def build_synthetic(options: BuildOptions, progress: bool = True) -> dict:
 
 def _build(options: BuildOptions, progress: bool) -> dict:
     out = Path(options.out)
-    work = out / ".cai"
     default_run = options.target == "default"
     normals, target_name = load_target(options.target, options.root, options.category)
     daad = options.daad or (str(DEFAULT_SAMPLE / "anomalies") if default_run or options.daad is None else None)
@@ -187,25 +148,15 @@ def _build(options: BuildOptions, progress: bool) -> dict:
 
     if options.overwrite and out.exists():
         shutil.rmtree(out)
-    work.mkdir(parents=True, exist_ok=True)
     patterns, report = prepare_patterns(anomalies, classes=set(options.classes) or None,
                                         exclude_sources=sorted(excluded))
     fingerprint = _fingerprint(options, normals, report, patterns["source_id"])
-    run_file = work / "run.json"
-    if run_file.is_file():
-        previous = json.loads(run_file.read_text())
-        if previous.get("fingerprint") != fingerprint:
-            raise BuildError(f"{out} holds another run (different inputs or settings); "
-                             "pass --overwrite or choose another --out")
+    work = runloop.open_run(out, ".cai", fingerprint, overwrite=False, error=BuildError)
     patterns_path = work / f"patterns-{fingerprint[:12]}"
     if not (patterns_path / "state.json").is_file():
         patterns.save_to_disk(str(patterns_path))
-    _write_json(run_file, {"fingerprint": fingerprint})
 
     n_shards = max(1, -(-len(normals) // options.shard_size))
-    data_dir, shard_dir = out / "data", work / "shards"
-    data_dir.mkdir(exist_ok=True)
-    shard_dir.mkdir(exist_ok=True)
     # the embedded sample's normals are textures (fabric, pavement): the whole image is foreground
     foreground = "all" if default_run and options.foreground == "auto" else options.foreground
     fn_kwargs = dict(patterns_path=str(patterns_path), config=options.config.to_dict(), seed=options.seed,
@@ -214,47 +165,25 @@ def _build(options: BuildOptions, progress: bool) -> dict:
     # foreground choice is made once here so the summary can say what ran (and errors surface early)
     fg_fn = _foreground_fn(foreground, options.category, options.rembg_model, options.rembg_model_dir)
     slots_total = len(normals) * sum(options.config.quota)
-    bar = tqdm(total=slots_total, desc="Pseudo anomalies", unit="slot", disable=not progress)
     datasets.disable_progress_bars()  # the run's own bar counts the pseudo anomalies
-    shard_stats = []
-    try:
-        for index in range(n_shards):
-            parquet = data_dir / f"train-{index:05d}-of-{n_shards:05d}.parquet"
-            stats_file = shard_dir / f"shard-{index:05d}.json"
-            if parquet.is_file() and stats_file.is_file():
-                stats = json.loads(stats_file.read_text())
-                shard_stats.append(stats)
-                bar.update(stats["slots"])
-                continue
-            shard = normals.select(range(index * options.shard_size,
-                                         min((index + 1) * options.shard_size, len(normals))))
-            start = time.perf_counter()
-            slots = shard.map(synthesize_batch, batched=True, batch_size=2, fn_kwargs=fn_kwargs,
-                              remove_columns=shard.column_names, features=MAP_FEATURES,
-                              num_proc=options.num_proc if options.num_proc > 1 else None)
-            status = slots["status"]
-            made = slots.select([i for i, s in enumerate(status) if s == "ok"])
-            resamples = {key: int(np.sum(slots[f"resamples_{key}"])) for key in ("location", "empty_mask", "vanished")}
-            stats = _shard_stats(made, status, resamples, time.perf_counter() - start)
-            made.remove_columns(list(_BOOKKEEPING)).to_parquet(str(parquet.with_suffix(".tmp")))
-            os.replace(parquet.with_suffix(".tmp"), parquet)
-            _write_json(stats_file, stats)
-            shard_stats.append(stats)
-            bar.update(stats["slots"])
-    finally:
-        bar.close()
 
-    made_total = sum(s["made"] for s in shard_stats)
-    skipped = Counter()
-    resamples = Counter()
-    for s in shard_stats:
-        skipped.update(s["skipped"])
-        resamples.update(s["resamples"])
-    wall = sum(s["wall_s"] for s in shard_stats)
+    def make_shard(index, tick):
+        shard = normals.select(range(index * options.shard_size, min((index + 1) * options.shard_size, len(normals))))
+        slots = shard.map(synthesize_batch, batched=True, batch_size=2, fn_kwargs=fn_kwargs,
+                          remove_columns=shard.column_names, features=MAP_FEATURES,
+                          num_proc=options.num_proc if options.num_proc > 1 else None)
+        status = slots["status"]
+        made = slots.select([i for i, s in enumerate(status) if s == "ok"])
+        resamples = {key: int(np.sum(slots[f"resamples_{key}"])) for key in ("location", "empty_mask", "vanished")}
+        return made.remove_columns(list(_BOOKKEEPING)), _shard_stats(made, status, resamples)
+
+    shard_stats = runloop.run_shards(out, work, n_shards, make_shard, slots_total, "Pseudo anomalies", progress)
+    t = runloop.totals(shard_stats, ("mask_iou", "visible_share", "changed_outside_share"))
+    made_total = t["made"]
     summary = {
         "target": target_name, "category": options.category, "anomaly_set": daad,
-        "normals": len(normals), "slots": slots_total, "made": made_total, "skipped": dict(skipped),
-        "resamples": dict(resamples), "ms_per_pseudo_anomaly": 1000 * wall / made_total if made_total else None,
+        "normals": len(normals), "slots": slots_total, "made": made_total, "skipped": t["skipped"],
+        "resamples": t["resamples"], "ms_per_pseudo_anomaly": 1000 * t["wall_s"] / made_total if made_total else None,
         "num_proc": options.num_proc, "seed": options.seed, "size": options.size,
         "config": options.config.to_dict(), "foreground": {"requested": options.foreground,
                                                            "used": getattr(fg_fn, "kind", options.foreground),
@@ -262,18 +191,10 @@ def _build(options: BuildOptions, progress: bool) -> dict:
         "leakage_guard": {"target_dataset": target_name, "excluded_sources": sorted(excluded),
                           "target_in_anomaly_set": leakage_guard},
         "patterns": report,
-        "mask_fidelity": {
-            "mean_iou_mask_vs_placed": sum(s["sum_mask_iou"] for s in shard_stats) / made_total if made_total else None,
-            "mean_visible_share": sum(s["sum_visible_share"] for s in shard_stats) / made_total if made_total else None,
-            "mean_changed_outside_share": (sum(s["sum_changed_outside_share"] for s in shard_stats) / made_total
-                                           if made_total else None)},
+        "mask_fidelity": {"mean_iou_mask_vs_placed": t["means"]["mask_iou"],
+                          "mean_visible_share": t["means"]["visible_share"],
+                          "mean_changed_outside_share": t["means"]["changed_outside_share"]},
         "fingerprint": fingerprint,
     }
-    _write_json(out / "summary.json", summary)
-    from .outputs import render_card, write_contact_sheet
-    write_contact_sheet(out, normals, size=options.size)
-    render_card(out, summary)
-    if options.push_to_hub:
-        from .outputs import push_folder
-        summary["pushed_to"] = push_folder(out, options.push_to_hub, private=options.private)
-    return summary
+    from .outputs import render_card
+    return runloop.finish_run(out, summary, normals, options.size, render_card, options.push_to_hub, options.private)

@@ -5,24 +5,10 @@ import json
 
 import click
 
+from .cli_options import csv_option as _csv
+from .cli_options import quota_option as _quota
+from .cli_options import require_extra
 from .engine.config import MODES, CAIConfig
-
-
-def _csv(ctx, param, value):
-    if value is None:
-        return ()
-    items = tuple(v.strip() for part in value for v in part.split(",") if v.strip())
-    return items
-
-
-def _quota(ctx, param, value):
-    try:
-        parts = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter("expected three integers, e.g. 4,3,3") from None
-    if len(parts) != 3 or min(parts) < 0 or sum(parts) == 0:
-        raise click.BadParameter("expected three non-negative integers (large,medium,small) with a positive sum")
-    return parts
 
 
 @click.group()
@@ -169,6 +155,7 @@ def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds
     from .anomaly_set import AnomalySetError
     from pathlib import Path
 
+    require_extra("eval", "cai-hub evaluate")
     from .eval.evaluate import EvalOptions, EvaluationError, run_evaluation
     from .eval.targets import EvalTargetError
     from .foreground import ForegroundUnavailable
@@ -215,16 +202,16 @@ def _evaluate_command(ctx) -> str:
     return " ".join(parts)
 
 
-def _register_daad() -> None:
-    from daad_tools.cli import daad
-    from daad_tools.curate_cli import COMMANDS as CURATE_COMMANDS
+def _register_plugins() -> None:
+    """Command groups of packages built on cai (e.g. ``daad`` from daad_tools), found by their
+    ``cai_hub.commands`` entry points: cai never imports them by name."""
+    from importlib.metadata import entry_points
 
-    for command in CURATE_COMMANDS:
-        daad.add_command(command)
-    main.add_command(daad)
+    for ep in sorted(entry_points(group="cai_hub.commands"), key=lambda e: e.name):
+        main.add_command(ep.load(), ep.name)
 
 
-_register_daad()
+_register_plugins()
 
 
 def _register_cdm() -> None:

@@ -2,10 +2,26 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # the one list of them
+
+
+def list_images(folder, extensions=IMAGE_EXTENSIONS, recursive: bool = False) -> list[Path]:
+    """Image files under ``folder`` (case-insensitive extension match), sorted by path.
+
+    ``recursive`` walks sub-folders too; a missing folder gives ``[]``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in extensions)
 
 
 class BadInput(ValueError):
@@ -16,10 +32,10 @@ class BadInput(ValueError):
         self.reason = reason
 
 
-def open_image(value) -> Image.Image:
+def open_image(value, exif: bool = True) -> Image.Image:
     """Open a PIL image from a PIL image, a path, raw bytes or a datasets ``{"bytes", "path"}`` dict.
 
-    EXIF orientation is baked in. Raises :class:`BadInput` (reason ``"corrupt_image"``) when the
+    EXIF orientation is baked in (unless ``exif=False``: the pixels as stored). Raises :class:`BadInput` (reason ``"corrupt_image"``) when the
     data cannot be decoded.
     """
     if isinstance(value, Image.Image):
@@ -34,7 +50,7 @@ def open_image(value) -> Image.Image:
         else:
             image = Image.open(value)
         image.load()
-        return ImageOps.exif_transpose(image)
+        return ImageOps.exif_transpose(image) if exif else image
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, BadInput):
             raise
@@ -115,6 +131,40 @@ def load_mask(value, shape=None) -> np.ndarray:
     if not mask.any():
         raise BadInput("empty_mask", "mask is empty (no defect pixels)")
     return mask
+
+
+def decode_mask(value, threshold: int = 0) -> np.ndarray:
+    """The one mask decoder for masks already in our formats: (H, W) bool, True where the largest
+    colour channel exceeds ``threshold`` (alpha ignored; a palette image gives its indices).
+
+    ``value`` is an (H, W[, C]) array, PNG bytes, a path, a PIL image or a datasets ``{"bytes", "path"}``
+    dict. ``threshold=0``: any non-zero value is anomaly (curation edits); ``threshold=127``: the 0/255
+    masks this package writes. An empty mask is no error here; :func:`load_mask` is the strict reader
+    for masks from outside.
+
+    Raises
+    ------
+    BadInput
+        ``corrupt_mask`` when the data cannot be decoded.
+    ValueError
+        An array that is not (H, W) or (H, W, C).
+    """
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            im = open_image(value, exif=False)
+        except BadInput as exc:
+            raise BadInput("corrupt_mask", str(exc).replace("image", "mask", 1)) from exc
+        if im.mode in ("LA", "RGBA", "PA", "La", "RGBa"):
+            im = im.convert("RGB" if im.mode.startswith(("RGB", "P")) else "L")
+        arr = np.asarray(im)
+    arr = np.asarray(arr)
+    if arr.ndim == 3:
+        arr = arr.max(axis=2)
+    if arr.ndim != 2:
+        raise ValueError(f"mask has shape {arr.shape}; expected (H, W) or (H, W, C)")
+    return arr > threshold
 
 
 def encode_png(array: np.ndarray) -> dict:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import datasets
 
-from daad_tools.folder_pairs import IMAGE_EXTENSIONS
+from .imageio import list_images
 
 DEFAULT_SAMPLE = Path(__file__).parent / "data" / "default"
 NORMAL_FEATURES = datasets.Features({
@@ -20,7 +20,7 @@ class TargetError(ValueError):
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return list_images(folder, recursive=True)
 
 
 def _from_files(files, root: Path) -> datasets.Dataset:

@@ -1,6 +1,6 @@
 """`daad build`: turn a recipe (sources + taxonomy + QA settings) into the hub-ready DAAD folder.
 
-Steps: import each source (:mod:`daad_tools.importers`) → class by the taxonomy
+Steps: import each source (:mod:`cai.layouts`) → class by the taxonomy
 (:mod:`daad_tools.taxonomy`) → decode + per-row QA (:mod:`daad_tools.qa`) → set-wide duplicate
 detection and the publish decision → parquet shards with embedded image bytes → card + QA report.
 
@@ -55,14 +55,18 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
+from cai import atomic
+from cai.imageio import decode_mask
+
 from . import qa as qa_mod
+from .curation import CURATION_FILE, CURATION_MASK_DIR, CurationError, load_curation_doc
 from .records import CLASSES, DAAD_FEATURES, SOURCE_KINDS, RawAnomaly
 
 BUILD_VERSION = 1
 WORK = ".daad"
 CHUNK = 64  # records per taxonomy call (bounds the masks held in memory)
 _CODE_FILES = ("daad_tools/records.py", "daad_tools/qa.py", "daad_tools/build.py", "daad_tools/taxonomy.py",
-               "daad_tools/curate.py", "cai/imageio.py")
+               "daad_tools/curation.py", "cai/imageio.py")
 _OUTPUT_NAMES = {"README.md", "data", "qa_report.json", "qa_report.md", WORK}
 CURATED_REJECT = "curated_reject"  # QA report reason of a row rejected in curation.json
 
@@ -82,7 +86,7 @@ class SourceSpec:
     Attributes
     ----------
     layout : str
-        Importer layout (a key of ``daad_tools.importers.IMPORTERS``).
+        Importer layout (a key of ``cai.layouts.IMPORTERS``).
     root : str
         Source folder as written in the recipe (relative to the recipe file, or absolute).
     options : dict
@@ -252,7 +256,7 @@ def code_version() -> str:
     repo = Path(__file__).resolve().parents[1]
     files = [repo / f for f in _CODE_FILES]
     package = repo / "daad_tools"
-    files += sorted((package / "importers").rglob("*.py"))
+    files += sorted((repo / "cai" / "layouts").rglob("*.py"))
     files += sorted(p for ext in ("*.yaml", "*.yml", "*.json", "*.csv") for p in package.rglob(ext))
     h = hashlib.sha256(f"daad-build-{BUILD_VERSION}".encode())
     for f in files:
@@ -272,7 +276,7 @@ def _norm_license(value) -> str:
 
 @dataclass
 class Curation:
-    """The decisions of ``<folder>/curation.json`` (format: :mod:`daad_tools.curate`).
+    """The decisions of ``<folder>/curation.json`` (format: :mod:`daad_tools.curation`).
 
     Attributes
     ----------
@@ -303,11 +307,9 @@ def load_curation(folder) -> Curation:
     BuildError
         Unreadable ``curation.json``, a class that is not a DAAD class, a missing mask file.
     """
-    from .curate import CURATION_FILE, CurationError, _load_curation
-
     folder = Path(folder)
     try:
-        doc = _load_curation(folder)
+        doc = load_curation_doc(folder)
         reclassed = {rid: entry["to"] for rid, entry in doc["reclassed"].items()}
         masks = {rid: folder / entry["path"] for rid, entry in doc["masks"].items()}
     except CurationError as exc:
@@ -334,7 +336,7 @@ def _iter_source(layout: str, root: str, options: dict, stats: dict):
     """The importer's records; ``stats`` is handed to importers that fill one (their common option)."""
     import inspect
 
-    from daad_tools.importers import get_importer, iter_source
+    from cai.layouts import get_importer, iter_source
     try:
         accepts = "stats" in inspect.signature(get_importer(layout).iter_anomalies).parameters
     except ValueError as exc:  # unknown layout
@@ -606,15 +608,10 @@ def _jsonable(value):
 
 
 def _write_json(path: Path, value, sort_keys: bool = True) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=sort_keys, default=str))
-    os.replace(tmp, path)
+    atomic.write_json(path, value, sort_keys=sort_keys, default=str)
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+_write_text = atomic.write_text
 
 
 def _first_pass(recipe: Recipe, work: Path, progress: bool):
@@ -643,8 +640,8 @@ def _first_pass(recipe: Recipe, work: Path, progress: bool):
         rows, info = _run_source(index, spec, recipe, taxonomy, tax_mod, progress)
         table = pa.Table.from_pylist(rows, schema=_manifest_schema())
         info["rows"] = table.num_rows
-        pq.write_table(table, parquet.with_name(parquet.name + ".tmp"))
-        os.replace(parquet.with_name(parquet.name + ".tmp"), parquet)
+        with atomic.atomic_path(parquet) as tmp:
+            pq.write_table(table, tmp)
         _write_json(marker, info)
         tables.append(table)
         infos.append(info)
@@ -663,8 +660,6 @@ def _apply_curation(manifest, recipe: Recipe, curation: Curation):
 
     from cai.imageio import load_rgb
 
-    from .curate import _decode_mask
-
     unknown = sorted(curation.ids() - set(manifest.column("id").to_pylist()))
     if not curation.reclassed and not curation.masks:
         return manifest, unknown
@@ -680,7 +675,7 @@ def _apply_curation(manifest, recipe: Recipe, curation: Curation):
                 raise BuildError(f"curation.json has a mask for {rid!r}, whose image is unreadable")
             rgb, _ = load_rgb(_source_bytes(row))
             try:
-                mask = _decode_mask(str(curation.masks[rid]))
+                mask = decode_mask(str(curation.masks[rid]))
             except (OSError, ValueError) as exc:
                 raise BuildError(f"curated mask of {rid!r} ({curation.masks[rid]}): {exc}") from exc
             if mask.shape != rgb.shape[:2]:
@@ -826,7 +821,6 @@ def _second_pass(out: Path, work: Path, manifest, rows, plan, curation: str, pro
 
 
 def _prepare_out(out: Path, fingerprint: str, overwrite: bool, recipe: Recipe) -> Path:
-    from .curate import CURATION_FILE, CURATION_MASK_DIR
 
     work = out / WORK
     run_file = work / "run.json"

@@ -1,16 +1,14 @@
-"""The `daad` command group: build, push and inspect DAAD (registered under `cai-hub` by the CLI)."""
+"""The `daad` command group: build, curate, sync, push and inspect DAAD (registered under `cai-hub`
+through the ``cai_hub.commands`` entry point, so cai never imports daad_tools)."""
 from __future__ import annotations
 
 import re
 
 import click
 
+from cai.cli_options import csv_option as _csv
+
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-
-
-def _csv(ctx, param, value):
-    items = tuple(v.strip() for part in value or () for v in part.split(",") if v.strip())
-    return items
 
 
 def _repo_id(ctx, param, value):
@@ -103,3 +101,13 @@ def stats_cmd(folder, out, per_class):
 
 if __name__ == "__main__":
     daad()
+
+
+def _add_curation_commands() -> None:
+    from .curate_cli import COMMANDS
+
+    for command in COMMANDS:
+        daad.add_command(command)
+
+
+_add_curation_commands()

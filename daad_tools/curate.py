@@ -99,7 +99,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from cai import atomic
+from cai.imageio import decode_mask
+
 from . import qa as qa_mod
+from .curation import (CURATION_FILE, CURATION_FORMAT, CURATION_MASK_DIR, CurationError,  # noqa: F401
+                       load_curation_doc as _load_curation)
 from .records import CLASSES
 
 logger = logging.getLogger(__name__)
@@ -111,9 +116,6 @@ RECLASS_PREFIX = "reclass:"
 QA_TAG_PREFIX = "qa:"
 NO_MASK_TAG = "no_mask"
 QA_VIEW_PREFIX = "qa_"
-CURATION_FILE = "curation.json"
-CURATION_MASK_DIR = "curation_masks"
-CURATION_FORMAT = "cai-hub/daad-curation"
 MASK_VALUE = 255
 MASK_TARGETS = {MASK_VALUE: "anomaly"}
 
@@ -124,10 +126,6 @@ _INFO_KEY = "cai_hub_daad"
 _PARQUET_ROW_GROUP = 100  # rows per row group, as `datasets` writes image columns
 # QA flags that follow from the mask's geometry alone: recomputed when curation replaces a mask
 _GEOMETRY_FLAGS = ("empty", "trivial", "touches_border", "covers_most", "many_components")
-
-
-class CurationError(Exception):
-    """A DAAD folder, a FiftyOne dataset or an edit that curation cannot use (message says why)."""
 
 
 @dataclass
@@ -338,21 +336,7 @@ def _image_bytes(value, what: str) -> bytes | None:
     return data
 
 
-def _decode_mask(data) -> np.ndarray:
-    """(H, W) bool from PNG bytes, a path or an array: any colour channel > 0 is anomaly (alpha ignored)."""
-    if isinstance(data, np.ndarray):
-        arr = data
-    else:
-        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
-            if im.mode in ("LA", "RGBA", "PA", "La", "RGBa"):
-                im = im.convert("RGB" if im.mode.startswith(("RGB", "P")) else "L")
-            arr = np.asarray(im)
-    arr = np.asarray(arr)
-    if arr.ndim == 3:
-        arr = arr.max(axis=2)
-    if arr.ndim != 2:
-        raise ValueError(f"mask has shape {arr.shape}; expected (H, W) or (H, W, C)")
-    return arr > 0
+_decode_mask = decode_mask  # the one mask decoder: any channel > 0 is anomaly
 
 
 def _encode_mask(mask: np.ndarray) -> bytes:
@@ -408,13 +392,7 @@ def _key(row_id: str) -> str:
     return f"{hashlib.sha256(row_id.encode()).hexdigest()[:16]}_{slug}"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+_atomic_write_bytes = atomic.write_bytes
 
 
 def _write_table(table: pa.Table, path: Path) -> None:
@@ -425,12 +403,8 @@ def _write_table(table: pa.Table, path: Path) -> None:
 
 
 def _write_table_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic.atomic_path(path) as tmp:
         _write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -730,22 +704,6 @@ def _sample_edit(sample, entry, errors: list) -> _Edit | None:
     if edit.new_class is None and edit.new_mask is None:
         return None
     return edit
-
-
-def _load_curation(folder: Path) -> dict:
-    path = folder / CURATION_FILE
-    if path.is_file():
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise CurationError(f"{path} is not valid JSON: {e}") from e
-        if doc.get("format") != CURATION_FORMAT:
-            raise CurationError(f"{path} is not a {CURATION_FORMAT} file")
-    else:
-        doc = {"format": CURATION_FORMAT, "version": 1}
-    for key in ("rejected", "reclassed", "masks"):
-        doc.setdefault(key, {})
-    return doc
 
 
 def _edited_table(shard: Path, edits: dict, qa_config) -> tuple[pa.Table, dict]:

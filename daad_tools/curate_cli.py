@@ -5,9 +5,42 @@ Register them on a group with ``group.add_command(curate_cmd)`` / ``group.add_co
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import threading
 
 import click
+
+from cai.cli_options import require_extra
+
+
+ANALYTICS_ENV = "FIFTYONE_DO_NOT_TRACK"  # our commands default it to "true"; set it to "false" to opt back in
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block SIGTERM raises KeyboardInterrupt (as Ctrl-C does), so ``kill`` unwinds the
+    same clean-up path: the App session closes and FiftyOne stops the mongod it started. The previous
+    handler is restored on exit. Outside the main thread it does nothing (signals go to that thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _fiftyone_defaults() -> None:
+    """FiftyOne's usage analytics off unless the user chose otherwise (before fiftyone is imported)."""
+    os.environ.setdefault(ANALYTICS_ENV, "true")
 
 
 def _port(ctx, param, value):
@@ -33,14 +66,19 @@ def curate_cmd(folder, name, port, address, media_dir, overwrite, no_launch):
     or edit its mask file; then run `sync`. Rerunning without --overwrite reopens the same
     dataset with its edits.
     """
+    _fiftyone_defaults()
+    require_extra("curate", "cai-hub daad curate")
     from .curate import CurationError, launch_app, load_into_fiftyone
 
     try:
-        dataset = load_into_fiftyone(folder, name=name, media_dir=media_dir, overwrite=overwrite)
-        click.echo(f"FiftyOne dataset {dataset.name!r}: {len(dataset)} samples, "
-                   f"saved views {dataset.list_saved_views()}")
-        if not no_launch:
-            launch_app(dataset, port=port, address=address, wait=True)
+        with sigterm_as_interrupt():
+            dataset = load_into_fiftyone(folder, name=name, media_dir=media_dir, overwrite=overwrite)
+            click.echo(f"FiftyOne dataset {dataset.name!r}: {len(dataset)} samples, "
+                       f"saved views {dataset.list_saved_views()}")
+            if not no_launch:
+                launch_app(dataset, port=port, address=address, wait=True)
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
     except (CurationError, ImportError) as e:
         raise click.ClickException(str(e)) from None
 
@@ -51,6 +89,8 @@ def curate_cmd(folder, name, port, address, media_dir, overwrite, no_launch):
 @click.option("--name", default="daad", show_default=True, help="FiftyOne dataset name.")
 def sync_cmd(folder, name):
     """Write the FiftyOne edits back into the DAAD folder (shards + curation.json); prints a JSON report."""
+    _fiftyone_defaults()
+    require_extra("curate", "cai-hub daad sync")
     from .curate import CurationError, sync_from_fiftyone
 
     try:

@@ -10,7 +10,7 @@ import pytest
 
 from cai.build import BuildOptions, build_synthetic
 from cai.engine.pseudo_mask import detail_change, dilate
-from daad_tools.folder_pairs import load_folder_pairs
+from cai.layouts.folder_pairs import load_folder_pairs
 
 pytestmark = pytest.mark.shared_data
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -8,25 +8,10 @@ import dataclasses
 
 import click
 
+from ..cli_options import csv_option as _csv
+from ..cli_options import quota_option as _quota
+from ..cli_options import require_extra
 from .models import DEFAULT_BASE_MODEL
-
-
-def _csv(ctx, param, value):
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = (value,)
-    return tuple(v.strip() for part in value for v in part.split(",") if v.strip())
-
-
-def _quota(ctx, param, value):
-    try:
-        parts = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter("expected three integers, e.g. 4,3,3") from None
-    if len(parts) != 3 or min(parts) < 0 or sum(parts) == 0:
-        raise click.BadParameter("expected three non-negative integers (large,medium,small) with a positive sum")
-    return parts
 
 
 def _positive(ctx, param, value):
@@ -74,6 +59,7 @@ def train_cmd(**kwargs):
     Same options as `python -m cai.cdm.train`; for several GPUs or mixed precision run
     `accelerate launch -m cai.cdm.train ...` instead.
     """
+    require_extra("cdm", "cai-hub cdm train")
     from .data import CDMDataError
     from .models import BaseModelError
     from .tokens import TokenError
@@ -148,6 +134,7 @@ def generate_cmd(embeds, base_model, target, root, category, classes, out, masks
                  foreground, rembg_model, rembg_model_dir, seed, max_attempts, device, dtype, shard_size,
                  local_files_only, overwrite, push_to_hub, private, quiet):
     """Inpaint the learned anomaly tokens into a target's normal images (output: CAI's schema)."""
+    require_extra("cdm", "cai-hub cdm generate")
     from ..anomaly_set import AnomalySetError
     from ..engine.config import CAIConfig
     from ..foreground import ForegroundUnavailable

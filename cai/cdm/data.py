@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..imageio import decode_mask as _decode_mask
 from ..imageio import load_rgb, open_image
 from ..engine.pseudo_mask import dilate
 
@@ -58,9 +59,8 @@ def load_cai_split(spec: str, classes=(), cache_dir: str | None = None):
 
 
 def decode_mask(value) -> np.ndarray:
-    """(H, W) bool from a stored mask PNG (pixels > 127); may be empty (no error)."""
-    image = open_image(value)
-    return np.asarray(image.convert("L")) > 127
+    """(H, W) bool from a stored 0/255 mask PNG (pixels > 127); may be empty (no error)."""
+    return _decode_mask(value, threshold=127)
 
 
 class CAITrainingSet(torch.utils.data.Dataset):

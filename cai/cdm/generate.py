@@ -26,9 +26,6 @@ Inpainting (:class:`~diffusers.StableDiffusionInpaintPipeline` in both cases):
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -301,12 +298,6 @@ def _fingerprint(options: GenerateOptions, cdm_config: dict, normals) -> str:
     return Hasher.hash({"options": opts, "cdm": cdm_config, "normals": list(normals["file"]), "version": 1})
 
 
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 class _CAIMasks:
     """Slots from a CAI split's placed masks, grouped by the target image they were made on."""
 
@@ -426,9 +417,8 @@ def generate(options: GenerateOptions, progress: bool = True) -> dict:
 
 def _generate(options: GenerateOptions, progress: bool) -> dict:
     import datasets
-    from tqdm.auto import tqdm
-
-    from ..build import OUTPUT_FEATURES
+    from .. import runloop
+    from ..schema import OUTPUT_FEATURES
     from ..foreground import make_foreground
     from ..imageio import BadInput, encode_png, load_rgb
     from ..engine.pseudo_mask import dilate, mask_fidelity, pseudo_mask
@@ -467,16 +457,8 @@ def _generate(options: GenerateOptions, progress: bool) -> dict:
                          if slots.excluded else ""))
 
     out = Path(options.out)
-    if options.overwrite and out.exists():
-        shutil.rmtree(out)
-    work = out / ".cdm"
-    work.mkdir(parents=True, exist_ok=True)
     fingerprint = _fingerprint(options, cdm_config, normals)
-    run_file = work / "run.json"
-    if run_file.is_file() and json.loads(run_file.read_text()).get("fingerprint") != fingerprint:
-        raise CDMGenerateError(f"{out} holds another run (different inputs or settings); pass --overwrite or "
-                               "choose another --out")
-    _write_json(run_file, {"fingerprint": fingerprint})
+    work = runloop.open_run(out, ".cdm", fingerprint, options.overwrite, CDMGenerateError)
 
     default_run = options.target == "default"
     fg_kind = "all" if default_run and options.foreground == "auto" else options.foreground
@@ -496,126 +478,102 @@ def _generate(options: GenerateOptions, progress: bool) -> dict:
             budget -= slots.count(p)
         positions, total = kept, min(total, options.limit)
     n_shards = max(1, -(-len(positions) // options.shard_size))
-    data_dir, shard_dir = out / "data", work / "shards"
-    data_dir.mkdir(exist_ok=True)
-    shard_dir.mkdir(exist_ok=True)
-    bar = tqdm(total=total, desc="CDM pseudo anomalies", unit="slot", disable=not progress)
     done = 0
-    shard_stats = []
-    try:
-        for shard in range(n_shards):
-            parquet = data_dir / f"train-{shard:05d}-of-{n_shards:05d}.parquet"
-            stats_file = shard_dir / f"shard-{shard:05d}.json"
-            if parquet.is_file() and stats_file.is_file():
-                stats = json.loads(stats_file.read_text())
-                shard_stats.append(stats)
-                done += stats["slots"]
-                bar.update(stats["slots"])
-                continue
-            rows, status, start = [], [], time.perf_counter()
-            for position in positions[shard * options.shard_size:(shard + 1) * options.shard_size]:
-                record = normals[position]
-                normal_index, normal_file = int(record["normal_index"]), record["file"]
-                try:
-                    normal, is_grey = load_rgb(record["image"])
-                except BadInput as exc:
-                    status.extend([f"normal_{exc.reason}"] * slots.count(position))
-                    continue
-                if normal.shape[:2] != (options.size, options.size):
-                    normal = cv2.resize(normal, (options.size, options.size), interpolation=cv2.INTER_AREA)
-                foreground = fg_fn(normal[..., 0] if is_grey else normal)
-                for slot in slots.slot_masks(position, normal, foreground, options.seed, normal_index, options.size):
-                    if options.limit is not None and done >= options.limit:
-                        break
-                    done += 1
-                    bar.update(1)
-                    if "skip" in slot:
-                        status.append(slot["skip"])
-                        continue
-                    if slot["anomaly_class"] not in classes:
-                        status.append("class_not_selected")
-                        continue
-                    placed = slot["placed"] & foreground if foreground.any() else slot["placed"]
-                    if not placed.any():
-                        status.append("placed_mask_outside_foreground")
-                        continue
-                    region = dilate(placed, dilation)
-                    made = None
-                    for attempt in range(1, options.max_attempts + 1):
-                        image = inpainter.inpaint(
-                            normal, region, placed, slot["anomaly_class"],
-                            seed=_torch_seed(options.seed, normal_index, slot["k"], attempt), steps=options.steps,
-                            guidance_scale=options.guidance_scale, strength=options.strength,
-                            resolution=options.resolution, prompt=options.prompt,
-                            negative_prompt=options.negative_prompt)
-                        if is_grey:
-                            image = np.repeat(np.rint(image.astype(np.float32) @ np.array([0.299, 0.587, 0.114],
-                                                                                          np.float32))
-                                              .clip(0, 255).astype(np.uint8)[..., None], 3, axis=2)
-                        pmask, change = pseudo_mask(normal, image, placed, cfg.threshold, cfg.median_ksize,
-                                                    cfg.mask_margin, cfg.min_component, return_change=True)
-                        pmask &= foreground
-                        if pmask.any():
-                            made = (image, pmask, change, attempt)
-                            break
-                    if made is None:
-                        status.append("empty_mask")
-                        continue
-                    image, pmask, change, attempt = made
-                    fid = mask_fidelity(normal, image, pmask, placed, threshold=cfg.threshold, change=change)
-                    rows.append({
-                        "image": encode_png(image[..., 0] if is_grey else image), "mask": encode_png(pmask),
-                        "placed_mask": encode_png(placed), "normal_index": normal_index, "normal_file": normal_file,
-                        "k": slot["k"], "anomaly_class": slot["anomaly_class"], "scale": slot["scale"],
-                        "str_ratio": slot["str_ratio"], "resize_ratio": slot["resize_ratio"],
-                        "center": slot["center"], "source_id": slot["source_id"], "source": slot["source"],
-                        "mode": "cdm", "seed": options.seed, "attempts": attempt, "mask_iou": fid["iou"],
-                        "visible_share": fid["visible_share"]})
-                    status.append("ok")
-            made_ds = datasets.Dataset.from_list(rows, features=OUTPUT_FEATURES) if rows else \
-                datasets.Dataset.from_dict({k: [] for k in OUTPUT_FEATURES}, features=OUTPUT_FEATURES)
-            made_ds.to_parquet(str(parquet.with_suffix(".tmp")))
-            os.replace(parquet.with_suffix(".tmp"), parquet)
-            stats = {"slots": len(status), "made": len(rows),
-                     "skipped": dict(Counter(s for s in status if s != "ok")), "wall_s": time.perf_counter() - start,
-                     "sum_mask_iou": float(sum(r["mask_iou"] for r in rows)),
-                     "sum_visible_share": float(sum(r["visible_share"] for r in rows))}
-            _write_json(stats_file, stats)
-            shard_stats.append(stats)
-    finally:
-        bar.close()
 
-    made_total = sum(s["made"] for s in shard_stats)
-    skipped = Counter()
-    for s in shard_stats:
-        skipped.update(s["skipped"])
-    wall = sum(s["wall_s"] for s in shard_stats)
+    def make_shard(shard, tick):
+        nonlocal done
+        rows, status = [], []
+        for position in positions[shard * options.shard_size:(shard + 1) * options.shard_size]:
+            record = normals[position]
+            normal_index, normal_file = int(record["normal_index"]), record["file"]
+            try:
+                normal, is_grey = load_rgb(record["image"])
+            except BadInput as exc:
+                status.extend([f"normal_{exc.reason}"] * slots.count(position))
+                continue
+            if normal.shape[:2] != (options.size, options.size):
+                normal = cv2.resize(normal, (options.size, options.size), interpolation=cv2.INTER_AREA)
+            foreground = fg_fn(normal[..., 0] if is_grey else normal)
+            for slot in slots.slot_masks(position, normal, foreground, options.seed, normal_index, options.size):
+                if options.limit is not None and done >= options.limit:
+                    break
+                done += 1
+                tick()
+                if "skip" in slot:
+                    status.append(slot["skip"])
+                    continue
+                if slot["anomaly_class"] not in classes:
+                    status.append("class_not_selected")
+                    continue
+                placed = slot["placed"] & foreground if foreground.any() else slot["placed"]
+                if not placed.any():
+                    status.append("placed_mask_outside_foreground")
+                    continue
+                region = dilate(placed, dilation)
+                made = None
+                for attempt in range(1, options.max_attempts + 1):
+                    image = inpainter.inpaint(
+                        normal, region, placed, slot["anomaly_class"],
+                        seed=_torch_seed(options.seed, normal_index, slot["k"], attempt), steps=options.steps,
+                        guidance_scale=options.guidance_scale, strength=options.strength,
+                        resolution=options.resolution, prompt=options.prompt,
+                        negative_prompt=options.negative_prompt)
+                    if is_grey:
+                        image = np.repeat(np.rint(image.astype(np.float32) @ np.array([0.299, 0.587, 0.114],
+                                                                                      np.float32))
+                                          .clip(0, 255).astype(np.uint8)[..., None], 3, axis=2)
+                    pmask, change = pseudo_mask(normal, image, placed, cfg.threshold, cfg.median_ksize,
+                                                cfg.mask_margin, cfg.min_component, return_change=True)
+                    pmask &= foreground
+                    if pmask.any():
+                        made = (image, pmask, change, attempt)
+                        break
+                if made is None:
+                    status.append("empty_mask")
+                    continue
+                image, pmask, change, attempt = made
+                fid = mask_fidelity(normal, image, pmask, placed, threshold=cfg.threshold, change=change)
+                rows.append({
+                    "image": encode_png(image[..., 0] if is_grey else image), "mask": encode_png(pmask),
+                    "placed_mask": encode_png(placed), "normal_index": normal_index, "normal_file": normal_file,
+                    "k": slot["k"], "anomaly_class": slot["anomaly_class"], "scale": slot["scale"],
+                    "str_ratio": slot["str_ratio"], "resize_ratio": slot["resize_ratio"],
+                    "center": slot["center"], "source_id": slot["source_id"], "source": slot["source"],
+                    "mode": "cdm", "seed": options.seed, "attempts": attempt, "mask_iou": fid["iou"],
+                    "visible_share": fid["visible_share"]})
+                status.append("ok")
+        made_ds = datasets.Dataset.from_list(rows, features=OUTPUT_FEATURES) if rows else \
+            datasets.Dataset.from_dict({k: [] for k in OUTPUT_FEATURES}, features=OUTPUT_FEATURES)
+        stats = {"slots": len(status), "made": len(rows), "skipped": dict(Counter(s for s in status if s != "ok")),
+                 "sum_mask_iou": float(sum(r["mask_iou"] for r in rows)),
+                 "sum_visible_share": float(sum(r["visible_share"] for r in rows))}
+        return made_ds, stats
+
+    def count_resumed(stats):
+        nonlocal done
+        done += stats["slots"]
+
+    shard_stats = runloop.run_shards(out, work, n_shards, make_shard, total, "CDM pseudo anomalies", progress,
+                                     on_resumed=count_resumed)
+    t = runloop.totals(shard_stats, ("mask_iou", "visible_share"))
+    made_total, skipped, wall = t["made"], t["skipped"], t["wall_s"]
     summary = {
         "target": target_name, "category": options.category, "embeds": options.embeds,
         "base_model": inpainter.base_model, "method": inpainter.method, "classes": classes,
         "masks": options.masks, "masks_source": source, "masks_note": masks_note,
         "normals": len(positions), "slots": sum(s["slots"] for s in shard_stats), "made": made_total,
-        "skipped": dict(skipped), "s_per_pseudo_anomaly": wall / made_total if made_total else None,
+        "skipped": skipped, "s_per_pseudo_anomaly": wall / made_total if made_total else None,
         "steps": options.steps, "guidance_scale": options.guidance_scale, "strength": options.strength,
         "resolution": int(options.resolution or cdm_config["resolution"]), "size": options.size,
         "seed": options.seed, "mask_dilation": dilation, "threshold": cfg.threshold,
         "config": cfg.to_dict(), "foreground": {"requested": options.foreground, "used": fg_fn.kind,
                                                  "note": fg_fn.note},
-        "mask_fidelity": {
-            "mean_iou_mask_vs_placed": sum(s["sum_mask_iou"] for s in shard_stats) / made_total if made_total else None,
-            "mean_visible_share": (sum(s["sum_visible_share"] for s in shard_stats) / made_total
-                                   if made_total else None)},
+        "mask_fidelity": {"mean_iou_mask_vs_placed": t["means"]["mask_iou"],
+                          "mean_visible_share": t["means"]["visible_share"]},
         "unmatched_cai_rows": getattr(slots, "unmatched", 0),
         "excluded_mask_sources": getattr(slots, "excluded", []),
         "fingerprint": fingerprint,
     }
-    _write_json(out / "summary.json", summary)
-    from ..outputs import write_contact_sheet
     from .publish import render_dataset_card
-    write_contact_sheet(out, normals, size=options.size)
-    render_dataset_card(out, summary)
-    if options.push_to_hub:
-        from ..outputs import push_folder
-        summary["pushed_to"] = push_folder(out, options.push_to_hub, private=options.private)
-        _write_json(out / "summary.json", summary)
-    return summary
+    return runloop.finish_run(out, summary, normals, options.size, render_dataset_card, options.push_to_hub,
+                              options.private)

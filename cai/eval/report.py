@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .. import atomic
+
 METRICS = ("pixel_auroc", "pixel_ap", "pro", "image_auroc")
 METRIC_TITLES = {"pixel_auroc": "P-AUROC", "pixel_ap": "P-AP", "pro": "PRO@0.3", "image_auroc": "I-AUROC"}
 # BGR colours, distinguishable on white
@@ -35,9 +37,7 @@ def _fmt(mean: float, std: float | None = None, scale: float = 100.0, digits: in
 
 
 def write_json(path: Path, value) -> None:
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=False, default=_json_default))
-    tmp.replace(path)
+    atomic.write_json(path, value, sort_keys=False, default=_json_default)
 
 
 def _json_default(o):

@@ -6,18 +6,18 @@ Layouts (``root`` as given to :func:`load_eval_target`):
 ``mvtec``
     ``ROOT/CATEGORY/train/good`` for training; ``test/good`` (empty masks) and ``test/<defect>`` with
     ``ground_truth/<defect>/<stem>_mask.png`` for testing (read with
-    :mod:`daad_tools.importers.mvtec`).
+    :mod:`cai.layouts.mvtec`).
 ``ksdd``
     KolektorSDD, ``ROOT/kosNN/PartK.jpg`` + ``PartK_label.png`` (``ROOT`` or ``ROOT/data``). Parts with
     an empty label are normal. Split, deterministic: the normal parts of the *last*
     ``ksdd_holdout_folders`` kos folders that hold normal parts (one folder by default: kos05 of
     the full set) are held out as normal test images, the other normal parts train; every defective
-    part is a test anomaly (read with :mod:`daad_tools.importers.kolektor`). Holding out a whole
+    part is a test anomaly (read with :mod:`cai.layouts.kolektor`). Holding out a whole
     commutator keeps test normals from the physical parts seen in training.
 ``mtd``
     Magnetic Tile Defects, ``ROOT/MT_Free/Imgs/*.jpg`` normals; every fifth normal in sorted order
     (index % 5 == 4) is a normal test image, the rest train; ``ROOT/MT_<Defect>/Imgs`` (jpg + png
-    mask of the same stem) are the test anomalies (read with :mod:`daad_tools.importers.magnetic_tile`).
+    mask of the same stem) are the test anomalies (read with :mod:`cai.layouts.magnetic_tile`).
 ``folder``
     ``ROOT`` holds the training normals (any image under it, recursively). ``test_root`` holds
     ``images/`` and ``masks/``: ``masks/<rel>/<stem>.<ext>`` is the mask of ``images/<rel>/<stem>.<ext>``
@@ -34,9 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cai.imageio import load_mask, load_rgb
+from cai.imageio import list_images, load_mask, load_rgb
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 NORMAL_CLASS = "good"
 TARGETS = ("mvtec", "ksdd", "mtd", "folder")
 
@@ -95,8 +94,7 @@ class EvalTarget:
 
 
 def _images(folder: Path, recursive: bool = False) -> list[Path]:
-    it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return list_images(folder, recursive=recursive)
 
 
 def _has_defect(mask_path) -> bool:
@@ -168,7 +166,7 @@ def load_eval_target(kind: str, root, category: str | None = None, test_root=Non
 
 
 def _mvtec(root: Path, category: str | None) -> EvalTarget:
-    from daad_tools.importers import mvtec
+    from cai.layouts import mvtec
     if not category:
         raise EvalTargetError("--category is required for --target mvtec")
     base = root / category
@@ -182,7 +180,7 @@ def _mvtec(root: Path, category: str | None) -> EvalTarget:
 
 
 def _ksdd(root: Path, holdout_folders: int) -> EvalTarget:
-    from daad_tools.importers import kolektor
+    from cai.layouts import kolektor
     data = root / "data" if (root / "data").is_dir() else root
     folders = sorted(p for p in data.iterdir() if p.is_dir() and p.name.lower().startswith("kos"))
     if not folders:
@@ -212,7 +210,7 @@ def _ksdd(root: Path, holdout_folders: int) -> EvalTarget:
 
 
 def _mtd(root: Path) -> EvalTarget:
-    from daad_tools.importers import magnetic_tile
+    from cai.layouts import magnetic_tile
     free = root / "MT_Free" / "Imgs"
     if not free.is_dir():
         raise EvalTargetError(f"{root}: no MT_Free/Imgs folder (Magnetic Tile Defects layout)")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import datasets
 
-from daad_tools.folder_pairs import load_folder_pairs
+from cai.layouts.folder_pairs import load_folder_pairs
 
 SOURCES = [
     # (folder under shared/data, images, masks, mask suffix, class, source, licence)

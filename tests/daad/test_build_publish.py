@@ -608,7 +608,7 @@ def test_cli_errors(fake, fake_hub, tmp_path):
 
 @pytest.mark.shared_data
 def test_real_crack_sources_dedup_and_build(shared_data, tmp_path):
-    pytest.importorskip("daad_tools.importers")
+    pytest.importorskip("cai.layouts")
     pytest.importorskip("daad_tools.taxonomy")
     recipe = tmp_path / "real.yaml"
     recipe.write_text(f"""

@@ -10,8 +10,8 @@ import scipy.io
 from PIL import Image
 
 from cai.imageio import load_rgb
-from daad_tools.importers import IMPORTERS, LayoutError, iter_source
-from daad_tools.importers._common import apply_orientation, read_header
+from cai.layouts import IMPORTERS, LayoutError, iter_source
+from cai.layouts._common import apply_orientation, read_header
 from daad_tools.records import SOURCE_KINDS, RawAnomaly
 
 ORIENTATION = 0x0112

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from daad_tools.importers import iter_source
+from cai.layouts import iter_source
 from daad_tools.records import CLASSES, RawAnomaly
 from daad_tools.taxonomy import (DEFAULT_PATH, EXCLUDE, TaxonomyError, UnmappedLabel, load_taxonomy,
                                  map_records)

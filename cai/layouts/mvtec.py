@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from daad_tools.importers._common import (Item, layout_error, list_images, new_stats,
+from cai.layouts._common import (Item, layout_error, list_images, new_stats,
                                           records_from_items, relative, require_dirs,
                                           stem_index)
-from daad_tools.records import RawAnomaly
+from cai.layouts.record import RawAnomaly
 
 SOURCE = "mvtec_ad"
 LICENSE = "CC-BY-NC-SA-4.0"

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from daad_tools.importers._common import (Item, list_images, new_stats, records_from_items, relative,
+from cai.layouts._common import (Item, list_images, new_stats, records_from_items, relative,
                                           require_dirs)
-from daad_tools.importers.pairs import read_labels_csv
-from daad_tools.records import RawAnomaly
+from cai.layouts.pairs import read_labels_csv
+from cai.layouts.record import RawAnomaly
 
 SOURCE = "own_photos"
 LICENSE = "unknown"  # the photographer's choice: pass license=...

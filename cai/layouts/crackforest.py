@@ -19,9 +19,9 @@ from typing import Iterator
 import numpy as np
 import scipy.io
 
-from daad_tools.importers._common import (list_images, new_stats, count, fit_to_image, relative,
+from cai.layouts._common import (list_images, new_stats, count, fit_to_image, relative,
                                           require_dirs)
-from daad_tools.records import RawAnomaly
+from cai.layouts.record import RawAnomaly
 
 SOURCE = "crackforest"
 LICENSE = "LicenseRef-CFD-NonCommercial-Research"  # "non-commercial research purposes only"

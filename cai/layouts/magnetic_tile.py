@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from daad_tools.importers._common import (Item, layout_error, list_images, new_stats, records_from_items,
+from cai.layouts._common import (Item, layout_error, list_images, new_stats, records_from_items,
                                           relative, require_dirs)
-from daad_tools.records import RawAnomaly
+from cai.layouts.record import RawAnomaly
 
 SOURCE = "magnetic_tile"
 LICENSE = "unknown"  # released with the paper's repository without a stated licence

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import datasets
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+from cai.imageio import IMAGE_EXTENSIONS
+
 FEATURES = datasets.Features({
     "image": datasets.Image(),
     "mask": datasets.Image(),

@@ -15,9 +15,9 @@ import csv
 from pathlib import Path
 from typing import Iterator
 
-from daad_tools.importers._common import (Item, list_images, new_stats, records_from_items, relative,
+from cai.layouts._common import (Item, list_images, new_stats, records_from_items, relative,
                                           require_dirs)
-from daad_tools.records import RawAnomaly
+from cai.layouts.record import RawAnomaly
 
 SOURCE = "folder_pairs"
 LICENSE = "unknown"
@@ -42,7 +42,7 @@ def iter_anomalies(root, *, images: str = "images", masks: str = "masks", mask_s
 
     ``label`` is the original label of every pair unless ``labels.csv`` names one for the stem;
     ``mask_orientation`` says how masks relate to an EXIF-rotated image (see ``_common``).
-    Raises :class:`~daad_tools.importers.LayoutError` when ``images``/``masks`` are missing.
+    Raises :class:`~cai.layouts.LayoutError` when ``images``/``masks`` are missing.
     """
     root = require_dirs(root, LAYOUT, images, masks)
     stats = new_stats(stats)

@@ -17,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from daad_tools.importers._common import (Item, layout_error, list_images, new_stats, records_from_items,
+from cai.layouts._common import (Item, layout_error, list_images, new_stats, records_from_items,
                                           relative, require_dirs)
-from daad_tools.records import RawAnomaly
+from cai.layouts.record import RawAnomaly
 
 SOURCE = "dagm2007"
 LICENSE = "unknown"  # check the publisher's terms (HCI Heidelberg) before publishing

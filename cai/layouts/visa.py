@@ -20,10 +20,10 @@ import csv
 from pathlib import Path
 from typing import Iterator
 
-from daad_tools.importers._common import (Item, layout_error, list_images, new_stats,
+from cai.layouts._common import (Item, layout_error, list_images, new_stats,
                                           records_from_items, relative, require_dirs,
                                           stem_index)
-from daad_tools.records import RawAnomaly
+from cai.layouts.record import RawAnomaly
 
 SOURCE = "visa"
 LICENSE = "CC-BY-4.0"

@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from daad_tools.importers._common import (Item, list_images, new_stats, records_per_class, relative,
+from cai.layouts._common import (Item, list_images, new_stats, records_per_class, relative,
                                           require_dirs)
-from daad_tools.records import RawAnomaly
+from cai.layouts.record import RawAnomaly
 
 SOURCE = "neu_seg"
 LICENSE = "unknown"  # none stated by the publisher

@@ -18,9 +18,9 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from daad_tools.importers._common import (Item, layout_error, list_images, new_stats, records_per_class,
+from cai.layouts._common import (Item, layout_error, list_images, new_stats, records_per_class,
                                           relative, require_dirs)
-from daad_tools.records import RawAnomaly
+from cai.layouts.record import RawAnomaly
 
 SOURCE = "cracks_mixed"
 LICENSE = "CC-BY-4.0"

@@ -46,10 +46,9 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cai.imageio import BadInput
-from daad_tools.records import RawAnomaly
+from cai.imageio import IMAGE_EXTENSIONS, BadInput, list_images  # noqa: F401  (re-exported to the readers)
+from cai.layouts.record import RawAnomaly
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SOFT_MASK_MIN_VALUES = 17  # a mask with this many distinct values or more is soft/lossy
 _ORIENTATION_TAG = 0x0112
 _SWAPS_AXES = (5, 6, 7, 8)
@@ -74,13 +73,6 @@ def require_dirs(root, layout: str, *subdirs) -> Path:
     if missing:
         raise layout_error(root, layout, f"missing folder(s) {', '.join(map(str, missing))}")
     return root
-
-
-def list_images(folder: Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
-    """Image files (case-insensitive extension match) directly in ``folder``, sorted by name."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
 
 
 def stem_index(folder: Path, extensions=IMAGE_EXTENSIONS) -> dict[str, Path]:

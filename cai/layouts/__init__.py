@@ -1,5 +1,5 @@
-"""DAAD importers: one small module per source layout, each turning a folder into sorted
-:class:`~daad_tools.records.RawAnomaly` records.
+"""Dataset layout readers (the DAAD importers): one small module per source layout, each turning a folder into sorted
+:class:`~cai.layouts.record.RawAnomaly` records.
 
 Every module has ``iter_anomalies(root, **options)`` and the constants ``SOURCE`` (default source
 name), ``LICENSE``, ``SOURCE_DOMAIN``, ``SOURCE_KIND`` and ``LAYOUT`` (the folder layout it reads,
@@ -8,11 +8,11 @@ defaults) and ``stats`` (a dict the iterator fills: ``images``, ``yielded``, ``s
 ``skipped_no_mask``, ``notes`` counts, ...). Records come out sorted by ``original_file`` (then
 class index), ``original_file`` relative to ``root``, ``image_path`` absolute, ``mask`` an (H, W)
 bool array at the displayed image size (EXIF orientation applied, see :mod:`._common`) or None
-with a note saying why. Importers reject nothing for quality; :mod:`daad_tools.qa` does.
+with a note saying why. Readers reject nothing for quality; the DAAD toolkit's mask QA does.
 
 Example
 -------
->>> from daad_tools.importers import IMPORTERS, iter_source
+>>> from cai.layouts import IMPORTERS, iter_source
 >>> sorted(IMPORTERS)[:3]
 ['btad', 'crackforest', 'dagm']
 """
@@ -21,10 +21,10 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Iterator
 
-from daad_tools.importers import (btad, crackforest, dagm, kolektor, ksdd2, magnetic_tile, mvtec, neu_seg,
+from cai.layouts import (btad, crackforest, dagm, kolektor, ksdd2, magnetic_tile, mvtec, neu_seg,
                                   own_photos, pairs, supervisely, visa)
-from daad_tools.importers._common import IMAGE_EXTENSIONS, LayoutError
-from daad_tools.records import RawAnomaly
+from cai.layouts._common import IMAGE_EXTENSIONS, LayoutError
+from cai.layouts.record import RawAnomaly
 
 IMPORTERS: dict[str, ModuleType] = {
     "pairs": pairs,

@@ -1,0 +1,33 @@
+"""click option callbacks shared by the ``cai-hub`` command groups (cai, cdm, daad)."""
+from __future__ import annotations
+
+import click
+
+
+def csv_option(ctx, param, value) -> tuple[str, ...]:
+    """``--opt a,b --opt c`` (or one string) -> ``("a", "b", "c")``; None -> ``()``."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    return tuple(v.strip() for part in value for v in part.split(",") if v.strip())
+
+
+def quota_option(ctx, param, value) -> tuple[int, int, int]:
+    """``"4,3,3"`` -> ``(4, 3, 3)``: large, medium, small per normal image (non-negative, positive sum)."""
+    try:
+        parts = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter("expected three integers, e.g. 4,3,3") from None
+    if len(parts) != 3 or min(parts) < 0 or sum(parts) == 0:
+        raise click.BadParameter("expected three non-negative integers (large,medium,small) with a positive sum")
+    return parts
+
+
+def require_extra(extra: str, what: str) -> None:
+    """:func:`cai.extras.require` turned into a one-line click error (exit 1)."""
+    from .extras import MissingExtra, require
+    try:
+        require(extra, what)
+    except MissingExtra as exc:
+        raise click.ClickException(str(exc)) from None
