@@ -1,4 +1,5 @@
 """End-to-end runs on real images from ../shared/data (CI has it; skipped elsewhere)."""
+import importlib
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from cai.build import BuildOptions, build_synthetic
 from cai.engine.pseudo_mask import detail_change, dilate
 from cai.layouts.folder_pairs import load_folder_pairs
 
-pytestmark = pytest.mark.shared_data
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]  # 250-image integration runs
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -74,7 +75,7 @@ def test_hazelnut_threshold_foreground_keeps_defects_on_the_nut(real_anomaly_set
     aset, shared = real_anomaly_set
     summary = build_synthetic(BuildOptions(out=str(tmp_path / "hz"), target="mvtec", root=str(shared / "mvtec_ad"),
                                            category="hazelnut", daad=str(aset), foreground="threshold",
-                                           config=__import__("cai.engine.config").config.CAIConfig(quota=(1, 1, 1))),
+                                           config=importlib.import_module("cai.engine.config").CAIConfig(quota=(1, 1, 1))),
                               progress=False)
     assert summary["made"] >= 0.9 * summary["slots"]
     from cai.foreground import foreground_threshold

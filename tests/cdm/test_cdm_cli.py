@@ -4,6 +4,7 @@ import json
 
 import datasets
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from cai.build import OUTPUT_FEATURES
@@ -67,3 +68,6 @@ def test_cli_errors_are_messages(tmp_path, tiny_sd):
     bad_quota = runner.invoke(main, ["cdm", "generate", "--embeds", str(tmp_path), "--out", str(tmp_path / "g"),
                                      "--quota", "1,2"])
     assert bad_quota.exit_code == 2
+
+
+pytestmark = pytest.mark.slow  # tiny SD / mongod / accelerate launch: heavy, still run by default and in CI

@@ -171,3 +171,6 @@ def test_new_masks_never_come_from_the_targets_own_dataset(trained_cdm, tmp_path
     summary = generate(GenerateOptions(out=str(tmp_path / "b"), classes=("stain",), **common), progress=False)
     assert summary["excluded_mask_sources"] == ["cracks_mixed"]
     assert set(_rows(tmp_path / "b")["source"]) <= {"fabric_hsst"}
+
+
+pytestmark = pytest.mark.slow  # tiny SD / mongod / accelerate launch: heavy, still run by default and in CI

@@ -75,3 +75,6 @@ def test_load_embeddings_rejects_unknown_tokens(tiny_sd, tmp_path):
     save_embeddings(tmp_path, text_encoder, tokens)
     with pytest.raises(TokenError, match="not in"):
         load_embeddings(object(), tmp_path, ["<stain>"])
+
+
+pytestmark = pytest.mark.slow  # tiny SD / mongod / accelerate launch: heavy, still run by default and in CI

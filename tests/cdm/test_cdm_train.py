@@ -197,3 +197,6 @@ def test_two_steps_under_accelerate_launch(cai_split, tiny_sd, tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert (out / "checkpoint-2").is_dir() and (out / "learned_embeds.safetensors").is_file()
     assert json.loads((out / "cdm_config.json").read_text())["global_step"] == 2
+
+
+pytestmark = pytest.mark.slow  # tiny SD / mongod / accelerate launch: heavy, still run by default and in CI

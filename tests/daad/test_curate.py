@@ -639,3 +639,6 @@ def test_sync_marks_the_qa_report_stale_when_it_cannot_recompute_it(fo, tmp_path
     finally:
         if fo.dataset_exists(name):
             fo.delete_dataset(name)
+
+
+pytestmark = pytest.mark.slow  # tiny SD / mongod / accelerate launch: heavy, still run by default and in CI
