@@ -63,13 +63,17 @@ __all__ = [
 
 #: Every name :func:`make_synthesizer` accepts.
 SYNTHESIZERS = (
-    "cai-n", "cai-m", "cai-paste", "cai-no-stm", "cai-no-ils", "cai-622", "cai-262", "cai-226", "cai-433",
+    "cai-n", "cai-m", "cai-paste", "cai-r", "cai-mix", "cai-nmr", "cai-rp", "cai-no-stm", "cai-no-ils", "cai-622", "cai-262", "cai-226", "cai-433",
     "cutpaste", "cutpaste-scar", "nsa-n", "nsa-m", "draem",
 )
 #: Textures DRAEM uses by default: the embedded sample's anomaly photographs (cracks, stains).
 DEFAULT_TEXTURE_DIR = DEFAULT_SAMPLE / "anomalies" / "images"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-_CAI_MODES = {"cai-n": "normal", "cai-m": "mixed", "cai-paste": "paste"}
+_CAI_MODES = {"cai-n": "normal", "cai-m": "mixed", "cai-paste": "paste", "cai-r": "relative",
+              "cai-mix": "normal+mixed+paste", "cai-nmr": "normal+mixed+relative", "cai-rp": "relative+paste"}
+# Modifiers appended to a CAI name with "+" (e.g. "cai-r+refine+aug"), each a CAIConfig setting.
+CAI_MODIFIERS = {"refine": {"refine_mask": True}, "noborder": {"border": "exclude"}, "aug": {"augment": True},
+                 "chmask": {"mask_rule": "channel"}, "luma": {"mask_rule": "luma"}}
 _CAI_MIXES = {"cai-622": (6, 2, 2), "cai-262": (2, 6, 2), "cai-226": (2, 2, 6), "cai-433": (4, 3, 3)}
 
 
@@ -973,6 +977,7 @@ class CAIVariant(CAISynthesizer):
     location: str = "foreground"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.location not in ("foreground", "anywhere"):
             raise ValueError(f"location must be 'foreground' or 'anywhere', got {self.location!r}")
 
@@ -1061,18 +1066,30 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
     ValueError
         Unknown name, or an input the synthesizer needs is missing or unusable.
     """
+    full_name = name
+    name, *modifiers = name.split("+")
     if name not in SYNTHESIZERS:
         raise ValueError(f"unknown synthesizer {name!r}; choose one of {', '.join(SYNTHESIZERS)}")
+    if modifiers and not name.startswith("cai-"):
+        raise ValueError(f"modifiers ({'+'.join(modifiers)}) apply to cai-* synthesizers only, not {name!r}")
+    unknown = [m for m in modifiers if m not in CAI_MODIFIERS]
+    if unknown:
+        raise ValueError(f"unknown modifier(s) {unknown} in {full_name!r}; choose from {', '.join(CAI_MODIFIERS)}")
     per_image = _check_positive_int(per_image, "per_image")
     given = config is not None
     config = config if given else CAIConfig()
+    for m in modifiers:
+        config = dataclasses.replace(config, **CAI_MODIFIERS[m])
     if name.startswith("cai-"):
         if bank is None:
             raise ValueError(f"{name} needs a PatternBank (bank=...) of anomaly patterns")
         quota = _scaled_quota(_CAI_MIXES.get(name, config.quota), per_image)
         if name in _CAI_MODES:
-            return CAISynthesizer(bank, dataclasses.replace(config, mode=_CAI_MODES[name], quota=quota))
-        return CAIVariant(bank, dataclasses.replace(config, quota=quota), variant=name,
+            config = dataclasses.replace(config, mode=_CAI_MODES[name], quota=quota)
+            if not modifiers and name in ("cai-n", "cai-m", "cai-paste"):
+                return CAISynthesizer(bank, config)
+            return CAIVariant(bank, config, variant=full_name)
+        return CAIVariant(bank, dataclasses.replace(config, quota=quota), variant=full_name,
                           scale_matching=name != "cai-no-stm",
                           location="anywhere" if name == "cai-no-ils" else "foreground")
     extra = {"max_attempts": config.max_attempts} if given else {}
