@@ -64,7 +64,7 @@ __all__ = [
 #: Every name :func:`make_synthesizer` accepts.
 SYNTHESIZERS = (
     "cai-n", "cai-m", "cai-paste", "cai-r", "cai-mix", "cai-nmr", "cai-rp", "cai-no-stm", "cai-no-ils", "cai-622", "cai-262", "cai-226", "cai-433",
-    "cutpaste", "cutpaste-scar", "nsa-n", "nsa-m", "draem",
+    "cutpaste", "cutpaste-scar", "nsa-n", "nsa-m", "draem", "glass-las",
 )
 #: Textures DRAEM uses by default: the embedded sample's anomaly photographs (cracks, stains).
 DEFAULT_TEXTURE_DIR = DEFAULT_SAMPLE / "anomalies" / "images"
@@ -73,7 +73,8 @@ _CAI_MODES = {"cai-n": "normal", "cai-m": "mixed", "cai-paste": "paste", "cai-r"
               "cai-mix": "normal+mixed+paste", "cai-nmr": "normal+mixed+relative", "cai-rp": "relative+paste"}
 # Modifiers appended to a CAI name with "+" (e.g. "cai-r+refine+aug"), each a CAIConfig setting.
 CAI_MODIFIERS = {"refine": {"refine_mask": True}, "noborder": {"border": "exclude"}, "aug": {"augment": True},
-                 "chmask": {"mask_rule": "channel"}, "luma": {"mask_rule": "luma"}}
+                 "chmask": {"mask_rule": "channel"}, "luma": {"mask_rule": "luma"},
+                 "gain2": {"gain": (1.0, 2.0)}, "gain3": {"gain": (1.0, 3.0)}, "x2": {"gain": (2.0, 2.0)}}
 _CAI_MIXES = {"cai-622": (6, 2, 2), "cai-262": (2, 6, 2), "cai-226": (2, 2, 6), "cai-433": (4, 3, 3)}
 
 
@@ -1106,4 +1107,7 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
                               per_image=per_image, **extra)
     if given:
         extra["fidelity_threshold"] = config.threshold
+    if name == "glass-las":
+        from .glass import GLASSSynthesizer
+        return GLASSSynthesizer(texture_set(texture_dir), per_image=per_image, **extra)
     return DRAEMSynthesizer(texture_set(texture_dir), per_image=per_image, **extra)

@@ -68,6 +68,9 @@ class CAIConfig:
     augment : bool
         Random dihedral transform (rotation by a multiple of 90 degrees, flip) of each pattern; the
         bounding-box long side, hence scale matching, is unchanged.
+    gain : (float, float)
+        Contrast gain range: the injected change ``blend - normal`` is multiplied by a gain drawn
+        log-uniformly in [low, high] per pseudo anomaly (not in paste mode). (1, 1): none (paper).
     """
 
     quota: tuple[int, int, int] = (4, 3, 3)
@@ -86,6 +89,7 @@ class CAIConfig:
     refine_mask: bool = False
     border: str = "keep"
     augment: bool = False
+    gain: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self):
         if len(self.quota) != 3 or any(int(q) != q or q < 0 for q in self.quota):
@@ -97,6 +101,8 @@ class CAIConfig:
             raise ValueError(f"mode must be one of {MODES} or several of them joined by '+', got {self.mode!r}")
         if self.mask_rule not in MASK_RULES:
             raise ValueError(f"mask_rule must be one of {MASK_RULES}, got {self.mask_rule!r}")
+        if len(self.gain) != 2 or not 0 < self.gain[0] <= self.gain[1]:
+            raise ValueError(f"gain must be (low, high) with 0 < low <= high, got {self.gain!r}")
         if self.border not in BORDER_POLICIES:
             raise ValueError(f"border must be one of {BORDER_POLICIES}, got {self.border!r}")
         if not 0 <= self.threshold < 255:
@@ -143,6 +149,7 @@ class CAIConfig:
             "refine_mask": self.refine_mask,
             "border": self.border,
             "augment": self.augment,
+            "gain": list(self.gain),
         }
 
     @classmethod
@@ -150,4 +157,6 @@ class CAIConfig:
         values = dict(values)
         if "quota" in values:
             values["quota"] = tuple(values["quota"])
+        if "gain" in values:
+            values["gain"] = tuple(values["gain"])
         return cls(**values)

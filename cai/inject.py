@@ -80,7 +80,7 @@ class Injection:
 
 
 def inject_pattern(normal, foreground, pattern_image, pattern_mask, center, config: CAIConfig = CAIConfig(),
-                   mode: str | None = None):
+                   mode: str | None = None, gain: float = 1.0):
     """Inject a resized pattern into a normal image with its defect bounding box centred at ``center``.
 
     The Poisson region Ω is the placed defect mask closed and dilated by ``config.region_dilation``
@@ -91,7 +91,8 @@ def inject_pattern(normal, foreground, pattern_image, pattern_mask, center, conf
     target's elsewhere, ``v = grad(normal + D)`` with ``D`` the defect's deviation from its own
     source background (:func:`cai.refine.defect_deviation`). ``D`` vanishes on the region's
     boundary, so the Poisson solution is ``normal + D`` in closed form and no solve is needed. Pixels
-    outside the foreground are then reset to the normal image.
+    outside the foreground are then reset to the normal image. ``gain`` multiplies the change
+    ``blend - normal`` before rounding (not in paste mode).
 
     Parameters
     ----------
@@ -155,7 +156,7 @@ def inject_pattern(normal, foreground, pattern_image, pattern_mask, center, conf
             deviation = defect_deviation(pattern_image, pattern_mask)
             full = np.zeros(normal.shape, np.float32)
             full[window] = deviation[crop]
-            blended = normal[box].astype(np.float32) + full[box]
+            blended = normal[box].astype(np.float32) + np.float32(gain) * full[box]
             clipped = int(((blended < -0.5) | (blended > 255.5))[placed[box]].sum())
             out[box] = np.where(placed[box] if normal.ndim == 2 else placed[box][..., None],
                                 np.clip(np.rint(blended), 0, 255).astype(np.uint8), normal[box])
@@ -170,6 +171,9 @@ def inject_pattern(normal, foreground, pattern_image, pattern_mask, center, conf
             b0, b1, b2, b3 = bbox(region)
             box = (slice(b0 - 1, b2 + 1), slice(b1 - 1, b3 + 1))
             blended = poisson_blend(normal[box], source[box], region[box], mode=mode)
+            if gain != 1.0:
+                base = normal[box].astype(np.float32)
+                blended = base + np.float32(gain) * (blended - base)
             clipped = int(((blended < -0.5) | (blended > 255.5))[region[box]].sum())
             out[box] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     out[~foreground] = normal[~foreground]

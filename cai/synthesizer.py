@@ -181,7 +181,9 @@ class CAISynthesizer:
             if center is None:
                 resamples["location"] += 1
                 continue
-            injection = inject_pattern(normal, foreground, image, mask, center, cfg, mode=mode)
+            low, high = cfg.gain
+            gain = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if high > low else low
+            injection = inject_pattern(normal, foreground, image, mask, center, cfg, mode=mode, gain=gain)
             pmask, change = pseudo_mask(normal, injection.image, injection.placed_mask, cfg.threshold,
                                         cfg.median_ksize, cfg.mask_margin, cfg.min_component, return_change=True,
                                         rule=cfg.mask_rule)

@@ -119,7 +119,7 @@ def main():
                  "contrast_abs_iqr": [float(np.percentile(real, 25)), float(np.percentile(real, 75))]}]
         for name in args.synth.split(","):
             synth = make_synthesizer(name, bank=bank, normals=normals)
-            absolute, kept, change, clipped, visible, outside, ratio, views = [], [], [], [], [], [], []
+            absolute, kept, change, clipped, visible, outside, ratio, views = ([] for _ in range(8))
             for i, (n, fg) in enumerate(zip(normals, fgs)):
                 base = n[..., 0] if is_grey else n
                 for r in synth.synthesize(n, fg, i, 0, is_grey=is_grey):
