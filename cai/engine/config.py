@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SCALES = ("large", "medium", "small")  # order in which quotas are filled: larger first
-MODES = ("normal", "mixed", "paste")
+MODES = ("normal", "mixed", "paste", "relative")
+MASK_RULES = ("channel", "luma")
+BORDER_POLICIES = ("keep", "exclude")
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,12 @@ class CAIConfig:
         injected defect correlates better with the source defect in Normal mode (0.51 / 0.60 / 0.67)
         than in Mixed mode (0.26 / 0.57 / 0.51), whose target gradients win over faint defects on
         strong textures (grid: pseudo masks cover 47% of the placed defects vs 90% in Normal mode).
-        Paste keeps the most contrast but with a hard seam. A detector-based comparison belongs
-        to the evaluation recipe.
+        Paste keeps the most contrast but with a hard seam. ``"relative"``: guidance from the
+        source only on the defect pixels and from the target elsewhere — the defect's deviation
+        from its own (harmonically interpolated) source background is added to the target, which
+        keeps the target's texture under the defect and carries no source background along.
+        Several modes joined by ``+`` (e.g. ``"normal+mixed+paste"``, as the official code writes
+        all three) draw one mode per pseudo anomaly, uniformly.
     threshold : int
         Grey-level change (0-255) above which a pixel belongs to the pseudo mask (paper: 7).
     median_ksize : int
@@ -48,6 +54,23 @@ class CAIConfig:
         Pixels beyond the placed defect mask that the pseudo mask may extend to.
     max_attempts : int
         Tries per pseudo anomaly (new pattern, ratio and location each time) before it is skipped.
+    mask_rule : {"channel", "luma"}
+        What the pseudo mask thresholds: the largest per-channel absolute change (the paper's
+        ``|I' - I|``; a coloured stain with the luma of its background still changes a channel) or
+        the luma change (channel changes can cancel).
+    refine_mask : bool
+        Shrink each source defect mask to its visibly defective pixels before injection (see
+        :func:`cai.engine.refine.refine_defect_mask`): coarse polygon masks otherwise carry a band of
+        source background along.
+    border : {"keep", "exclude"}
+        Patterns whose defect touches its source image's border (a truncated defect with straight
+        cuts): use them, or never draw them.
+    augment : bool
+        Random dihedral transform (rotation by a multiple of 90 degrees, flip) of each pattern; the
+        bounding-box long side, hence scale matching, is unchanged.
+    gain : (float, float)
+        Contrast gain range: the injected change ``blend - normal`` is multiplied by a gain drawn
+        log-uniformly in [low, high] per pseudo anomaly (not in paste mode). (1, 1): none (paper).
     """
 
     quota: tuple[int, int, int] = (4, 3, 3)
@@ -62,14 +85,26 @@ class CAIConfig:
     region_dilation: int = 2
     mask_margin: int = 3
     max_attempts: int = 20
+    mask_rule: str = "luma"
+    refine_mask: bool = False
+    border: str = "keep"
+    augment: bool = False
+    gain: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self):
         if len(self.quota) != 3 or any(int(q) != q or q < 0 for q in self.quota):
             raise ValueError(f"quota must be three non-negative integers (large, medium, small), got {self.quota!r}")
         if not 0 < self.trivial_below < self.small_below < self.medium_below < self.large_max:
             raise ValueError("scale bounds must satisfy 0 < trivial_below < small_below < medium_below < large_max")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        modes = self.modes
+        if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
+            raise ValueError(f"mode must be one of {MODES} or several of them joined by '+', got {self.mode!r}")
+        if self.mask_rule not in MASK_RULES:
+            raise ValueError(f"mask_rule must be one of {MASK_RULES}, got {self.mask_rule!r}")
+        if len(self.gain) != 2 or not 0 < self.gain[0] <= self.gain[1]:
+            raise ValueError(f"gain must be (low, high) with 0 < low <= high, got {self.gain!r}")
+        if self.border not in BORDER_POLICIES:
+            raise ValueError(f"border must be one of {BORDER_POLICIES}, got {self.border!r}")
         if not 0 <= self.threshold < 255:
             raise ValueError(f"threshold must be in [0, 255), got {self.threshold}")
         if self.median_ksize < 1 or self.median_ksize % 2 == 0:
@@ -78,6 +113,11 @@ class CAIConfig:
             raise ValueError(f"min_component must be >= 1, got {self.min_component}")
         if self.region_dilation < 0 or self.mask_margin < 0 or self.max_attempts < 1:
             raise ValueError("region_dilation and mask_margin must be >= 0 and max_attempts >= 1")
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The injection modes drawn from (one unless ``mode`` joins several with ``+``)."""
+        return tuple(self.mode.split("+")) if isinstance(self.mode, str) else ()
 
     def interval(self, scale: str) -> tuple[float, float]:
         """The [low, high) interval of R' for ``scale`` ("large", "medium" or "small")."""
@@ -105,6 +145,11 @@ class CAIConfig:
             "region_dilation": self.region_dilation,
             "mask_margin": self.mask_margin,
             "max_attempts": self.max_attempts,
+            "mask_rule": self.mask_rule,
+            "refine_mask": self.refine_mask,
+            "border": self.border,
+            "augment": self.augment,
+            "gain": list(self.gain),
         }
 
     @classmethod
@@ -112,4 +157,6 @@ class CAIConfig:
         values = dict(values)
         if "quota" in values:
             values["quota"] = tuple(values["quota"])
+        if "gain" in values:
+            values["gain"] = tuple(values["gain"])
         return cls(**values)

@@ -10,6 +10,7 @@ from ._checks import as_bool_mask, bbox, check_image
 from .config import CAIConfig
 from .poisson import poisson_blend
 from .pseudo_mask import dilate
+from .refine import defect_deviation
 
 
 def resize_pattern(image, mask, ratio: float):
@@ -67,21 +68,31 @@ class Injection:
     image : (H, W[, 3]) uint8 ndarray — the pseudo-anomaly image.
     placed_mask : (H, W) bool ndarray — the source defect mask where it was placed (inside the foreground).
     region : (H, W) bool ndarray — Ω, the pixels the injection was allowed to change.
+    clipped : int — pixel channels of Ω whose blended value left [0, 255] and was clipped.
+    mode : str — the injection mode used.
     """
 
     image: np.ndarray
     placed_mask: np.ndarray
     region: np.ndarray
+    clipped: int = 0
+    mode: str = "normal"
 
 
-def inject_pattern(normal, foreground, pattern_image, pattern_mask, center, config: CAIConfig = CAIConfig()):
+def inject_pattern(normal, foreground, pattern_image, pattern_mask, center, config: CAIConfig = CAIConfig(),
+                   mode: str | None = None, gain: float = 1.0):
     """Inject a resized pattern into a normal image with its defect bounding box centred at ``center``.
 
     The Poisson region Ω is the placed defect mask closed and dilated by ``config.region_dilation``
     pixels (so the seam lies outside the defect), limited to where the pattern crop provides source
-    pixels and kept off the image border. ``config.mode`` picks Normal or Mixed gradient Poisson
-    (Eq. 3) or a plain paste of the defect pixels. Pixels outside the foreground are then reset to
-    the normal image.
+    pixels and kept off the image border. ``mode`` (default ``config.mode``, which must then be a
+    single mode) picks Normal or Mixed gradient Poisson (Eq. 3), a plain paste of the defect
+    pixels, or ``"relative"``: the guidance field is the source's on the defect pixels and the
+    target's elsewhere, ``v = grad(normal + D)`` with ``D`` the defect's deviation from its own
+    source background (:func:`cai.engine.refine.defect_deviation`). ``D`` vanishes on the region's
+    boundary, so the Poisson solution is ``normal + D`` in closed form and no solve is needed. Pixels
+    outside the foreground are then reset to the normal image. ``gain`` multiplies the change
+    ``blend - normal`` before rounding (not in paste mode).
 
     Parameters
     ----------
@@ -128,10 +139,27 @@ def inject_pattern(normal, foreground, pattern_image, pattern_mask, center, conf
     has_source = np.zeros((H, W), bool)
     has_source[window] = True
 
-    if config.mode == "paste":
+    mode = config.mode if mode is None else mode
+    if mode not in ("normal", "mixed", "paste", "relative"):
+        raise ValueError(f"mode must be normal, mixed, paste or relative, got {mode!r}")
+    clipped = 0
+    if mode == "paste":
         region = placed
         out = normal.copy()
         out[placed] = source[placed]
+    elif mode == "relative":
+        region = placed
+        out = normal.copy()
+        if placed.any():
+            b0, b1, b2, b3 = bbox(placed)
+            box = (slice(b0, b2), slice(b1, b3))
+            deviation = defect_deviation(pattern_image, pattern_mask)
+            full = np.zeros(normal.shape, np.float32)
+            full[window] = deviation[crop]
+            blended = normal[box].astype(np.float32) + np.float32(gain) * full[box]
+            clipped = int(((blended < -0.5) | (blended > 255.5))[placed[box]].sum())
+            out[box] = np.where(placed[box] if normal.ndim == 2 else placed[box][..., None],
+                                np.clip(np.rint(blended), 0, 255).astype(np.uint8), normal[box])
     else:
         region = dilate(cv2.morphologyEx(placed.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).astype(bool),
                         config.region_dilation)
@@ -142,7 +170,11 @@ def inject_pattern(normal, foreground, pattern_image, pattern_mask, center, conf
         if region.any():
             b0, b1, b2, b3 = bbox(region)
             box = (slice(b0 - 1, b2 + 1), slice(b1 - 1, b3 + 1))
-            blended = poisson_blend(normal[box], source[box], region[box], mode=config.mode)
+            blended = poisson_blend(normal[box], source[box], region[box], mode=mode)
+            if gain != 1.0:
+                base = normal[box].astype(np.float32)
+                blended = base + np.float32(gain) * (blended - base)
+            clipped = int(((blended < -0.5) | (blended > 255.5))[region[box]].sum())
             out[box] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     out[~foreground] = normal[~foreground]
-    return Injection(image=out, placed_mask=placed, region=region & foreground)
+    return Injection(image=out, placed_mask=placed, region=region & foreground, clipped=clipped, mode=mode)

@@ -33,10 +33,22 @@ def grey(image: np.ndarray) -> np.ndarray:
     return image @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def detail_change(normal, injected, placed_mask, sigma: float = 6.0) -> np.ndarray:
+def raw_change(normal, injected, rule: str = "luma") -> np.ndarray:
+    """(H, W) float32 signed luma change (``rule="luma"``) or (H, W[, 3]) per-channel change
+    (``rule="channel"``) of ``injected`` against ``normal``."""
+    if rule == "luma":
+        return grey(injected) - grey(normal)
+    if rule == "channel":
+        return np.asarray(injected, np.float32) - np.asarray(normal, np.float32)
+    raise ValueError(f"rule must be 'luma' or 'channel', got {rule!r}")
+
+
+def detail_change(normal, injected, placed_mask, sigma: float = 6.0, rule: str = "luma") -> np.ndarray:
     """Grey-level change with the smooth brightness shift around the defect removed.
 
-    ``d = grey(injected) - grey(normal)``; the shift is the Gaussian-weighted mean of ``d`` over
+    ``d = grey(injected) - grey(normal)`` (``rule="luma"``) or the per-channel difference
+    (``rule="channel"``: the paper's ``|I' - I|``, the largest channel's change is returned, so
+    channel changes cannot cancel); the shift is the Gaussian-weighted mean of ``d`` over
     the pixels *outside* the placed defect (normalised convolution), so the change of the defect
     itself stays whole, while a smooth offset that Poisson blending spreads over a region (the
     membrane term) is not counted as change. Computed on the window where ``d`` or the defect is
@@ -56,9 +68,9 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0) -> np.ndarr
     (H, W) float32 ndarray
         ``|d - shift|`` in grey levels.
     """
-    d = grey(injected) - grey(normal)
-    out = np.zeros(d.shape, np.float32)
-    active = (d != 0) | placed_mask
+    d = raw_change(normal, injected, rule)
+    out = np.zeros(d.shape[:2], np.float32)
+    active = (d != 0).any(axis=2) | placed_mask if d.ndim == 3 else (d != 0) | placed_mask
     if not active.any():
         return out
     reach = int(np.ceil(4 * sigma)) + 1  # cv2's Gaussian support for this sigma
@@ -66,15 +78,20 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0) -> np.ndarr
     win = (slice(max(r0 - reach, 0), r1 + reach), slice(max(c0 - reach, 0), c1 + reach))
     dw = d[win]
     outside = (~placed_mask[win]).astype(np.float32)
-    num = cv2.GaussianBlur(dw * outside, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    if dw.ndim == 3:
+        outside = outside[..., None]
+    num = cv2.GaussianBlur(np.ascontiguousarray(dw * outside), (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
     den = cv2.GaussianBlur(outside, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    if num.ndim == 3 and den.ndim == 2:
+        den = den[..., None]
     shift = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0)
-    out[win] = np.abs(dw - shift)
+    dev = np.abs(dw - shift)
+    out[win] = dev.max(axis=2) if dev.ndim == 3 else dev
     return out
 
 
 def pseudo_mask(normal, injected, placed_mask, threshold: float = 7, median_ksize: int = 1,
-                margin: int = 3, min_component: int = 5, return_change: bool = False):
+                margin: int = 3, min_component: int = 5, return_change: bool = False, rule: str = "luma"):
     """Pseudo mask of an injected defect: visible change above ``threshold``, near the placed defect.
 
     Eq. 4 thresholds |I_sa - I_n| on grey levels. Here the change is judged on
@@ -97,6 +114,9 @@ def pseudo_mask(normal, injected, placed_mask, threshold: float = 7, median_ksiz
         Pixels beyond ``placed_mask`` the pseudo mask may reach.
     min_component : int
         8-connected components smaller than this many pixels are dropped (1 keeps all).
+    rule : {"luma", "channel"}
+        Change measured on luma, or as the largest per-channel absolute change (see
+        :func:`detail_change`).
 
     Returns
     -------
@@ -120,7 +140,7 @@ def pseudo_mask(normal, injected, placed_mask, threshold: float = 7, median_ksiz
         raise ValueError(f"placed_mask shape {placed_mask.shape} differs from image shape {normal.shape[:2]}")
     if median_ksize < 1 or median_ksize % 2 == 0:
         raise ValueError(f"median_ksize must be a positive odd integer, got {median_ksize}")
-    change = detail_change(normal, injected, placed_mask)
+    change = detail_change(normal, injected, placed_mask, rule=rule)
     changed = (change > threshold).astype(np.uint8) * 255
     if median_ksize > 1:
         changed = cv2.medianBlur(changed, median_ksize)
@@ -135,7 +155,8 @@ def pseudo_mask(normal, injected, placed_mask, threshold: float = 7, median_ksiz
     return (mask, change) if return_change else mask
 
 
-def mask_fidelity(normal, injected, mask, placed_mask, visible: float = 3.0, threshold: float = 7, change=None):
+def mask_fidelity(normal, injected, mask, placed_mask, visible: float = 3.0, threshold: float = 7, change=None,
+                  rule: str = "luma"):
     """How faithful a pseudo mask is to the visible defect.
 
     Returns
@@ -152,8 +173,9 @@ def mask_fidelity(normal, injected, mask, placed_mask, visible: float = 3.0, thr
     placed_mask = as_bool_mask(placed_mask, "placed_mask")
     union = (mask | placed_mask).sum()
     if change is None:
-        change = detail_change(normal, injected, placed_mask)
-    raw = np.abs(grey(injected) - grey(normal)) > threshold
+        change = detail_change(normal, injected, placed_mask, rule=rule)
+    raw = np.abs(raw_change(normal, injected, rule))
+    raw = (raw.max(axis=2) if raw.ndim == 3 else raw) > threshold
     return {
         "iou": float((mask & placed_mask).sum() / union) if union else 1.0,
         "visible_share": float((change[mask] >= visible).mean()) if mask.any() else 0.0,

@@ -16,6 +16,7 @@ from .inject import inject_pattern, match_colour_mode, resize_pattern
 from .location import select_center
 from .pseudo_mask import mask_fidelity, pseudo_mask
 from .quota import choose_pattern, plan_scales
+from .refine import refine_defect_mask
 from .scale import bbox_long_side
 
 
@@ -40,6 +41,8 @@ class PseudoAnomaly:
     attempts: int
     fidelity: dict = field(default_factory=dict)
     resamples: dict = field(default_factory=dict)
+    mode: str = ""
+    clipped: int = 0
 
 
 @dataclass
@@ -91,9 +94,34 @@ class CAISynthesizer:
     bank: PatternBank
     config: CAIConfig = field(default_factory=CAIConfig)
 
+    def __post_init__(self):
+        self._refined: dict = {}
+        self._touches_border = None
+
     @property
     def name(self) -> str:
-        return {"normal": "cai-n", "mixed": "cai-m", "paste": "cai-paste"}[self.config.mode]
+        return {"normal": "cai-n", "mixed": "cai-m", "paste": "cai-paste", "relative": "cai-r"}.get(
+            self.config.mode, "cai-" + self.config.mode)
+
+    def _pattern(self, index: int):
+        """(image, mask) of pattern ``index``, the mask refined when ``config.refine_mask``."""
+        image, mask = self.bank.load(index)
+        if self.config.refine_mask:
+            if index not in self._refined:
+                self._refined[index] = refine_defect_mask(image, mask)
+            mask = self._refined[index]
+        return image, mask
+
+    def border_patterns(self) -> np.ndarray:
+        """(P,) bool: patterns whose defect touches the edge of its crop, i.e. its source image's
+        border (crops keep a margin around the defect wherever the image has one)."""
+        if self._touches_border is None:
+            flags = []
+            for i in range(len(self.bank.long_sides)):
+                m = self.bank.load(i)[1]
+                flags.append(bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any()))
+            self._touches_border = np.array(flags, bool)
+        return self._touches_border
 
     def synthesize(self, normal, foreground, normal_index: int, seed: int, is_grey: bool = False):
         """All pseudo anomalies of one normal image (``sum(config.quota)`` results, made or skipped).
@@ -111,6 +139,8 @@ class CAISynthesizer:
         if is_grey and normal.ndim == 3:
             normal = normal[..., 0]
         ratios = self.bank.long_sides / bbox_long_side(foreground)
+        if self.config.border == "exclude":
+            ratios = np.where(self.border_patterns(), 0.0, ratios)  # below "trivial": never drawn
         foreground = self._placement_area(foreground)
         return [self._one(normal, foreground, ratios, k, scale, np.random.default_rng([seed, normal_index, k]), is_grey)
                 for k, scale in enumerate(scales)]
@@ -127,12 +157,20 @@ class CAISynthesizer:
     def _one(self, normal, foreground, ratios, k, scale, rng, is_grey):
         cfg = self.config
         resamples = {"location": 0, "empty_mask": 0, "vanished": 0}
+        modes = cfg.modes
         for attempt in range(1, cfg.max_attempts + 1):
+            mode = modes[int(rng.integers(len(modes)))] if len(modes) > 1 else modes[0]
             choice = self._choose(ratios, scale, rng, normal.shape[:2])
             if choice is None:
                 return Skipped(k, f"no_pattern_for_{scale}", scale, resamples)
             index, target_ratio, resize = choice
-            image, mask = self.bank.load(index)
+            image, mask = self._pattern(index)
+            if cfg.augment:
+                t = int(rng.integers(8))
+                image, mask = np.rot90(image, t % 4), np.rot90(mask, t % 4)
+                if t >= 4:
+                    image, mask = image[:, ::-1], mask[:, ::-1]
+                image, mask = np.ascontiguousarray(image), np.ascontiguousarray(mask)
             image, mask = resize_pattern(match_colour_mode(image, is_grey), mask, resize)
             if not mask.any():
                 resamples["vanished"] += 1
@@ -143,9 +181,12 @@ class CAISynthesizer:
             if center is None:
                 resamples["location"] += 1
                 continue
-            injection = inject_pattern(normal, foreground, image, mask, center, cfg)
+            low, high = cfg.gain
+            gain = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if high > low else low
+            injection = inject_pattern(normal, foreground, image, mask, center, cfg, mode=mode, gain=gain)
             pmask, change = pseudo_mask(normal, injection.image, injection.placed_mask, cfg.threshold,
-                                        cfg.median_ksize, cfg.mask_margin, cfg.min_component, return_change=True)
+                                        cfg.median_ksize, cfg.mask_margin, cfg.min_component, return_change=True,
+                                        rule=cfg.mask_rule)
             pmask &= foreground
             if not pmask.any():
                 resamples["empty_mask"] += 1
@@ -156,6 +197,6 @@ class CAISynthesizer:
                 resize_ratio=resize, center=center, source_id=str(self.bank.ids[index]),
                 source=str(self.bank.source[index]), attempts=attempt,
                 fidelity=mask_fidelity(normal, injection.image, pmask, injection.placed_mask,
-                                       threshold=cfg.threshold, change=change),
-                resamples=resamples)
+                                       threshold=cfg.threshold, change=change, rule=cfg.mask_rule),
+                resamples=resamples, mode=mode, clipped=injection.clipped)
         return Skipped(k, "max_attempts", scale, resamples)

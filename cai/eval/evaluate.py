@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from cai.imageio import load_rgb
 from cai.engine.synthesizer import PseudoAnomaly
 
-from . import report
+from . import bootstrap, report
 from .detector import DetectorConfig, get_profile, train_detector
 from .metrics import average_precision, pixel_metrics
 from .targets import NORMAL_CLASS, EvalTarget, load_eval_target
@@ -298,6 +298,8 @@ def _evaluate(o: EvalOptions) -> dict:
         extractors["inception"] = InceptionFeatures(o.inception)
     real_feats = {k: f(real_anomalies) for k, f in extractors.items()}
 
+    test_names = [f"{t.defect_class}/{t.path.parent.name}/{t.path.name}" for t in target.test]
+    histograms = {}  # synth -> [(pos, neg) per seed], for the paired bootstrap
     examples_idx = _pick_examples(test_classes, o.examples)
     example_maps, pseudo_examples, curves_pr, curves_pro = {}, {}, {}, {}
     results = {}
@@ -318,6 +320,9 @@ def _evaluate(o: EvalOptions) -> dict:
             maps = detector.predict(test_images, test_shapes)
             m = pixel_metrics(maps, test_masks, return_curves=seed == o.seeds[0])
             m["per_class_ap"] = _per_class_ap(maps, test_masks, test_classes, target.defect_classes)
+            pos, neg = bootstrap.score_histograms(maps, test_masks)
+            histograms.setdefault(name, []).append((pos, neg))
+            bootstrap.save_histograms(out / "per_image" / f"{name}__seed{seed}.npz", pos, neg, test_names)
             run = {"seed": seed, **{k: v for k, v in m.items() if k != "curves"},
                    "made": len(images), "skipped": dict(skipped), "final_loss": detector.history[-1]["loss"],
                    "synthesis_seconds": round(t_synth, 2), "wall_seconds": round(time.perf_counter() - t0, 2),
@@ -342,7 +347,12 @@ def _evaluate(o: EvalOptions) -> dict:
                          "wall_seconds": round(time.perf_counter() - s_wall, 2),
                          "cpu_seconds": round(time.process_time() - s_cpu, 2)}
 
+    reference = o.synths[0]
+    comparisons = {name: bootstrap.paired_bootstrap(histograms[name], histograms[reference])
+                   for name in o.synths if name != reference}
     res = {
+        "bootstrap": {"reference": reference, "statistic": "pixel AP (mean over seeds) minus the reference's, "
+                      "paired bootstrap over test images, 95% percentile interval", "vs_reference": comparisons},
         "profile": {"name": o.profile, "description": PROFILE_DESCRIPTIONS[o.profile], "config": config.to_dict()},
         "target": {**target.summary(), "defect_classes": target.defect_classes,
                    "root": str(o.root), "test_root": o.test_root, "is_grey": is_grey,

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from .. import atomic
+from .bootstrap import describe
 
 METRICS = ("pixel_auroc", "pixel_ap", "pro", "image_auroc")
 METRIC_TITLES = {"pixel_auroc": "P-AUROC", "pixel_ap": "P-AP", "pro": "PRO@0.3", "image_auroc": "I-AUROC"}
@@ -94,10 +95,16 @@ def markdown(results: dict) -> str:
              f"{tgt['train_normals']} training normals, {results['per_image']} pseudo anomalies per normal image.",
              ""]
     fd_cols = ["FD-EfficientNet-Lite0 ↓"] + (["FID (Inception) ↓"] if results.get("inception") else [])
-    head = ["synthesizer", "made/seed"] + [f"{METRIC_TITLES[m]} [{name}]" for m in METRICS] + fd_cols + ["CPU s"]
+    boot = results.get("bootstrap") or {}
+    vs = boot.get("vs_reference", {})
+    boot_col = [f"ΔP-AP vs {boot['reference']} [95% CI]"] if vs else []
+    head = (["synthesizer", "made/seed"] + [f"{METRIC_TITLES[m]} [{name}]" for m in METRICS] + boot_col + fd_cols
+            + ["CPU s"])
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for synth, r in results["synthesizers"].items():
         cells = [synth, f"{r['made_mean']:.0f}"] + [_fmt(*r["summary"][m]) for m in METRICS]
+        if vs:
+            cells.append(describe(vs[synth]) if synth in vs else "reference")
         fd = r.get("fd", {})
         cells.append("n/a" if fd.get("lite0") is None else f"{fd['lite0']:.1f}")
         if results.get("inception"):
@@ -112,6 +119,10 @@ def markdown(results: dict) -> str:
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for synth, r in results["synthesizers"].items():
             lines.append("| " + " | ".join([synth] + [_fmt(*r["summary"]["per_class_ap"][c]) for c in classes]) + " |")
+    if vs:
+        lines += ["", "ΔP-AP: pixel AP (mean over seeds) minus the reference's, in points, with a paired "
+                      "bootstrap 95% interval over test images (2000 resamples, matched detector seeds); "
+                      "\"no difference shown\" where the interval covers 0."]
     lines += ["", "FD: Fréchet distance between the pseudo anomalies of seed "
                   f"{results['seeds'][0]} and the real test anomalies ({results.get('fd_real_images', 'n/a')} images). "
                   "FD-EfficientNet-Lite0 uses the ImageNet EfficientNet-Lite0's 1280-d pooled features and is "

@@ -140,3 +140,39 @@ def test_inject_pattern_validates():
         inject_pattern(normal, fg, np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), bool), (10, 10))
     with pytest.raises(ValueError, match="foreground"):
         inject_pattern(normal, fg[:-1], np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), bool), (10, 10))
+
+
+def test_channel_rule_marks_an_isoluminant_coloured_stain_that_luma_misses():
+    from cai.engine.pseudo_mask import grey, pseudo_mask
+    normal = np.zeros((40, 40, 3), np.uint8)
+    normal[...] = (120, 120, 120)
+    placed = np.zeros((40, 40), bool)
+    placed[12:28, 10:30] = True
+    injected = normal.copy()
+    # a reddish stain whose luma equals the grey background's: 0.299 R + 0.587 G + 0.114 B = 120
+    stain = np.array([180, 89, 120 + (120 - 0.299 * 180 - 0.587 * 89 - 0.114 * 120) / 0.114], float)
+    injected[placed] = np.rint(stain).astype(np.uint8)
+    assert abs(float(grey(injected)[20, 20]) - 120) < 1.0
+    assert not pseudo_mask(normal, injected, placed, rule="luma").any()
+    mask = pseudo_mask(normal, injected, placed, rule="channel")
+    assert (mask == placed).all()
+
+
+def test_relative_mode_adds_the_defects_own_contrast_and_keeps_target_texture():
+    from cai.engine.config import CAIConfig
+    from cai.engine.inject import inject_pattern
+    rng = np.random.default_rng(0)
+    normal = (100 + rng.integers(-5, 6, (48, 48))).astype(np.uint8)
+    pattern = np.full((20, 20), 200, np.uint8)  # light background
+    mask = np.zeros((20, 20), bool)
+    mask[9:11, 3:17] = True
+    pattern[mask] = 160  # a crack 40 levels darker than its own background
+    out = inject_pattern(normal, np.ones((48, 48), bool), pattern, mask, (24, 24), CAIConfig(mode="relative"))
+    diff = out.image.astype(int) - normal.astype(int)
+    assert (diff[out.placed_mask] == -40).all()  # exactly the defect's deviation, target texture kept
+    assert (diff[~out.placed_mask] == 0).all()
+    paste = inject_pattern(normal, np.ones((48, 48), bool), pattern, mask, (24, 24), CAIConfig(mode="paste"))
+    assert (paste.image[paste.placed_mask] == 160).all()
+    doubled = inject_pattern(normal, np.ones((48, 48), bool), pattern, mask, (24, 24), CAIConfig(mode="relative"),
+                             gain=2.0)
+    assert ((doubled.image.astype(int) - normal)[doubled.placed_mask] == -80).all()

@@ -6,9 +6,9 @@ import pytest
 
 from cai.baselines import (
     DEFAULT_TEXTURE_DIR, SYNTHESIZERS, CAIVariant, CutPasteSynthesizer, DRAEMSynthesizer, NSASynthesizer,
-    _other_index, augment_texture, blend_texture, colour_jitter, make_synthesizer, perlin_mask, perlin_noise,
-    texture_set,
+    augment_texture, blend_texture, colour_jitter, make_synthesizer, perlin_mask, perlin_noise, texture_set,
 )
+from cai.baselines.nsa import _other_index
 from cai.engine.config import CAIConfig
 from cai.engine.pseudo_mask import dilate
 from cai.engine.synthesizer import CAISynthesizer, PatternBank, PseudoAnomaly, Skipped

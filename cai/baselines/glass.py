@@ -1,0 +1,217 @@
+"""GLASS local anomaly synthesis (LAS; Chen et al., ECCV 2024), image level, in numpy and cv2.
+
+Per slot: two thresholded Perlin masks combined by union, intersection or the first alone (equal
+probability), restricted to the foreground and redrawn while empty; a texture image drawn uniformly
+from the texture set, resized to the image and changed by 3 of GLASS's 9 augmentations; blended as
+``out = img * (1 - m) + (1 - beta) * tex * m + beta * img * m`` with ``beta ~ N(0.5, 0.1)``
+clipped to [0.2, 0.8]. GLASS's feature-level global synthesis (GAS) belongs to its detector
+training, not to an image synthesizer, and is not part of this.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..engine._checks import bbox, check_image
+from ..engine.inject import match_colour_mode
+from ..engine.synthesizer import Skipped
+from ._common import _check_positive_int, _made, _prepare, _resamples, _run_slots
+from .perlin import perlin_mask
+from .textures import TextureSet, texture_set
+
+
+def _contrast(x, rng, colour):
+    grey = x @ np.array([0.299, 0.587, 0.114], np.float32) if colour else x
+    return float(rng.uniform(0.8, 1.2)) * (x - grey.mean()) + grey.mean()
+
+
+def _brightness(x, rng, colour):
+    return x * float(rng.uniform(0.8, 1.2))
+
+
+def _saturation_hue(x, rng, colour):
+    saturation, hue = float(rng.uniform(0.8, 1.2)), float(rng.uniform(-0.2, 0.2))
+    if not colour:
+        return x
+    hsv = cv2.cvtColor(np.clip(x, 0, 255).astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)  # H in degrees
+    hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 1)
+    hsv[..., 0] = np.mod(hsv[..., 0] + 360.0 * hue, 360.0)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
+
+
+def _hflip(x, rng, colour):
+    return x[:, ::-1].copy()
+
+
+def _vflip(x, rng, colour):
+    return x[::-1].copy()
+
+
+def _greyscale(x, rng, colour):
+    if not colour:
+        return x
+    grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def _autocontrast(x, rng, colour):
+    lo, hi = x.min(axis=(0, 1), keepdims=True), x.max(axis=(0, 1), keepdims=True)
+    return np.where(hi > lo, (x - lo) * 255.0 / np.maximum(hi - lo, 1e-6), x)
+
+
+def _equalize(x, rng, colour):
+    u8 = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    if u8.ndim == 2:
+        return cv2.equalizeHist(u8).astype(np.float32)
+    return np.stack([cv2.equalizeHist(np.ascontiguousarray(u8[..., c])) for c in range(3)], axis=2).astype(np.float32)
+
+
+def _rotate(x, rng, colour):
+    H, W = x.shape[:2]
+    m = cv2.getRotationMatrix2D(((W - 1) / 2, (H - 1) / 2), float(rng.uniform(-45, 45)), 1.0)
+    return cv2.warpAffine(x, m, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+#: GLASS's texture augmentations (torchvision in the original), in its order.
+GLASS_AUGMENTERS = {
+    "contrast": _contrast, "brightness": _brightness, "saturation_hue": _saturation_hue, "hflip": _hflip,
+    "vflip": _vflip, "greyscale": _greyscale, "autocontrast": _autocontrast, "equalize": _equalize,
+    "rotate": _rotate,
+}
+
+
+def glass_augment(texture, rng=None, n_ops: int = 3) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``n_ops`` distinct GLASS augmentations, drawn at random, applied in the drawn order.
+
+    Contrast and brightness factors uniform in [0.8, 1.2]; saturation factor in [0.8, 1.2] with a
+    hue shift in [-0.2, 0.2] of the hue circle; horizontal and vertical flips; greyscale;
+    autocontrast; equalize; rotation uniform in [-45, 45] degrees (black corners).
+
+    Parameters
+    ----------
+    texture : (h, w) or (h, w, 3) uint8 ndarray
+    rng : None, int or numpy.random.Generator
+    n_ops : int, 0 to 9
+
+    Returns
+    -------
+    texture : uint8 ndarray, the input's shape
+    ops : tuple of str
+    """
+    texture = check_image(texture, "texture")
+    if texture.dtype != np.uint8:
+        raise ValueError(f"texture must be uint8, got {texture.dtype}")
+    if not 0 <= n_ops <= len(GLASS_AUGMENTERS):
+        raise ValueError(f"n_ops must be in [0, {len(GLASS_AUGMENTERS)}], got {n_ops}")
+    rng = np.random.default_rng(rng)
+    if texture.ndim == 3 and texture.shape[2] == 1:
+        texture = texture[..., 0]
+    colour = texture.ndim == 3
+    names = list(GLASS_AUGMENTERS)
+    ops = tuple(names[i] for i in rng.choice(len(names), n_ops, replace=False))
+    x = texture.astype(np.float32)
+    for op in ops:
+        x = np.clip(GLASS_AUGMENTERS[op](x, rng, colour), 0, 255).astype(np.float32)
+    return np.rint(x).astype(np.uint8), ops
+
+
+def glass_mask(shape, foreground, rng, max_exponent: int = 6, threshold: float = 0.5) -> np.ndarray:
+    """Two Perlin masks combined by union, intersection or the first alone (1/3 each), in ``foreground``.
+
+    Returns
+    -------
+    (H, W) bool ndarray, possibly empty
+    """
+    first = perlin_mask(shape, rng, threshold, max_exponent, rotate=True)
+    second = perlin_mask(shape, rng, threshold, max_exponent, rotate=True)
+    u = float(rng.uniform())
+    mask = first | second if u > 2 / 3 else (first & second if u > 1 / 3 else first)
+    return mask & foreground
+
+
+@dataclass
+class GLASSSynthesizer:
+    """GLASS local anomaly synthesis (``glass-las``) behind the synthesizer interface.
+
+    Attributes
+    ----------
+    textures : TextureSet or sequence of (h, w[, 3]) uint8 ndarray
+        Default: the same textures as ``draem`` (:func:`cai.baselines.textures.texture_set`).
+    per_image, max_attempts : int
+    max_exponent : int
+        Perlin scales 2^e per axis, e in 0 .. max_exponent - 1.
+    beta_mean, beta_std, beta_range
+        ``beta ~ N(beta_mean, beta_std)`` clipped to ``beta_range`` (GLASS: 0.5, 0.1, (0.2, 0.8)).
+    n_ops : int
+        Texture augmentations per anomaly (GLASS: 3).
+    fidelity_threshold : int
+    """
+
+    textures: TextureSet | Sequence[np.ndarray] = field(default_factory=texture_set)
+    per_image: int = 10
+    max_exponent: int = 6
+    beta_mean: float = 0.5
+    beta_std: float = 0.1
+    beta_range: tuple[float, float] = (0.2, 0.8)
+    n_ops: int = 3
+    max_attempts: int = 20
+    fidelity_threshold: int = 7
+
+    name = "glass-las"
+
+    def __post_init__(self):
+        if not isinstance(self.textures, TextureSet):
+            self.textures = TextureSet.from_arrays(self.textures)
+        _check_positive_int(self.per_image, "per_image")
+        _check_positive_int(self.max_attempts, "max_attempts")
+        lo, hi = self.beta_range
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(f"beta_range must satisfy 0 <= low <= high <= 1, got {self.beta_range}")
+
+    def synthesize(self, normal, foreground, normal_index: int, seed: int, is_grey: bool = False):
+        """``per_image`` pseudo anomalies of one normal image.
+
+        Parameters
+        ----------
+        normal : (H, W, 3) or (H, W) uint8 ndarray
+        foreground : (H, W) bool ndarray
+        normal_index, seed : int
+            Slot k draws from ``np.random.default_rng([seed, normal_index, k])``.
+        is_grey : bool
+            Grey target: channel 0 is used, textures are made grey, images come back (H, W).
+
+        Returns
+        -------
+        list of PseudoAnomaly or Skipped, length ``per_image``
+        """
+        normal, foreground = _prepare(normal, foreground, is_grey)
+        return _run_slots(lambda k, rng: self._one(normal, foreground, k, rng), normal, foreground,
+                          normal_index, seed, self.per_image)
+
+    def _one(self, normal, foreground, k, rng):
+        H, W = foreground.shape
+        resamples = _resamples()
+        for attempt in range(1, self.max_attempts + 1):
+            mask = glass_mask((H, W), foreground, rng, self.max_exponent)
+            if not mask.any():
+                resamples["empty_mask"] += 1
+                continue
+            t = int(rng.integers(len(self.textures.ids)))
+            texture = match_colour_mode(check_image(self.textures.load(t), "texture"), normal.ndim == 2)
+            if texture.shape[:2] != (H, W):
+                texture = cv2.resize(texture, (W, H), interpolation=cv2.INTER_AREA
+                                     if texture.shape[0] * texture.shape[1] > H * W else cv2.INTER_LINEAR)
+            texture, _ = glass_augment(texture, rng, self.n_ops)
+            beta = float(np.clip(rng.normal(self.beta_mean, self.beta_std), *self.beta_range))
+            m = mask[..., None] if normal.ndim == 3 else mask
+            img = normal.astype(np.float64)
+            out = img * (1 - m) + (1 - beta) * texture.astype(np.float64) * m + beta * img * m
+            image = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+            r0, c0, r1, c1 = bbox(mask)
+            return _made(normal, image, mask, mask.copy(), k, "glass", 0.0, 0.0,
+                         ((r0 + r1 - 1) // 2, (c0 + c1 - 1) // 2), f"texture:{self.textures.ids[t]}", "texture",
+                         attempt, resamples, self.fidelity_threshold)
+        return Skipped(k, "max_attempts", "", resamples)

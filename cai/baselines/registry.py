@@ -1,0 +1,117 @@
+"""Synthesizers by name: :func:`make_synthesizer` and :data:`SYNTHESIZERS`."""
+from __future__ import annotations
+
+import dataclasses
+
+from ..engine.config import CAIConfig
+from ..engine.synthesizer import CAISynthesizer, PatternBank
+from ._common import _check_positive_int
+from .cai_ablations import CAIVariant, _scaled_quota
+from .cutpaste import CutPasteSynthesizer
+from .draem import DRAEMSynthesizer
+from .glass import GLASSSynthesizer
+from .nsa import NSASynthesizer
+from .textures import texture_set
+
+#: Every name :func:`make_synthesizer` accepts.
+SYNTHESIZERS = (
+    "cai-n", "cai-m", "cai-paste", "cai-r", "cai-mix", "cai-nmr", "cai-rp", "cai-no-stm", "cai-no-ils", "cai-622", "cai-262", "cai-226", "cai-433",
+    "cutpaste", "cutpaste-scar", "nsa-n", "nsa-m", "draem", "glass-las",
+)
+_CAI_MODES = {"cai-n": "normal", "cai-m": "mixed", "cai-paste": "paste", "cai-r": "relative",
+              "cai-mix": "normal+mixed+paste", "cai-nmr": "normal+mixed+relative", "cai-rp": "relative+paste"}
+# Modifiers appended to a CAI name with "+" (e.g. "cai-r+refine+aug"), each a CAIConfig setting.
+CAI_MODIFIERS = {"refine": {"refine_mask": True}, "noborder": {"border": "exclude"}, "aug": {"augment": True},
+                 "chmask": {"mask_rule": "channel"}, "luma": {"mask_rule": "luma"},
+                 "gain2": {"gain": (1.0, 2.0)}, "gain3": {"gain": (1.0, 3.0)}, "x2": {"gain": (2.0, 2.0)}}
+_CAI_MIXES = {"cai-622": (6, 2, 2), "cai-262": (2, 6, 2), "cai-226": (2, 2, 6), "cai-433": (4, 3, 3)}
+
+
+def _normals_arg(normals):
+    if isinstance(normals, tuple) and len(normals) == 2 and callable(normals[0]):
+        return {"normals": normals[0], "count": int(normals[1])}
+    if callable(normals):
+        raise ValueError("normals given as a callable needs its count: pass (load, count)")
+    return {"normals": normals}
+
+
+def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None, texture_dir=None,
+                     config: CAIConfig | None = None, per_image: int = 10):
+    """Build a synthesizer by name.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`SYNTHESIZERS`: ``cai-n``, ``cai-m``, ``cai-paste`` (CAI with Normal / Mixed
+        Poisson or plain paste), ``cai-no-stm`` (no scale matching), ``cai-no-ils`` (no injection
+        location selection), ``cai-622``, ``cai-262``, ``cai-226``, ``cai-433`` (large/medium/small
+        quota mixes), ``cutpaste``, ``cutpaste-scar``, ``nsa-n``, ``nsa-m`` (NSA Normal / Mixed),
+        ``draem``.
+    bank : PatternBank
+        Required by the ``cai-*`` synthesizers.
+    normals : sequence of (H, W[, 3]) uint8 ndarray, or (callable i -> ndarray, count)
+        The target's normal images, indexed like ``normal_index``; required by ``nsa-*`` (>= 2).
+    texture_dir : None, str, Path or sequence of them
+        Extra texture folders for ``draem`` (added to the embedded default textures, see
+        :func:`texture_set`).
+    config : CAIConfig, optional
+        CAI settings (default ``CAIConfig()``); ``cai-n/m/paste`` override its ``mode``, the mixes
+        its ``quota``. The baselines take ``threshold`` (label and fidelity threshold; NSA's label)
+        and ``max_attempts`` from it when given.
+    per_image : int
+        Results per normal image. For CAI the quota's proportions are spread over ``per_image``
+        slots (largest remainder, ties to the larger scale): 4/3/3 and 6/2/2 etc. exactly at 10.
+
+    Returns
+    -------
+    Synthesizer
+        With ``synthesizer.name == name``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name, or an input the synthesizer needs is missing or unusable.
+    """
+    full_name = name
+    name, *modifiers = name.split("+")
+    if name not in SYNTHESIZERS:
+        raise ValueError(f"unknown synthesizer {name!r}; choose one of {', '.join(SYNTHESIZERS)}")
+    if modifiers and not name.startswith("cai-"):
+        raise ValueError(f"modifiers ({'+'.join(modifiers)}) apply to cai-* synthesizers only, not {name!r}")
+    unknown = [m for m in modifiers if m not in CAI_MODIFIERS]
+    if unknown:
+        raise ValueError(f"unknown modifier(s) {unknown} in {full_name!r}; choose from {', '.join(CAI_MODIFIERS)}")
+    per_image = _check_positive_int(per_image, "per_image")
+    given = config is not None
+    config = config if given else CAIConfig()
+    for m in modifiers:
+        config = dataclasses.replace(config, **CAI_MODIFIERS[m])
+    if name.startswith("cai-"):
+        if bank is None:
+            raise ValueError(f"{name} needs a PatternBank (bank=...) of anomaly patterns")
+        quota = _scaled_quota(_CAI_MIXES.get(name, config.quota), per_image)
+        if name in _CAI_MODES:
+            config = dataclasses.replace(config, mode=_CAI_MODES[name], quota=quota)
+            if not modifiers and name in ("cai-n", "cai-m", "cai-paste"):
+                return CAISynthesizer(bank, config)
+            return CAIVariant(bank, config, variant=full_name)
+        return CAIVariant(bank, dataclasses.replace(config, quota=quota), variant=full_name,
+                          scale_matching=name != "cai-no-stm",
+                          location="anywhere" if name == "cai-no-ils" else "foreground")
+    extra = {"max_attempts": config.max_attempts} if given else {}
+    if name.startswith("cutpaste"):
+        if given:
+            extra["threshold"] = config.threshold
+        return CutPasteSynthesizer(variant="rect" if name == "cutpaste" else "scar", per_image=per_image, **extra)
+    if name.startswith("nsa"):
+        if normals is None:
+            raise ValueError(f"{name} needs the target's normal images (normals=[...] or (load, count))")
+        if given:
+            extra["threshold"] = config.threshold
+        return NSASynthesizer(**_normals_arg(normals), mode="normal" if name == "nsa-n" else "mixed",
+                              per_image=per_image, **extra)
+    if given:
+        extra["fidelity_threshold"] = config.threshold
+    if name == "glass-las":
+        return GLASSSynthesizer(texture_set(texture_dir), per_image=per_image, **extra)
+    return DRAEMSynthesizer(texture_set(texture_dir), per_image=per_image, **extra)

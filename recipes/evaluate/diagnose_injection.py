@@ -1,0 +1,169 @@
+"""Why does one injection train a better detector than another? Image-level evidence, no detector.
+
+For each target and each synthesizer variant (seed 0, the evaluation's normals, foregrounds and
+leakage-guarded anomaly set), this prints per-variant figures and writes a contact sheet:
+
+- ``contrast kept``: the defect's contrast to its surroundings after injection divided by the same
+  contrast in the source pattern (median over pseudo anomalies). Contrast = mean luma on the placed
+  defect minus mean luma on a ring 2-5 px around it; 1.0 means the defect stands out as much as it
+  did in its own image.
+- ``|change| in mask``: mean of the largest per-channel absolute change inside the pseudo mask.
+- ``clipped``: share of injections whose blend left [0, 255] on more than 5% of the changed pixels.
+- ``visible in label`` / ``change outside label``: label noise — share of pseudo-mask pixels whose
+  luma changed by >= 7, share of pixels changed by > 7 that the pseudo mask misses.
+- ``label / placed``: pseudo-mask area over placed-mask area (how much of the pasted polygon the
+  label keeps).
+
+Usage::
+
+    python recipes/evaluate/diagnose_injection.py --daad /tmp/aset --out recipes/evaluate/diagnostics \
+        --synth cai-n,cai-m,cai-paste,cai-r,cai-r+refine
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cai.baselines import make_synthesizer
+from cai.eval.evaluate import _pattern_bank, _resize, _synth_shape, load_normals
+from cai.eval.targets import NORMAL_CLASS, load_eval_target
+from cai.foreground import make_foreground
+from cai.engine.inject import match_colour_mode, resize_pattern
+from cai.engine.pseudo_mask import dilate, grey
+from cai.engine.synthesizer import PseudoAnomaly
+
+TARGETS = {
+    "grid": ("mvtec", "../shared/data/mvtec_ad", "grid"),
+    "hazelnut": ("mvtec", "../shared/data/mvtec_ad", "hazelnut"),
+    "ksdd": ("ksdd", "../shared/data/ksdd", None),
+}
+
+
+def contrast(image, mask) -> float:
+    """Mean luma on ``mask`` minus mean luma on a ring 2-5 px around it (NaN without a ring)."""
+    ring = dilate(mask, 5) & ~dilate(mask, 2)
+    if not ring.any() or not mask.any():
+        return float("nan")
+    g = grey(image)
+    return float(g[mask].mean() - g[ring].mean())
+
+
+def source_contrast(synth, r: PseudoAnomaly, is_grey: bool) -> float:
+    index = list(synth.bank.ids).index(r.source_id)
+    image, mask = synth._pattern(index)
+    image, mask = resize_pattern(match_colour_mode(image, is_grey), mask, r.resize_ratio)
+    return contrast(image, mask)
+
+
+def real_contrast(target) -> list[float]:
+    """|contrast| of each real test defect, at the synthesis size (short side 256)."""
+    out = []
+    for item in target.test:
+        if item.defect_class == NORMAL_CLASS:
+            continue
+        image, mask = item.load()
+        shape = _synth_shape(image.shape, 256)
+        image = _resize(image, shape)
+        mask = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+        if mask.any():
+            out.append(abs(contrast(image, mask)))
+    return out
+
+
+def crop_view(image, mask, placed, size: int = 112) -> np.ndarray:
+    """Crop around the placed defect, upscaled, pseudo mask outlined red, placed mask green."""
+    image = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    rows, cols = np.nonzero(placed | mask)
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    side = max(r1 - r0, c1 - c0) + 16
+    rc, cc = (r0 + r1) // 2, (c0 + c1) // 2
+    H, W = mask.shape
+    a0, b0 = max(0, min(rc - side // 2, H - side)), max(0, min(cc - side // 2, W - side))
+    box = (slice(a0, a0 + side), slice(b0, b0 + side))
+    view = cv2.resize(image[box], (size, size), interpolation=cv2.INTER_NEAREST)
+    out = view.copy()
+    for m, colour in ((placed, (0, 255, 0)), (mask, (255, 0, 0))):
+        mm = cv2.resize(m[box].astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(mm, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, contours, -1, colour, 1)
+    return np.concatenate([view, out], axis=0)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--daad", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--synth", default="cai-n,cai-m,cai-paste,cai-r")
+    ap.add_argument("--targets", default="grid,hazelnut,ksdd")
+    ap.add_argument("--normals", type=int, default=8, help="normals per target (evenly spread)")
+    ap.add_argument("--columns", type=int, default=8, help="pseudo anomalies per row of the contact sheet")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = {}
+    for tname in args.targets.split(","):
+        kind, root, category = TARGETS[tname]
+        target = load_eval_target(kind, root, category, max_normals=args.normals)
+        normals, is_grey = load_normals(target.train, 256)
+        fg_fn = make_foreground("auto", category=category)
+        fgs = [np.asarray(fg_fn(n[..., 0] if is_grey else n), bool) for n in normals]
+        bank, *_ = _pattern_bank(args.daad, target.guard_sources, (), out / ".cache")
+        real = real_contrast(target)
+        print(f"{tname:9s} {'real test defects':22s} n {len(real):3d}  |contrast| {np.median(real):5.1f} "
+              f"[{np.percentile(real, 25):.1f}, {np.percentile(real, 75):.1f}]", flush=True)
+        rows = [{"synth": "real test defects", "n": len(real), "contrast_abs_median": float(np.median(real)),
+                 "contrast_abs_iqr": [float(np.percentile(real, 25)), float(np.percentile(real, 75))]}]
+        for name in args.synth.split(","):
+            synth = make_synthesizer(name, bank=bank, normals=normals)
+            absolute, kept, change, clipped, visible, outside, ratio, views = ([] for _ in range(8))
+            for i, (n, fg) in enumerate(zip(normals, fgs)):
+                base = n[..., 0] if is_grey else n
+                for r in synth.synthesize(n, fg, i, 0, is_grey=is_grey):
+                    if not isinstance(r, PseudoAnomaly):
+                        continue
+                    c_src, c_out = source_contrast(synth, r, is_grey), contrast(r.image, r.placed_mask)
+                    absolute.append(abs(c_out))
+                    if np.isfinite(c_src) and abs(c_src) >= 5:
+                        kept.append(c_out / c_src)
+                    d = np.abs(r.image.astype(np.float32) - base.astype(np.float32))
+                    d = d.max(axis=2) if d.ndim == 3 else d
+                    change.append(float(d[r.mask].mean()))
+                    n_changed = max(int((d > 0).sum()) * (3 if r.image.ndim == 3 else 1), 1)
+                    clipped.append(r.clipped / n_changed > 0.05)
+                    visible.append(r.fidelity["visible_share"])
+                    outside.append(r.fidelity["changed_outside_share"])
+                    ratio.append(r.mask.sum() / max(r.placed_mask.sum(), 1))
+                    if len(views) < args.columns and r.k % 3 == 0:
+                        views.append(crop_view(r.image, r.mask, r.placed_mask))
+            row = {"synth": name, "made": len(change), "contrast_abs_median": float(np.nanmedian(absolute)),
+                   "contrast_kept_median": float(np.median(kept)),
+                   "contrast_kept_iqr": [float(np.percentile(kept, 25)), float(np.percentile(kept, 75))],
+                   "change_in_mask": float(np.mean(change)), "clipped_share": float(np.mean(clipped)),
+                   "visible_in_label": float(np.mean(visible)), "change_outside_label": float(np.mean(outside)),
+                   "label_over_placed": float(np.median(ratio))}
+            rows.append(row)
+            print(f"{tname:9s} {name:22s} made {row['made']:3d}  |contrast| {row['contrast_abs_median']:5.1f}  "
+                  f"contrast kept {row['contrast_kept_median']:.2f} "
+                  f"[{row['contrast_kept_iqr'][0]:.2f}, {row['contrast_kept_iqr'][1]:.2f}]  "
+                  f"|change| in mask {row['change_in_mask']:5.1f}  clipped {row['clipped_share']:.2f}  "
+                  f"visible in label {row['visible_in_label']:.2f}  change outside label "
+                  f"{row['change_outside_label']:.2f}  label/placed {row['label_over_placed']:.2f}", flush=True)
+            strip = np.concatenate(views, axis=1)
+            label = np.full((18, strip.shape[1], 3), 255, np.uint8)
+            cv2.putText(label, name, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+            row["_sheet"] = np.concatenate([label, strip], axis=0)
+        strips = [r.pop("_sheet") for r in rows if "_sheet" in r]
+        width = max(s.shape[1] for s in strips)
+        sheet = np.concatenate([np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0)), constant_values=255)
+                                for s in strips], axis=0)
+        cv2.imwrite(str(out / f"{tname}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        table[tname] = rows
+    (out / "diagnostics.json").write_text(json.dumps(table, indent=1))
+
+
+if __name__ == "__main__":
+    main()
