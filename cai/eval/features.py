@@ -53,8 +53,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     mu1, mu2 : (D,) array_like
     sigma1, sigma2 : (D, D) array_like, symmetric positive semi-definite
     eps : float
-        When ``sqrtm(sigma1 @ sigma2)`` is not finite (singular product), ``eps * I`` is added to both
-        covariances and the root recomputed (as in the reference FID code).
+        Unused (kept for the reference FID code's signature): :func:`trace_sqrt_product` needs no
+        regularisation of singular covariances.
 
     Returns
     -------
@@ -74,22 +74,21 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     if s1.shape != (d, d) or s2.shape != (d, d):
         raise ValueError(f"sigma1 and sigma2 must be ({d}, {d}), got {s1.shape} and {s2.shape}")
     diff = mu1 - mu2
-    covmean = _sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(d) * eps
-        covmean = _sqrtm((s1 + offset) @ (s2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3 * max(1.0, np.abs(covmean).max())):
-            warnings.warn(f"sqrtm has a large imaginary part ({np.abs(covmean.imag).max():.3g}); "
-                          "the covariances are far from PSD or badly conditioned")
-        covmean = covmean.real
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt_product(s1, s2))
 
 
-def _sqrtm(a: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return linalg.sqrtm(a)
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """``trace(sqrtm(sigma1 @ sigma2))`` for symmetric PSD matrices, by symmetric eigendecompositions.
+
+    With ``A = sigma1^(1/2)``, ``sigma1 @ sigma2`` is similar to the symmetric PSD ``A @ sigma2 @ A``, so
+    the trace of its square root is the sum of the square roots of that matrix's eigenvalues
+    (negative round-off clipped to 0). Two ``eigh`` calls instead of a Schur ``sqrtm``: ~10x faster
+    at D = 1280 and stable for the singular covariances of small sets.
+    """
+    w, v = linalg.eigh(sigma1)
+    a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = a @ sigma2 @ a
+    return float(np.sum(np.sqrt(np.clip(linalg.eigvalsh((inner + inner.T) / 2), 0, None))))
 
 
 def frechet_distance_features(features1, features2) -> float:
