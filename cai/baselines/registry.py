@@ -15,11 +15,12 @@ from .textures import texture_set
 
 #: Every name :func:`make_synthesizer` accepts.
 SYNTHESIZERS = (
-    "cai-n", "cai-m", "cai-paste", "cai-r", "cai-mix", "cai-nmr", "cai-rp", "cai-no-stm", "cai-no-ils", "cai-622", "cai-262", "cai-226", "cai-433",
+    "cai-n", "cai-m", "cai-paste", "cai-r", "cai-mix", "cai-nmr", "cai-rp", "cai-np", "cai-no-stm", "cai-no-ils", "cai-622", "cai-262", "cai-226", "cai-433",
     "cutpaste", "cutpaste-scar", "nsa-n", "nsa-m", "draem", "glass-las",
 )
 _CAI_MODES = {"cai-n": "normal", "cai-m": "mixed", "cai-paste": "paste", "cai-r": "relative",
-              "cai-mix": "normal+mixed+paste", "cai-nmr": "normal+mixed+relative", "cai-rp": "relative+paste"}
+              "cai-mix": "normal+mixed+paste", "cai-nmr": "normal+mixed+relative", "cai-rp": "relative+paste",
+              "cai-np": "normal+paste"}
 # Modifiers appended to a CAI name with "+" (e.g. "cai-r+refine+aug"), each a CAIConfig setting.
 CAI_MODIFIERS = {"refine": {"refine_mask": True}, "noborder": {"border": "exclude"}, "aug": {"augment": True},
                  "chmask": {"mask_rule": "channel"}, "luma": {"mask_rule": "luma"},
