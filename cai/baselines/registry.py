@@ -15,7 +15,7 @@ from .textures import texture_set
 
 #: Every name :func:`make_synthesizer` accepts.
 SYNTHESIZERS = (
-    "cai-n", "cai-m", "cai-paste", "cai-r", "cai-mix", "cai-nmr", "cai-rp", "cai-np", "cai-no-stm", "cai-no-ils", "cai-622", "cai-262", "cai-226", "cai-433",
+    "cai", "cai-n", "cai-m", "cai-paste", "cai-r", "cai-mix", "cai-nmr", "cai-rp", "cai-np", "cai-no-stm", "cai-no-ils", "cai-622", "cai-262", "cai-226", "cai-433",
     "cutpaste", "cutpaste-scar", "nsa-n", "nsa-m", "draem", "glass-las",
 )
 _CAI_MODES = {"cai-n": "normal", "cai-m": "mixed", "cai-paste": "paste", "cai-r": "relative",
@@ -77,7 +77,8 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
     name, *modifiers = name.split("+")
     if name not in SYNTHESIZERS:
         raise ValueError(f"unknown synthesizer {name!r}; choose one of {', '.join(SYNTHESIZERS)}")
-    if modifiers and not name.startswith("cai-"):
+    is_cai = name == "cai" or name.startswith("cai-")
+    if modifiers and not is_cai:
         raise ValueError(f"modifiers ({'+'.join(modifiers)}) apply to cai-* synthesizers only, not {name!r}")
     unknown = [m for m in modifiers if m not in CAI_MODIFIERS]
     if unknown:
@@ -87,10 +88,12 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
     config = config if given else CAIConfig()
     for m in modifiers:
         config = dataclasses.replace(config, **CAI_MODIFIERS[m])
-    if name.startswith("cai-"):
+    if is_cai:
         if bank is None:
             raise ValueError(f"{name} needs a PatternBank (bank=...) of anomaly patterns")
         quota = _scaled_quota(_CAI_MIXES.get(name, config.quota), per_image)
+        if name == "cai":  # the default settings (CAIConfig()), whatever they are
+            return CAIVariant(bank, dataclasses.replace(config, quota=quota), variant=full_name)
         if name in _CAI_MODES:
             config = dataclasses.replace(config, mode=_CAI_MODES[name], quota=quota)
             if not modifiers and name in ("cai-n", "cai-m", "cai-paste"):

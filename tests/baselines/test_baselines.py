@@ -14,8 +14,8 @@ from cai.engine.pseudo_mask import dilate
 from cai.engine.synthesizer import CAISynthesizer, PatternBank, PseudoAnomaly, Skipped
 
 H = W = 64
-CAI_NAMES = [n for n in SYNTHESIZERS if n.startswith("cai-")]
-BASELINE_NAMES = [n for n in SYNTHESIZERS if not n.startswith("cai-")]
+CAI_NAMES = [n for n in SYNTHESIZERS if n == "cai" or n.startswith("cai-")]
+BASELINE_NAMES = [n for n in SYNTHESIZERS if n not in CAI_NAMES]
 
 
 def _texture(seed, shape=(H, W)):
