@@ -55,15 +55,18 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
+from . import border as border_mod
 from . import qa as qa_mod
+from . import refine as refine_mod
 from .records import CLASSES, DAAD_FEATURES, SOURCE_KINDS, RawAnomaly
 
 BUILD_VERSION = 1
 WORK = ".daad"
 CHUNK = 64  # records per taxonomy call (bounds the masks held in memory)
 _CODE_FILES = ("daad_tools/records.py", "daad_tools/qa.py", "daad_tools/build.py", "daad_tools/taxonomy.py",
-               "daad_tools/curate.py", "cai/imageio.py")
-_OUTPUT_NAMES = {"README.md", "data", "qa_report.json", "qa_report.md", WORK}
+               "daad_tools/curate.py", "cai/imageio.py", "daad_tools/refine.py", "daad_tools/border.py",
+               "cai/refine.py", "cai/poisson.py")
+_OUTPUT_NAMES = {"README.md", "data", "qa_report.json", "qa_report.md", WORK, "mosaics"}
 CURATED_REJECT = "curated_reject"  # QA report reason of a row rejected in curation.json
 
 
@@ -94,6 +97,8 @@ class SourceSpec:
         Per-source override of the recipe's ``split_components``.
     optional : bool
         A missing root is skipped (and reported) instead of failing the build.
+    border : {"keep", "trim", "exclude"} or None
+        Per-source override of the recipe's ``border`` policy (:mod:`daad_tools.border`).
     """
 
     layout: str
@@ -105,6 +110,7 @@ class SourceSpec:
     source_domain: str | None = None
     split_components: bool | None = None
     optional: bool = False
+    border: str | None = None
     resolved_root: str = ""
 
 
@@ -131,6 +137,12 @@ class Recipe:
     taxonomy : dict
         ``path`` (a taxonomy file, relative to the recipe; None = the default) and ``overrides``.
     qa : QAConfig
+    border : {"keep", "trim", "exclude"}
+        Default border policy of the sources (:mod:`daad_tools.border`).
+    border_trim : int
+        Pixels the ``trim`` policy cuts back from the image border.
+    refine : RefineConfig
+        The ``coarse_mask`` flag and refined masks (:mod:`daad_tools.refine`).
     path, text : the recipe file and its text (the card quotes it).
     """
 
@@ -143,14 +155,17 @@ class Recipe:
     exclude_licenses: tuple = ()
     taxonomy: dict = field(default_factory=dict)
     qa: qa_mod.QAConfig = field(default_factory=qa_mod.QAConfig)
+    border: str = "keep"
+    border_trim: int = 4
+    refine: refine_mod.RefineConfig = field(default_factory=refine_mod.RefineConfig)
     path: str = ""
     text: str = ""
 
 
 _RECIPE_KEYS = {"name", "shard_size", "split_components", "min_component_area", "unmapped", "exclude_licenses",
-                "taxonomy", "qa", "sources"}
+                "taxonomy", "qa", "sources", "border", "border_trim", "refine"}
 _SOURCE_KEYS = {"layout", "root", "options", "source", "license", "source_kind", "source_domain",
-                "split_components", "optional"}
+                "split_components", "optional", "border"}
 
 
 def _resolve(base: Path, value: str) -> str:
@@ -196,6 +211,8 @@ def load_recipe(path, unmapped: str | None = None, exclude_licenses=()) -> Recip
             raise BuildError(f"recipe {path}: sources[{i}] has unknown key(s) {bad}; known: {sorted(_SOURCE_KEYS)}")
         if entry.get("source_kind") is not None and entry["source_kind"] not in SOURCE_KINDS:
             raise BuildError(f"recipe {path}: sources[{i}].source_kind must be one of {SOURCE_KINDS}")
+        if entry.get("border") is not None and entry["border"] not in border_mod.POLICIES:
+            raise BuildError(f"recipe {path}: sources[{i}].border must be one of {border_mod.POLICIES}")
         spec = SourceSpec(**{k: v for k, v in entry.items()})
         spec.options = dict(spec.options or {})
         spec.resolved_root = _resolve(base, spec.root)
@@ -219,6 +236,11 @@ def load_recipe(path, unmapped: str | None = None, exclude_licenses=()) -> Recip
     taxonomy["overrides"] = dict(overrides)
     try:
         qa_config = qa_mod.QAConfig.from_dict(data.get("qa"))
+        refine_config = refine_mod.RefineConfig.from_dict(data.get("refine"))
+        border = border_mod.check_policy(data.get("border", "keep"), "border")
+        border_trim = int(data.get("border_trim", 4))
+        if border_trim < 1:
+            raise ValueError(f"border_trim must be >= 1 px, got {border_trim}")
         shard_size = int(data.get("shard_size", 200))
         min_component_area = int(data.get("min_component_area", 16))
     except (TypeError, ValueError) as exc:
@@ -229,7 +251,8 @@ def load_recipe(path, unmapped: str | None = None, exclude_licenses=()) -> Recip
     return Recipe(sources=sources, name=str(data.get("name", "DAAD")), shard_size=shard_size,
                   split_components=bool(data.get("split_components", False)),
                   min_component_area=min_component_area, unmapped=unmapped, exclude_licenses=excluded,
-                  taxonomy=taxonomy, qa=qa_config, path=str(path), text=text)
+                  taxonomy=taxonomy, qa=qa_config, border=border, border_trim=border_trim, refine=refine_config,
+                  path=str(path), text=text)
 
 
 def _fingerprint(recipe: Recipe) -> str:
@@ -239,6 +262,7 @@ def _fingerprint(recipe: Recipe) -> str:
         "min_component_area": recipe.min_component_area, "unmapped": recipe.unmapped,
         "exclude_licenses": sorted(_norm_license(x) for x in recipe.exclude_licenses),
         "taxonomy": recipe.taxonomy, "qa": recipe.qa.to_dict(),
+        "border": recipe.border, "border_trim": recipe.border_trim, "refine": recipe.refine.to_dict(),
     }
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update(code_version().encode())
@@ -362,6 +386,7 @@ def _manifest_schema():
         ("height", pa.int64()), ("image_hash", pa.string()), ("phash", pa.int64()), ("mask_png", pa.binary()),
         ("bbox", pa.list_(pa.int64())), ("mask_area_ratio", pa.float64()), ("content_hash", pa.string()),
         ("flags", pa.list_(pa.string())), ("notes", pa.list_(pa.string())), ("usable", pa.bool_()),
+        ("mask_refined_png", pa.binary()), ("visible_share", pa.float64()),
     ])
 
 
@@ -409,9 +434,11 @@ def _components(mask: np.ndarray, connectivity: int, min_area: int):
     return kept, dropped
 
 
-def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: Recipe) -> tuple[list, int]:
+def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: Recipe,
+                 border: str = "keep") -> tuple[list, int]:
     """Decode one record and return its manifest rows (one, or one per kept component) and the
-    number of components dropped as too small."""
+    number of components dropped as too small. With ``border="trim"`` a mask touching the image
+    border is cut back by ``recipe.border_trim`` px first (note ``border_trimmed``)."""
     from cai.imageio import BadInput, load_rgb
 
     cfg = recipe.qa
@@ -423,7 +450,7 @@ def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: 
             "importer_component": int(record.component), "component": 0, "image_path": str(record.image_path),
             "notes": notes, "file_sha256": None, "image_storage": None, "width": 0, "height": 0,
             "image_hash": None, "phash": 0, "mask_png": None, "bbox": [0, 0, 0, 0], "mask_area_ratio": 0.0,
-            "content_hash": None, "usable": False}
+            "content_hash": None, "usable": False, "mask_refined_png": None, "visible_share": None}
     try:
         raw = Path(record.image_path).read_bytes()
         rgb, _ = load_rgb(raw)
@@ -440,6 +467,10 @@ def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: 
             flags = sorted(set(qa_mod.note_flags(notes)) | {"size_mismatch"}, key=qa_mod.FLAGS.index)
             return [{**base, "flags": flags}], 0
         mask = mask.astype(bool) if mask.dtype != bool else mask
+        if border == "trim" and border_mod.touches_border(mask):
+            mask = border_mod.trim_border(mask, recipe.border_trim)
+            notes = notes + ["border_trimmed"]
+            base["notes"] = notes
     if mask is None:
         return [{**base, "flags": qa_mod.row_flags(None, cfg, notes)}], 0
     pieces, dropped = [(0, mask)], 0
@@ -447,17 +478,25 @@ def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: 
         kept, dropped = _components(mask, cfg.connectivity, recipe.min_component_area)
         if kept:
             pieces = kept
-    return [{**base, "component": k, **_mask_fields(rgb, part, cfg, notes)} for k, part in pieces], dropped
+    return [{**base, "component": k, **_mask_fields(rgb, part, cfg, notes, recipe.refine)}
+            for k, part in pieces], dropped
 
 
-def _mask_fields(rgb: np.ndarray, mask: np.ndarray, cfg: qa_mod.QAConfig, notes) -> dict:
-    """The manifest fields that follow from a row's (H, W) bool mask (a source mask or a curated one)."""
+def _mask_fields(rgb: np.ndarray, mask: np.ndarray, cfg: qa_mod.QAConfig, notes,
+                 refine: refine_mod.RefineConfig | None = None) -> dict:
+    """The manifest fields that follow from a row's (H, W) bool mask (a source mask or a curated one),
+    with the refinement of :mod:`daad_tools.refine` when ``refine`` is enabled."""
     from cai.imageio import encode_png
 
     stats = qa_mod.mask_stats(mask, cfg.connectivity)
+    flags = qa_mod.row_flags(mask, cfg, notes, stats)
+    refined = refine_mod.row_refinement(rgb, mask, refine or refine_mod.RefineConfig())
+    if refined["flags"]:
+        flags = sorted(set(flags) | set(refined["flags"]), key=qa_mod.FLAGS.index)
     return {"mask_png": encode_png(mask)["bytes"], "bbox": list(stats.bbox) if stats.bbox else [0, 0, 0, 0],
             "mask_area_ratio": stats.area_ratio, "content_hash": qa_mod.content_hash(rgb, mask), "usable": True,
-            "flags": qa_mod.row_flags(mask, cfg, notes, stats)}
+            "flags": flags, "visible_share": refined["visible_share"],
+            "mask_refined_png": None if refined["mask_refined"] is None else encode_png(refined["mask_refined"])["bytes"]}
 
 
 def _assign_ids(rows: list) -> None:
@@ -523,7 +562,7 @@ def _run_source(index: int, spec: SourceSpec, recipe: Recipe, taxonomy, tax_mod,
             return  # keep reading (to list every unknown label), decode nothing more
         for record, cls in mapped:
             cls = _check_class(cls)
-            new, dropped = _record_rows(record, cls, order, split, recipe)
+            new, dropped = _record_rows(record, cls, order, split, recipe, spec.border or recipe.border)
             order += 1
             info["components_dropped"] += dropped
             rows.extend(new)
@@ -686,7 +725,8 @@ def _apply_curation(manifest, recipe: Recipe, curation: Curation):
             if mask.shape != rgb.shape[:2]:
                 raise BuildError(f"curated mask of {rid!r} ({curation.masks[rid]}) is {mask.shape[1]}x{mask.shape[0]}, "
                                  f"the image {rgb.shape[1]}x{rgb.shape[0]} (W x H)")
-            row.update(_mask_fields(rgb, mask, recipe.qa, row["notes"]))
+            row.update(_mask_fields(rgb, mask, recipe.qa, [n for n in row["notes"] if n != "border_trimmed"],
+                                    recipe.refine))
     return pa.Table.from_pylist(rows, schema=_manifest_schema()), unknown
 
 
@@ -719,15 +759,25 @@ def _decide(manifest, infos, recipe: Recipe, curation: Curation):
         elif passes and not o.passes:
             origins[c["origin"]] = qa_mod.Origin(o.key, o.image_hash, o.phash, o.shape, o.priority, True)
     dups = qa_mod.find_duplicates(origins.values(), near_distance=cfg.near_duplicate_distance)
+    if cfg.near_duplicate_min_mask_iou > 0:
+        dups = _near_duplicates_with_alike_masks(manifest, cols, dups, cfg.near_duplicate_min_mask_iou)
+    border_policies = {}
+    for i, info in enumerate(infos):
+        for name in info["sources"]:
+            border_policies[name] = recipe.sources[i].border or recipe.border
     rows = []
     for c in cols:
         flags, dup_of = list(c["flags"]), None
         if c["origin"] in dups:
             flag, dup_of = dups[c["origin"]]
             flags = sorted(set(flags) | {flag}, key=qa_mod.FLAGS.index)
+        if "touches_border" in flags and border_policies.get(c["source"], recipe.border) == "exclude":
+            flags = sorted(set(flags) | {"border_excluded"}, key=qa_mod.FLAGS.index)
         rows.append(qa_mod.RowQA(c["id"], c["origin"], c["source"], c["anomaly_class"], flags, dup_of, c["usable"]))
-    # a curated reject goes to decide() as a drop_ids entry (reason "manual") and is renamed here
-    keep, report = qa_mod.decide(rows, replace(cfg, drop_ids=(*cfg.drop_ids, *sorted(curation.rejected))))
+    # a curated reject goes to decide() as a drop_ids entry (reason "manual") and is renamed here;
+    # border_excluded always rejects (the source's border policy says so)
+    keep, report = qa_mod.decide(rows, replace(cfg, drop_ids=(*cfg.drop_ids, *sorted(curation.rejected)),
+                                               reject=tuple(dict.fromkeys((*cfg.reject, "border_excluded")))))
     for r in report["rejected_rows"]:
         if r["id"] in curation.rejected:
             r["reasons"] = [x for x in r["reasons"] if x != "manual" or r["id"] in cfg.drop_ids] + [CURATED_REJECT]
@@ -738,8 +788,88 @@ def _decide(manifest, infos, recipe: Recipe, curation: Curation):
         unknown_override_ids=[i for i in report["unknown_override_ids"] if i in recipe_ids],
         config=cfg.to_dict(),  # the recipe's, without the curated ids
         curation={"digest": curation.digest, "rejected": len(curation.rejected), "reclassed": len(curation.reclassed),
-                  "masks": len(curation.masks), "unknown_ids": unknown})
+                  "masks": len(curation.masks), "unknown_ids": unknown},
+        border_policy={"default": recipe.border, "trim_px": recipe.border_trim,
+                       "per_source": border_mod.policy_counts(((r.source, r.flags) for r in rows), border_policies,
+                                                              recipe.border)},
+        refinement=_refinement_report(manifest, rows, keep, dups, recipe))
     return manifest, rows, keep, report
+
+
+def _near_duplicates_with_alike_masks(manifest, cols, dups: dict, min_iou: float) -> dict:
+    """``dups`` without the near duplicates whose masks (union over the origin's rows) differ from the
+    kept origin's: :func:`daad_tools.qa.small_mask_iou` below ``min_iou``."""
+    near = {o for o, (flag, _) in dups.items() if flag == "near_duplicate"}
+    wanted = near | {dups[o][1] for o in near}
+    index = {}
+    for i, c in enumerate(cols):
+        if c["origin"] in wanted:
+            index.setdefault(c["origin"], []).append(i)
+    masks = {}
+    for origin, members in index.items():
+        parts = [_decode_png(p) for p in manifest.take(members).column("mask_png").to_pylist()]
+        parts = [p for p in parts if p is not None]
+        masks[origin] = np.logical_or.reduce(parts) if parts and len({p.shape for p in parts}) == 1 else None
+    out = dict(dups)
+    for origin in near:
+        a, b = masks.get(origin), masks.get(dups[origin][1])
+        if a is not None and b is not None and qa_mod.small_mask_iou(a, b) < min_iou:
+            del out[origin]
+    return out
+
+
+def _refinement_report(manifest, rows, keep, dups: dict, recipe: Recipe) -> dict:
+    """The QA report's ``refinement`` entry: counts per source, the ids with a stored refined mask, and
+    the agreement with reference sources (:func:`daad_tools.refine.agreement`)."""
+    cfg = recipe.refine
+    if not cfg.enabled:
+        return {"enabled": False}
+    shares = manifest.column("visible_share").to_pylist()
+    per_source = {}
+    for row, share, ok in zip(rows, shares, keep):
+        if share is None:
+            continue
+        e = per_source.setdefault(row.source, {"rows": 0, "coarse": 0, "stored": 0, "shares": []})
+        e["rows"] += 1
+        e["coarse"] += "coarse_mask" in row.flags
+        e["stored"] += "refined_mask" in row.flags
+        e["shares"].append(share)
+    for e in per_source.values():
+        e["median_visible_share"] = round(float(np.median(e.pop("shares"))), 3)
+    references = []
+    origin_rows = {}
+    for i, row in enumerate(rows):
+        origin_rows.setdefault(row.origin, []).append(i)
+    for ref_source in cfg.reference_sources:
+        pairs, kept_sources = [], set()
+        for i, row in enumerate(rows):
+            if row.source != ref_source or row.origin not in dups or dups[row.origin][0] != "exact_duplicate":
+                continue
+            kept = origin_rows.get(dups[row.origin][1], [])
+            if not kept or any(rows[j].source == ref_source for j in kept):
+                continue
+            take = manifest.take([i, *kept]).select(["mask_png", "mask_refined_png"]).to_pylist()
+            reference = _decode_png(take[0]["mask_png"])
+            if reference is None:
+                continue
+            masks = [_decode_png(t["mask_png"]) for t in take[1:]]
+            if any(m is None or m.shape != reference.shape for m in masks):
+                continue
+            refined = [_decode_png(t["mask_refined_png"]) if t["mask_refined_png"] else m
+                       for t, m in zip(take[1:], masks)]
+            kept_sources.add(rows[kept[0]].source)
+            pairs.append((rows[kept[0]].id, np.logical_or.reduce(masks), np.logical_or.reduce(refined), reference))
+        references.append({"reference_source": ref_source, "sources": sorted(kept_sources),
+                           "agreement": refine_mod.agreement(pairs)})
+    return {"enabled": True, **cfg.to_dict(), "per_source": dict(sorted(per_source.items())), "reference": references,
+            "refined_ids": [r.id for r, ok in zip(rows, keep) if ok and "refined_mask" in r.flags]}
+
+
+def _decode_png(data) -> np.ndarray | None:
+    """(H, W) bool array of a mask PNG's bytes (None for no bytes)."""
+    if not data:
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) > 0
 
 
 def _plan(rows, keep, shard_size: int) -> list[list[int]]:
@@ -774,6 +904,7 @@ def _shard_columns(manifest_rows: list, flags: list) -> dict:
                      "bbox", "mask_area_ratio", "width", "height", "content_hash"):
             columns[name].append(row[name])
         columns["qa_flags"].append(list(row_flags))
+        columns["mask_refined"].append({"bytes": row["mask_refined_png"], "path": None} if row["mask_refined_png"] else None)
     return columns
 
 
@@ -917,9 +1048,21 @@ def _write_report(out: Path, report: dict, recipe: Recipe) -> dict:
                      f"{cur['reclassed']} reclassed, {cur['masks']} curated mask(s).\n")
         if cur["unknown_ids"]:
             markdown += "\nIds matching no row: " + ", ".join(f"`{i}`" for i in cur["unknown_ids"]) + "\n"
+    markdown += refine_mod.report_markdown(report.get("refinement"))
+    markdown += _border_markdown(report.get("border_policy"))
     _write_text(out / "qa_report.md", markdown)
     render_card(out, report)
     return report
+
+
+def _border_markdown(border: dict | None) -> str:
+    if not border:
+        return ""
+    lines = ["", "## Border policy", "", f"Default `{border['default']}`; `trim` cuts {border['trim_px']} px back from the border.",
+             "", "| source | policy | rows | touching the border | trimmed | excluded |", "|---|---|---|---|---|---|"]
+    lines += [f"| {s} | {e['policy']} | {e['rows']} | {e['touching']} | {e['trimmed']} | {e['excluded']} |"
+              for s, e in border["per_source"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def refresh_report(folder) -> dict:
@@ -1028,6 +1171,8 @@ def render_card(folder, report: dict | None = None, load_id: str | None = None, 
     if report is None:
         report = json.loads((folder / "qa_report.json").read_text())
     counts = card_counts(folder)
+    from .stats import write_mosaics
+    mosaics = write_mosaics(folder, folder / "mosaics")
     card_data = DatasetCardData(
         pretty_name=report.get("recipe", {}).get("name", "DAAD"),
         license="other",
@@ -1041,7 +1186,7 @@ def render_card(folder, report: dict | None = None, load_id: str | None = None, 
         rows=counts["rows"], classes=list(CLASSES), per_class=counts["per_class"], per_source=counts["per_source"],
         per_license=counts["per_license"], source_licenses=counts["source_licenses"],
         qa=report, recipe_text=report.get("recipe", {}).get("text", ""), load_id=load_id or folder.name,
-        note=note, shards=len(list((folder / "data").glob("train-*.parquet"))),
+        note=note, shards=len(list((folder / "data").glob("train-*.parquet"))), mosaics=mosaics,
     )
     path = folder / "README.md"
     card.save(path)
