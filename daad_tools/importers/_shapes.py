@@ -8,9 +8,11 @@ Coordinates are (x, y) = (col, row) pairs as annotation tools write them. Two co
 * ``"edge"``: integer coordinates are pixel corners, pixel (r, c) covers [c, c+1) x [r, r+1)
   (COCO, CVAT); the points are shifted by -0.5 px before rasterising.
 
-Shapes are rasterised with OpenCV at 1/16 px precision; a pixel belongs to a shape when its centre
-lies inside it or on its outline (so a polygon always keeps its outline pixels, and a degenerate
-polygon still marks the pixels it passes through).
+A pixel belongs to a polygon when its centre lies inside it (even-odd rule, scanlines through the
+pixel centres); with the ``"center"`` convention the pixels its outline passes through are added, as
+Pillow's ``ImageDraw.polygon`` (labelme) does, so a degenerate polygon still marks its pixels. A
+pixel belongs to a circle or ellipse when its centre lies inside or on it (semi-axes under 0.5 px
+count as 0.5, so a point-like ellipse keeps its centre pixel).
 
 Run-length masks:
 
@@ -85,11 +87,37 @@ def polygon_mask(points, shape, convention: str = "center") -> np.ndarray:
            [0, 0, 0, 0, 0]])
     """
     rows, cols = _check_shape(shape)
-    pts = _fixed(_points(points), convention)
-    canvas = np.zeros((rows, cols), np.uint8)
-    cv2.fillPoly(canvas, [pts.reshape(-1, 1, 2)], 1, lineType=cv2.LINE_8, shift=_SHIFT)
-    cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], True, 1, lineType=cv2.LINE_8, shift=_SHIFT)
-    return canvas.astype(bool)
+    raw = _points(points)
+    centres = raw - 0.5 if convention == "edge" else raw
+    out = _fill_centres(centres, rows, cols)
+    if convention == "center":
+        pts = _fixed(raw, convention)
+        canvas = np.zeros((rows, cols), np.uint8)
+        cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], True, 1, lineType=cv2.LINE_8, shift=_SHIFT)
+        out |= canvas.astype(bool)
+    return out
+
+
+def _fill_centres(pts: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(rows, cols) bool: pixels whose centre (col, row) lies inside the polygon ``pts`` ((N, 2) float
+    (x, y) in pixel-centre coordinates), even-odd rule; edges are half-open in y so a shared vertex
+    is counted once."""
+    out = np.zeros((rows, cols), bool)
+    if len(pts) < 3:
+        return out
+    x0, y0 = pts[:, 0], pts[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    r_lo, r_hi = max(int(np.ceil(y0.min())), 0), min(int(np.floor(y0.max())), rows - 1)
+    for r in range(r_lo, r_hi + 1):
+        crossing = ((y0 <= r) & (y1 > r)) | ((y1 <= r) & (y0 > r))
+        if not crossing.any():
+            continue
+        xs = np.sort(x0[crossing] + (r - y0[crossing]) * (x1[crossing] - x0[crossing]) / (y1[crossing] - y0[crossing]))
+        for a, b in zip(xs[0::2], xs[1::2]):
+            c0, c1 = max(int(np.ceil(a)), 0), min(int(np.floor(b)), cols - 1)
+            if c1 >= c0:
+                out[r, c0:c1 + 1] = True
+    return out
 
 
 def rectangle_mask(corner_a, corner_b, shape, convention: str = "center") -> np.ndarray:
@@ -106,11 +134,24 @@ def ellipse_mask(center, radii, shape, angle: float = 0.0, convention: str = "ce
     (cx, cy), (rx, ry) = _points([center, radii], "ellipse centre/radii")
     if rx < 0 or ry < 0:
         raise ValueError(f"ellipse radii must be >= 0, got {(rx, ry)}")
-    (fcx, fcy), = _fixed(np.array([[cx, cy]]), convention)
-    canvas = np.zeros((rows, cols), np.uint8)
-    axes = (int(round(rx * _SCALE)), int(round(ry * _SCALE)))
-    cv2.ellipse(canvas, (int(fcx), int(fcy)), axes, float(angle), 0, 360, 1, -1, cv2.LINE_8, _SHIFT)
-    return canvas.astype(bool)
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    if convention == "edge":
+        cx, cy = cx - 0.5, cy - 0.5
+    rx, ry = max(rx, 0.5), max(ry, 0.5)
+    out = np.zeros((rows, cols), bool)
+    reach = max(rx, ry)
+    r0, r1 = max(int(np.floor(cy - reach)), 0), min(int(np.ceil(cy + reach)), rows - 1)
+    c0, c1 = max(int(np.floor(cx - reach)), 0), min(int(np.ceil(cx + reach)), cols - 1)
+    if r1 < r0 or c1 < c0:
+        return out
+    yy, xx = np.mgrid[r0:r1 + 1, c0:c1 + 1].astype(np.float64)
+    t = np.deg2rad(float(angle))
+    dx, dy = xx - cx, yy - cy
+    u = dx * np.cos(t) + dy * np.sin(t)      # along the rx axis, rotated clockwise on screen (rows down)
+    v = -dx * np.sin(t) + dy * np.cos(t)
+    out[r0:r1 + 1, c0:c1 + 1] = (u / rx) ** 2 + (v / ry) ** 2 <= 1.0 + 1e-9
+    return out
 
 
 def circle_mask(center, point_on_circle, shape, convention: str = "center") -> np.ndarray:

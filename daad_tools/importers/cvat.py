@@ -152,6 +152,12 @@ def _records(root, elements, folders, source, license, domain, source_kind, stat
         masks, skipped, notes = image_masks(element, size)
         for kind, n in skipped.items():
             stats["shapes_skipped"][kind] = stats["shapes_skipped"].get(kind, 0) + n
+        if not masks and notes:  # only malformed shapes: a row without mask (QA rejects it), not a normal image
+            yield count(stats, RawAnomaly(
+                source=source, original_file=original, image_path=photo, mask=None,
+                original_label=notes[0].split(":", 1)[1], source_kind=source_kind, source_domain=domain,
+                license=license, component=0, notes=notes))
+            continue
         if not masks:
             stats["skipped_normal"] += 1
             continue

@@ -229,6 +229,12 @@ def _records(root, files, images, cache_dir, source, license, domain, source_kin
         masks, skipped, more = label_masks(doc, size)
         for kind, n in skipped.items():
             stats["shapes_skipped"][kind] = stats["shapes_skipped"].get(kind, 0) + n
+        if not masks and more:  # only malformed shapes: a row without mask (QA rejects it), not a normal image
+            yield count(stats, RawAnomaly(
+                source=source, original_file=original, image_path=photo, mask=None,
+                original_label=more[0].split(":", 1)[1], source_kind=source_kind, source_domain=domain,
+                license=license, component=0, notes=notes + more))
+            continue
         if not masks:
             stats["skipped_normal"] += 1
             continue
