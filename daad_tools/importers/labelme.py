@@ -43,8 +43,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from daad_tools.importers import _shapes
-from daad_tools.importers._common import (IMAGE_EXTENSIONS, count, fit_to_image, new_stats, read_header, relative,
-                                          require_dirs)
+from daad_tools.importers._common import (IMAGE_EXTENSIONS, count, fit_to_image, layout_error, new_stats, read_header,
+                                          relative, require_dirs)
 from daad_tools.records import RawAnomaly
 
 SOURCE = "labelme"
@@ -179,6 +179,8 @@ def iter_anomalies(root, *, labels: str = ".", images: str | None = None, cache_
     stats = new_stats(stats)
     stats.update(skipped_bad_json=0, skipped_no_image=0, shapes_skipped={})
     files = sorted((root / labels).rglob("*.json"))
+    if not files:
+        raise layout_error(root, LAYOUT, f"no .json file under {labels}")
     return _records(root, files, (root / images) if images else None,
                     Path(cache_dir) if cache_dir else default_cache_dir(), source, license, domain, source_kind, stats)
 
