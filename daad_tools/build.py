@@ -52,188 +52,29 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 from tqdm.auto import tqdm
 
 from cai import atomic
 from cai.imageio import decode_mask
 
+from . import border as border_mod
 from . import qa as qa_mod
+from . import refine as refine_mod
 from .curation import CURATION_FILE, CURATION_MASK_DIR, CurationError, load_curation_doc
-from .records import CLASSES, DAAD_FEATURES, SOURCE_KINDS, RawAnomaly
+from .card import render_card
+from .folder import card_counts, read_columns  # noqa: F401  (re-exported)
+from .recipe import BuildError, Recipe, SourceSpec, load_recipe
+from .records import CLASSES, DAAD_FEATURES, RawAnomaly
 
 BUILD_VERSION = 1
 WORK = ".daad"
 CHUNK = 64  # records per taxonomy call (bounds the masks held in memory)
-_CODE_FILES = ("daad_tools/records.py", "daad_tools/qa.py", "daad_tools/build.py", "daad_tools/taxonomy.py",
-               "daad_tools/curation.py", "cai/imageio.py")
-_OUTPUT_NAMES = {"README.md", "data", "qa_report.json", "qa_report.md", WORK}
+_CODE_FILES = ("daad_tools/records.py", "daad_tools/qa.py", "daad_tools/build.py", "daad_tools/recipe.py",
+               "daad_tools/taxonomy.py",
+               "daad_tools/curation.py", "cai/imageio.py", "daad_tools/refine.py", "daad_tools/border.py",
+               "cai/engine/refine.py", "cai/engine/poisson.py")
+_OUTPUT_NAMES = {"README.md", "data", "qa_report.json", "qa_report.md", WORK, "mosaics"}
 CURATED_REJECT = "curated_reject"  # QA report reason of a row rejected in curation.json
-
-
-class BuildError(RuntimeError):
-    """The DAAD build cannot go on (bad recipe, an output folder holding another run, ...)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# recipe
-
-
-@dataclass
-class SourceSpec:
-    """One ``sources:`` entry of a recipe.
-
-    Attributes
-    ----------
-    layout : str
-        Importer layout (a key of ``cai.layouts.IMPORTERS``).
-    root : str
-        Source folder as written in the recipe (relative to the recipe file, or absolute).
-    options : dict
-        Keyword options for the importer.
-    source, license, source_kind, source_domain : str or None
-        Override the importer's value on every record (applied before the taxonomy, so the taxonomy
-        and the row ids see the overridden source name).
-    split_components : bool or None
-        Per-source override of the recipe's ``split_components``.
-    optional : bool
-        A missing root is skipped (and reported) instead of failing the build.
-    """
-
-    layout: str
-    root: str
-    options: dict = field(default_factory=dict)
-    source: str | None = None
-    license: str | None = None
-    source_kind: str | None = None
-    source_domain: str | None = None
-    split_components: bool | None = None
-    optional: bool = False
-    resolved_root: str = ""
-
-
-@dataclass
-class Recipe:
-    """A parsed DAAD recipe (see ``recipes/daad/daad.yaml`` for every key, with comments).
-
-    Attributes
-    ----------
-    sources : list of SourceSpec
-        In priority order: the duplicate keep rule prefers earlier sources.
-    name : str
-        Pretty name on the card.
-    shard_size : int
-        Published rows per parquet shard.
-    split_components : bool
-        One row per connected component of each mask (CAI injects one pattern per pseudo anomaly).
-    min_component_area : int
-        With ``split_components``, components smaller than this many pixels get no row (counted).
-    unmapped : str
-        ``"error"`` (a label the taxonomy does not know stops the build) or ``"skip"`` (counted).
-    exclude_licenses : tuple of str
-        Records under these licences are left out before QA (case-insensitive).
-    taxonomy : dict
-        ``path`` (a taxonomy file, relative to the recipe; None = the default) and ``overrides``.
-    qa : QAConfig
-    path, text : the recipe file and its text (the card quotes it).
-    """
-
-    sources: list
-    name: str = "DAAD"
-    shard_size: int = 200
-    split_components: bool = False
-    min_component_area: int = 16
-    unmapped: str = "error"
-    exclude_licenses: tuple = ()
-    taxonomy: dict = field(default_factory=dict)
-    qa: qa_mod.QAConfig = field(default_factory=qa_mod.QAConfig)
-    path: str = ""
-    text: str = ""
-
-
-_RECIPE_KEYS = {"name", "shard_size", "split_components", "min_component_area", "unmapped", "exclude_licenses",
-                "taxonomy", "qa", "sources"}
-_SOURCE_KEYS = {"layout", "root", "options", "source", "license", "source_kind", "source_domain",
-                "split_components", "optional"}
-
-
-def _resolve(base: Path, value: str) -> str:
-    path = Path(os.path.expanduser(str(value)))
-    return str((path if path.is_absolute() else base / path).resolve())
-
-
-def load_recipe(path, unmapped: str | None = None, exclude_licenses=()) -> Recipe:
-    """Read and check a YAML recipe.
-
-    Parameters
-    ----------
-    path : str or Path
-        The recipe file.
-    unmapped : {"error", "skip"}, optional
-        Overrides the recipe's ``unmapped``.
-    exclude_licenses : iterable of str
-        Added to the recipe's ``exclude_licenses``.
-
-    Raises
-    ------
-    BuildError
-        Unreadable YAML, unknown keys, bad values.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text()
-        data = yaml.safe_load(text) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise BuildError(f"cannot read recipe {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BuildError(f"recipe {path} must be a mapping at the top level")
-    unknown = sorted(set(data) - _RECIPE_KEYS)
-    if unknown:
-        raise BuildError(f"recipe {path}: unknown key(s) {unknown}; known: {sorted(_RECIPE_KEYS)}")
-    base = path.resolve().parent
-    sources = []
-    for i, entry in enumerate(data.get("sources") or []):
-        if not isinstance(entry, dict) or "layout" not in entry or "root" not in entry:
-            raise BuildError(f"recipe {path}: sources[{i}] needs at least 'layout' and 'root'")
-        bad = sorted(set(entry) - _SOURCE_KEYS)
-        if bad:
-            raise BuildError(f"recipe {path}: sources[{i}] has unknown key(s) {bad}; known: {sorted(_SOURCE_KEYS)}")
-        if entry.get("source_kind") is not None and entry["source_kind"] not in SOURCE_KINDS:
-            raise BuildError(f"recipe {path}: sources[{i}].source_kind must be one of {SOURCE_KINDS}")
-        spec = SourceSpec(**{k: v for k, v in entry.items()})
-        spec.options = dict(spec.options or {})
-        spec.resolved_root = _resolve(base, spec.root)
-        sources.append(spec)
-    if not sources:
-        raise BuildError(f"recipe {path} lists no sources")
-    unmapped = unmapped or data.get("unmapped", "error")
-    if unmapped not in ("error", "skip"):
-        raise BuildError(f"unmapped must be 'error' or 'skip', got {unmapped!r}")
-    taxonomy = dict(data.get("taxonomy") or {})
-    bad = sorted(set(taxonomy) - {"path", "overrides"})
-    if bad:
-        raise BuildError(f"recipe {path}: taxonomy has unknown key(s) {bad}; known: ['overrides', 'path']")
-    if taxonomy.get("path"):
-        paths = taxonomy["path"] if isinstance(taxonomy["path"], list) else [taxonomy["path"]]
-        taxonomy["path"] = [_resolve(base, p) for p in paths]
-    overrides = taxonomy.get("overrides") or {}
-    if not isinstance(overrides, dict) or not all(isinstance(k, str) and "/" in k for k in overrides):
-        raise BuildError(f"recipe {path}: taxonomy.overrides must map row ids or <source>/<original_file> "
-                         "to a class, e.g. {'mvtec_ad/carpet/test/color/000.png': stain}")
-    taxonomy["overrides"] = dict(overrides)
-    try:
-        qa_config = qa_mod.QAConfig.from_dict(data.get("qa"))
-        shard_size = int(data.get("shard_size", 200))
-        min_component_area = int(data.get("min_component_area", 16))
-    except (TypeError, ValueError) as exc:
-        raise BuildError(f"recipe {path}: {exc}") from exc
-    if shard_size < 1 or min_component_area < 1:
-        raise BuildError(f"recipe {path}: shard_size and min_component_area must be >= 1")
-    excluded = tuple(dict.fromkeys([*(data.get("exclude_licenses") or []), *exclude_licenses]))
-    return Recipe(sources=sources, name=str(data.get("name", "DAAD")), shard_size=shard_size,
-                  split_components=bool(data.get("split_components", False)),
-                  min_component_area=min_component_area, unmapped=unmapped, exclude_licenses=excluded,
-                  taxonomy=taxonomy, qa=qa_config, path=str(path), text=text)
 
 
 def _fingerprint(recipe: Recipe) -> str:
@@ -243,6 +84,7 @@ def _fingerprint(recipe: Recipe) -> str:
         "min_component_area": recipe.min_component_area, "unmapped": recipe.unmapped,
         "exclude_licenses": sorted(_norm_license(x) for x in recipe.exclude_licenses),
         "taxonomy": recipe.taxonomy, "qa": recipe.qa.to_dict(),
+        "border": recipe.border, "border_trim": recipe.border_trim, "refine": recipe.refine.to_dict(),
     }
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update(code_version().encode())
@@ -364,6 +206,7 @@ def _manifest_schema():
         ("height", pa.int64()), ("image_hash", pa.string()), ("phash", pa.int64()), ("mask_png", pa.binary()),
         ("bbox", pa.list_(pa.int64())), ("mask_area_ratio", pa.float64()), ("content_hash", pa.string()),
         ("flags", pa.list_(pa.string())), ("notes", pa.list_(pa.string())), ("usable", pa.bool_()),
+        ("mask_refined_png", pa.binary()), ("visible_share", pa.float64()),
     ])
 
 
@@ -411,9 +254,11 @@ def _components(mask: np.ndarray, connectivity: int, min_area: int):
     return kept, dropped
 
 
-def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: Recipe) -> tuple[list, int]:
+def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: Recipe,
+                 border: str = "keep") -> tuple[list, int]:
     """Decode one record and return its manifest rows (one, or one per kept component) and the
-    number of components dropped as too small."""
+    number of components dropped as too small. With ``border="trim"`` a mask touching the image
+    border is cut back by ``recipe.border_trim`` px first (note ``border_trimmed``)."""
     from cai.imageio import BadInput, load_rgb
 
     cfg = recipe.qa
@@ -425,7 +270,7 @@ def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: 
             "importer_component": int(record.component), "component": 0, "image_path": str(record.image_path),
             "notes": notes, "file_sha256": None, "image_storage": None, "width": 0, "height": 0,
             "image_hash": None, "phash": 0, "mask_png": None, "bbox": [0, 0, 0, 0], "mask_area_ratio": 0.0,
-            "content_hash": None, "usable": False}
+            "content_hash": None, "usable": False, "mask_refined_png": None, "visible_share": None}
     try:
         raw = Path(record.image_path).read_bytes()
         rgb, _ = load_rgb(raw)
@@ -442,6 +287,10 @@ def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: 
             flags = sorted(set(qa_mod.note_flags(notes)) | {"size_mismatch"}, key=qa_mod.FLAGS.index)
             return [{**base, "flags": flags}], 0
         mask = mask.astype(bool) if mask.dtype != bool else mask
+        if border == "trim" and border_mod.touches_border(mask):
+            mask = border_mod.trim_border(mask, recipe.border_trim)
+            notes = notes + ["border_trimmed"]
+            base["notes"] = notes
     if mask is None:
         return [{**base, "flags": qa_mod.row_flags(None, cfg, notes)}], 0
     pieces, dropped = [(0, mask)], 0
@@ -449,17 +298,25 @@ def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: 
         kept, dropped = _components(mask, cfg.connectivity, recipe.min_component_area)
         if kept:
             pieces = kept
-    return [{**base, "component": k, **_mask_fields(rgb, part, cfg, notes)} for k, part in pieces], dropped
+    return [{**base, "component": k, **_mask_fields(rgb, part, cfg, notes, recipe.refine)}
+            for k, part in pieces], dropped
 
 
-def _mask_fields(rgb: np.ndarray, mask: np.ndarray, cfg: qa_mod.QAConfig, notes) -> dict:
-    """The manifest fields that follow from a row's (H, W) bool mask (a source mask or a curated one)."""
+def _mask_fields(rgb: np.ndarray, mask: np.ndarray, cfg: qa_mod.QAConfig, notes,
+                 refine: refine_mod.RefineConfig | None = None) -> dict:
+    """The manifest fields that follow from a row's (H, W) bool mask (a source mask or a curated one),
+    with the refinement of :mod:`daad_tools.refine` when ``refine`` is enabled."""
     from cai.imageio import encode_png
 
     stats = qa_mod.mask_stats(mask, cfg.connectivity)
+    flags = qa_mod.row_flags(mask, cfg, notes, stats)
+    refined = refine_mod.row_refinement(rgb, mask, refine or refine_mod.RefineConfig())
+    if refined["flags"]:
+        flags = sorted(set(flags) | set(refined["flags"]), key=qa_mod.FLAGS.index)
     return {"mask_png": encode_png(mask)["bytes"], "bbox": list(stats.bbox) if stats.bbox else [0, 0, 0, 0],
             "mask_area_ratio": stats.area_ratio, "content_hash": qa_mod.content_hash(rgb, mask), "usable": True,
-            "flags": qa_mod.row_flags(mask, cfg, notes, stats)}
+            "flags": flags, "visible_share": refined["visible_share"],
+            "mask_refined_png": None if refined["mask_refined"] is None else encode_png(refined["mask_refined"])["bytes"]}
 
 
 def _assign_ids(rows: list) -> None:
@@ -525,7 +382,7 @@ def _run_source(index: int, spec: SourceSpec, recipe: Recipe, taxonomy, tax_mod,
             return  # keep reading (to list every unknown label), decode nothing more
         for record, cls in mapped:
             cls = _check_class(cls)
-            new, dropped = _record_rows(record, cls, order, split, recipe)
+            new, dropped = _record_rows(record, cls, order, split, recipe, spec.border or recipe.border)
             order += 1
             info["components_dropped"] += dropped
             rows.extend(new)
@@ -681,7 +538,8 @@ def _apply_curation(manifest, recipe: Recipe, curation: Curation):
             if mask.shape != rgb.shape[:2]:
                 raise BuildError(f"curated mask of {rid!r} ({curation.masks[rid]}) is {mask.shape[1]}x{mask.shape[0]}, "
                                  f"the image {rgb.shape[1]}x{rgb.shape[0]} (W x H)")
-            row.update(_mask_fields(rgb, mask, recipe.qa, row["notes"]))
+            row.update(_mask_fields(rgb, mask, recipe.qa, [n for n in row["notes"] if n != "border_trimmed"],
+                                    recipe.refine))
     return pa.Table.from_pylist(rows, schema=_manifest_schema()), unknown
 
 
@@ -714,15 +572,25 @@ def _decide(manifest, infos, recipe: Recipe, curation: Curation):
         elif passes and not o.passes:
             origins[c["origin"]] = qa_mod.Origin(o.key, o.image_hash, o.phash, o.shape, o.priority, True)
     dups = qa_mod.find_duplicates(origins.values(), near_distance=cfg.near_duplicate_distance)
+    if cfg.near_duplicate_min_mask_iou > 0:
+        dups = _near_duplicates_with_alike_masks(manifest, cols, dups, cfg.near_duplicate_min_mask_iou)
+    border_policies = {}
+    for i, info in enumerate(infos):
+        for name in info["sources"]:
+            border_policies[name] = recipe.sources[i].border or recipe.border
     rows = []
     for c in cols:
         flags, dup_of = list(c["flags"]), None
         if c["origin"] in dups:
             flag, dup_of = dups[c["origin"]]
             flags = sorted(set(flags) | {flag}, key=qa_mod.FLAGS.index)
+        if "touches_border" in flags and border_policies.get(c["source"], recipe.border) == "exclude":
+            flags = sorted(set(flags) | {"border_excluded"}, key=qa_mod.FLAGS.index)
         rows.append(qa_mod.RowQA(c["id"], c["origin"], c["source"], c["anomaly_class"], flags, dup_of, c["usable"]))
-    # a curated reject goes to decide() as a drop_ids entry (reason "manual") and is renamed here
-    keep, report = qa_mod.decide(rows, replace(cfg, drop_ids=(*cfg.drop_ids, *sorted(curation.rejected))))
+    # a curated reject goes to decide() as a drop_ids entry (reason "manual") and is renamed here;
+    # border_excluded always rejects (the source's border policy says so)
+    keep, report = qa_mod.decide(rows, replace(cfg, drop_ids=(*cfg.drop_ids, *sorted(curation.rejected)),
+                                               reject=tuple(dict.fromkeys((*cfg.reject, "border_excluded")))))
     for r in report["rejected_rows"]:
         if r["id"] in curation.rejected:
             r["reasons"] = [x for x in r["reasons"] if x != "manual" or r["id"] in cfg.drop_ids] + [CURATED_REJECT]
@@ -733,8 +601,88 @@ def _decide(manifest, infos, recipe: Recipe, curation: Curation):
         unknown_override_ids=[i for i in report["unknown_override_ids"] if i in recipe_ids],
         config=cfg.to_dict(),  # the recipe's, without the curated ids
         curation={"digest": curation.digest, "rejected": len(curation.rejected), "reclassed": len(curation.reclassed),
-                  "masks": len(curation.masks), "unknown_ids": unknown})
+                  "masks": len(curation.masks), "unknown_ids": unknown},
+        border_policy={"default": recipe.border, "trim_px": recipe.border_trim,
+                       "per_source": border_mod.policy_counts(((r.source, r.flags) for r in rows), border_policies,
+                                                              recipe.border)},
+        refinement=_refinement_report(manifest, rows, keep, dups, recipe))
     return manifest, rows, keep, report
+
+
+def _near_duplicates_with_alike_masks(manifest, cols, dups: dict, min_iou: float) -> dict:
+    """``dups`` without the near duplicates whose masks (union over the origin's rows) differ from the
+    kept origin's: :func:`daad_tools.qa.small_mask_iou` below ``min_iou``."""
+    near = {o for o, (flag, _) in dups.items() if flag == "near_duplicate"}
+    wanted = near | {dups[o][1] for o in near}
+    index = {}
+    for i, c in enumerate(cols):
+        if c["origin"] in wanted:
+            index.setdefault(c["origin"], []).append(i)
+    masks = {}
+    for origin, members in index.items():
+        parts = [_decode_png(p) for p in manifest.take(members).column("mask_png").to_pylist()]
+        parts = [p for p in parts if p is not None]
+        masks[origin] = np.logical_or.reduce(parts) if parts and len({p.shape for p in parts}) == 1 else None
+    out = dict(dups)
+    for origin in near:
+        a, b = masks.get(origin), masks.get(dups[origin][1])
+        if a is not None and b is not None and qa_mod.small_mask_iou(a, b) < min_iou:
+            del out[origin]
+    return out
+
+
+def _refinement_report(manifest, rows, keep, dups: dict, recipe: Recipe) -> dict:
+    """The QA report's ``refinement`` entry: counts per source, the ids with a stored refined mask, and
+    the agreement with reference sources (:func:`daad_tools.refine.agreement`)."""
+    cfg = recipe.refine
+    if not cfg.enabled:
+        return {"enabled": False}
+    shares = manifest.column("visible_share").to_pylist()
+    per_source = {}
+    for row, share, ok in zip(rows, shares, keep):
+        if share is None:
+            continue
+        e = per_source.setdefault(row.source, {"rows": 0, "coarse": 0, "stored": 0, "shares": []})
+        e["rows"] += 1
+        e["coarse"] += "coarse_mask" in row.flags
+        e["stored"] += "refined_mask" in row.flags
+        e["shares"].append(share)
+    for e in per_source.values():
+        e["median_visible_share"] = round(float(np.median(e.pop("shares"))), 3)
+    references = []
+    origin_rows = {}
+    for i, row in enumerate(rows):
+        origin_rows.setdefault(row.origin, []).append(i)
+    for ref_source in cfg.reference_sources:
+        pairs, kept_sources = [], set()
+        for i, row in enumerate(rows):
+            if row.source != ref_source or row.origin not in dups or dups[row.origin][0] != "exact_duplicate":
+                continue
+            kept = origin_rows.get(dups[row.origin][1], [])
+            if not kept or any(rows[j].source == ref_source for j in kept):
+                continue
+            take = manifest.take([i, *kept]).select(["mask_png", "mask_refined_png"]).to_pylist()
+            reference = _decode_png(take[0]["mask_png"])
+            if reference is None:
+                continue
+            masks = [_decode_png(t["mask_png"]) for t in take[1:]]
+            if any(m is None or m.shape != reference.shape for m in masks):
+                continue
+            refined = [_decode_png(t["mask_refined_png"]) if t["mask_refined_png"] else m
+                       for t, m in zip(take[1:], masks)]
+            kept_sources.add(rows[kept[0]].source)
+            pairs.append((rows[kept[0]].id, np.logical_or.reduce(masks), np.logical_or.reduce(refined), reference))
+        references.append({"reference_source": ref_source, "sources": sorted(kept_sources),
+                           "agreement": refine_mod.agreement(pairs)})
+    return {"enabled": True, **cfg.to_dict(), "per_source": dict(sorted(per_source.items())), "reference": references,
+            "refined_ids": [r.id for r, ok in zip(rows, keep) if ok and "refined_mask" in r.flags]}
+
+
+def _decode_png(data) -> np.ndarray | None:
+    """(H, W) bool array of a mask PNG's bytes (None for no bytes)."""
+    if not data:
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) > 0
 
 
 def _plan(rows, keep, shard_size: int) -> list[list[int]]:
@@ -769,6 +717,7 @@ def _shard_columns(manifest_rows: list, flags: list) -> dict:
                      "bbox", "mask_area_ratio", "width", "height", "content_hash"):
             columns[name].append(row[name])
         columns["qa_flags"].append(list(row_flags))
+        columns["mask_refined"].append({"bytes": row["mask_refined_png"], "path": None} if row["mask_refined_png"] else None)
     return columns
 
 
@@ -911,9 +860,21 @@ def _write_report(out: Path, report: dict, recipe: Recipe) -> dict:
                      f"{cur['reclassed']} reclassed, {cur['masks']} curated mask(s).\n")
         if cur["unknown_ids"]:
             markdown += "\nIds matching no row: " + ", ".join(f"`{i}`" for i in cur["unknown_ids"]) + "\n"
+    markdown += refine_mod.report_markdown(report.get("refinement"))
+    markdown += _border_markdown(report.get("border_policy"))
     _write_text(out / "qa_report.md", markdown)
     render_card(out, report)
     return report
+
+
+def _border_markdown(border: dict | None) -> str:
+    if not border:
+        return ""
+    lines = ["", "## Border policy", "", f"Default `{border['default']}`; `trim` cuts {border['trim_px']} px back from the border.",
+             "", "| source | policy | rows | touching the border | trimmed | excluded |", "|---|---|---|---|---|---|"]
+    lines += [f"| {s} | {e['policy']} | {e['rows']} | {e['touching']} | {e['trimmed']} | {e['excluded']} |"
+              for s, e in border["per_source"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def refresh_report(folder) -> dict:
@@ -971,72 +932,3 @@ def _full_report(report: dict, infos: list, recipe: Recipe, fingerprint: str, sh
 
 # ---------------------------------------------------------------------------------------------
 # reading a built folder, the card
-
-
-def read_columns(folder, columns=None):
-    """The published rows of a DAAD folder as one pyarrow table (``columns`` to read only some)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    files = sorted((Path(folder) / "data").glob("train-*.parquet"))
-    if not files:
-        raise BuildError(f"{folder} has no data/train-*.parquet shards (not a built DAAD folder?)")
-    return pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
-
-
-def _class_name(value) -> str:
-    return CLASSES[value] if isinstance(value, int) else str(value)
-
-
-def card_counts(folder) -> dict:
-    """Counts of the published rows: per class (all classes, zeros included), per source, per licence,
-    and the licences of each source."""
-    table = read_columns(folder, ["anomaly_class", "source", "license"])
-    classes = [_class_name(c) for c in table.column("anomaly_class").to_pylist()]
-    sources = table.column("source").to_pylist()
-    licenses = table.column("license").to_pylist()
-    per_class = Counter(classes)
-    source_licenses = {}
-    for s, lic in zip(sources, licenses):
-        source_licenses.setdefault(s, set()).add(lic)
-    return {"rows": len(classes), "per_class": {c: per_class.get(c, 0) for c in CLASSES},
-            "per_source": dict(sorted(Counter(sources).items())), "per_license": dict(sorted(Counter(licenses).items())),
-            "source_licenses": {s: ", ".join(sorted(v)) for s, v in sorted(source_licenses.items())}}
-
-
-def _size_category(n: int) -> str:
-    for limit, name in ((1000, "n<1K"), (10000, "1K<n<10K"), (100000, "10K<n<100K"), (1000000, "100K<n<1M")):
-        if n < limit:
-            return name
-    return "n>1M"
-
-
-def render_card(folder, report: dict | None = None, load_id: str | None = None, note: str | None = None):
-    """Render ``README.md`` of a DAAD folder from ``cards/daad_dataset.md`` (counts from its shards,
-    build and QA summary from ``report``, by default its ``qa_report.json``)."""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    from cards import template_path
-
-    folder = Path(folder)
-    if report is None:
-        report = json.loads((folder / "qa_report.json").read_text())
-    counts = card_counts(folder)
-    card_data = DatasetCardData(
-        pretty_name=report.get("recipe", {}).get("name", "DAAD"),
-        license="other",
-        task_categories=["image-segmentation"],
-        tags=["anomaly-detection", "industrial-inspection", "defect-segmentation", "daad", "cai-hub"],
-        size_categories=[_size_category(counts["rows"])],
-    )
-    # no `configs:` block (see cai/outputs.py): the default `data/train-*` pattern finds the shards
-    card = DatasetCard.from_template(
-        card_data, template_path=template_path("daad_dataset.md"),
-        rows=counts["rows"], classes=list(CLASSES), per_class=counts["per_class"], per_source=counts["per_source"],
-        per_license=counts["per_license"], source_licenses=counts["source_licenses"],
-        qa=report, recipe_text=report.get("recipe", {}).get("text", ""), load_id=load_id or folder.name,
-        note=note, shards=len(list((folder / "data").glob("train-*.parquet"))),
-    )
-    path = folder / "README.md"
-    card.save(path)
-    return path

@@ -56,7 +56,9 @@ def build_cmd(recipe, out, overwrite, unmapped, exclude_license, quiet):
     flagged = {k: v for k, v in report["flags"].items() if k in FLAGS and k not in report["rejected_by_reason"]}
     if flagged:
         click.echo("flagged only: " + ", ".join(f"{k} {v}" for k, v in flagged.items()))
-    click.echo("per class: " + ", ".join(f"{k} {v['published']}" for k, v in report["per_class"].items()))
+    from .records import CLASSES
+    click.echo("rows per class: " + ", ".join(f"{c} {report['per_class'].get(c, {}).get('published', 0)}"
+                                              for c in CLASSES))
     click.echo("per source: " + ", ".join(f"{k} {v['published']}" for k, v in report["per_source"].items()))
     click.echo(f"QA report: {out}/qa_report.md")
 

@@ -721,6 +721,8 @@ def _edited_table(shard: Path, edits: dict, qa_config) -> tuple[pa.Table, dict]:
             row["anomaly_class"] = CLASSES.index(edit.new_class)
         if edit.new_mask is not None:
             row["mask"] = {"bytes": _encode_mask(edit.new_mask), "path": None}
+            if row.get("mask_refined") is not None:  # refined from the old mask: the next build redoes it
+                row["mask_refined"] = None
             bbox, ratio = _mask_stats(edit.new_mask)
             update = {"bbox": bbox, "mask_area_ratio": ratio,
                       "content_hash": _content_hash(row["image"]["bytes"], edit.new_mask),

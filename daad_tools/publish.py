@@ -7,9 +7,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .build import BuildError, read_columns, render_card
+from .card import render_card
+from .folder import read_columns
+from .recipe import BuildError
 
-UPLOAD_PATTERNS = ["data/*.parquet", "README.md", "qa_report.json", "qa_report.md"]
+UPLOAD_PATTERNS = ["data/*.parquet", "README.md", "qa_report.json", "qa_report.md", "mosaics/*.png"]
 
 
 class PublishError(RuntimeError):
@@ -166,7 +168,7 @@ def push_daad(folder, repo_id: str, private: bool = False, exclude_licenses=(), 
         rows, removed = staged["rows_out"], staged["removed"]
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         info = api.upload_folder(folder_path=str(tmp / "upload"), repo_id=repo_id, repo_type="dataset",
-                                 allow_patterns=UPLOAD_PATTERNS, delete_patterns=["data/*.parquet"],
+                                 allow_patterns=UPLOAD_PATTERNS, delete_patterns=["data/*.parquet", "mosaics/*.png"],
                                  commit_message=commit_message or f"Upload DAAD ({rows} rows, cai-hub)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

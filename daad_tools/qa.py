@@ -17,6 +17,11 @@ Per row (:func:`row_flags`):
 ``size_mismatch``    the source mask did not have the image's size (importer note, or found on decode)
 ``mask_unreadable``  the source mask could not be read (importer note)
 ``image_unreadable`` the image could not be decoded (found on decode)
+``coarse_mask``      the mask is much wider than the visible defect inside it (:mod:`daad_tools.refine`)
+``refined_mask``     the row carries a refined mask in ``mask_refined`` (:mod:`daad_tools.refine`)
+``border_trimmed``   the source's border policy ``trim`` cut the mask back from the image border
+``border_excluded``  the source's border policy ``exclude`` and the defect touches the border
+                     (:mod:`daad_tools.border`; always rejects)
 
 Across the set (:func:`find_duplicates`), per *origin* (one source image: ``source`` +
 ``original_file``; all rows cut from one image share it and are never duplicates of each other):
@@ -41,7 +46,8 @@ import cv2
 import numpy as np
 
 ROW_FLAGS = ("empty", "trivial", "touches_border", "covers_most", "many_components", "soft_edges",
-             "size_mismatch", "mask_unreadable", "image_unreadable")
+             "size_mismatch", "mask_unreadable", "image_unreadable",
+             "coarse_mask", "refined_mask", "border_trimmed", "border_excluded")
 SET_FLAGS = ("exact_duplicate", "near_duplicate")
 FLAGS = ROW_FLAGS + SET_FLAGS
 DEFAULT_REJECT = ("empty", "trivial", "size_mismatch", "mask_unreadable", "image_unreadable",
@@ -63,6 +69,7 @@ NOTE_FLAGS = {
     "corrupt_mask": "mask_unreadable",
     "mask_missing": "mask_unreadable",
     "image_unreadable": "image_unreadable",
+    "border_trimmed": "border_trimmed",
 }
 
 
@@ -85,6 +92,11 @@ class QAConfig:
     near_duplicate_distance : int
         Largest Hamming distance (of 64 bits) between perceptual hashes of near duplicates; a
         negative value turns near-duplicate detection off.
+    near_duplicate_min_mask_iou : float
+        Near duplicates must also have alike defects: the IoU of their masks, both resized to
+        64 x 64 (:func:`small_mask_iou`), at least this. 0 (default) compares images only. A low-detail
+        image (e.g. a long polished spindle squeezed to 32 x 32) gives the same pHash for photos
+        whose small defects differ.
     reject : tuple of str
         Flags that keep a row out of the published set.
     keep_ids : tuple of str
@@ -99,6 +111,7 @@ class QAConfig:
     max_components: int = 10
     connectivity: int = 8
     near_duplicate_distance: int = 2
+    near_duplicate_min_mask_iou: float = 0.0
     reject: tuple = DEFAULT_REJECT
     keep_ids: tuple = ()
     drop_ids: tuple = ()
@@ -236,6 +249,23 @@ def row_flags(mask, config: QAConfig = QAConfig(), notes=(), stats: MaskStats | 
         if stats.components > config.max_components:
             flags.add("many_components")
     return sorted(flags, key=FLAGS.index)
+
+
+def small_mask_iou(a, b, size: int = 64) -> float:
+    """IoU of two binary masks of any sizes after both are resized to ``size`` x ``size`` (a cell is
+    defect when any of its pixels is): how alike the defects of two near-duplicate images are.
+
+    >>> m = np.zeros((40, 80), bool); m[10:20, 10:30] = True
+    >>> small_mask_iou(m, m), small_mask_iou(m, m[:, ::-1])
+    (1.0, 0.0)
+    """
+    def small(m):
+        m = _as_mask(m).astype(np.float32)
+        return cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA) > 0
+
+    a, b = small(a), small(b)
+    union = int((a | b).sum())
+    return float((a & b).sum() / union) if union else 1.0
 
 
 def image_hash(image) -> str:

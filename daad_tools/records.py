@@ -31,4 +31,5 @@ DAAD_FEATURES = datasets.Features({
     "height": datasets.Value("int32"),
     "content_hash": datasets.Value("string"),     # sha256 of the decoded RGB pixels + mask
     "qa_flags": datasets.List(datasets.Value("string")),
+    "mask_refined": datasets.Image(),             # None, or the mask refined to the visible defect (daad_tools.refine)
 })

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .build import _class_name, read_columns
+from .folder import _class_name, read_columns
 from .records import CLASSES
 
 SCALE_BUCKETS = (32, 128)  # bbox long side in px: small < 32 <= medium < 128 <= large
@@ -134,3 +134,25 @@ def daad_stats(folder, out_dir, per_class: int = 24, columns: int = 6, tile: int
         echo(f"scale buckets: small < {buckets[0]} px <= medium < {buckets[1]} px <= large")
         echo(f"mosaics: {len(stats['mosaics'])} in {out_dir}")
     return stats
+
+
+def write_mosaics(folder, out_dir, per_class: int = 12, columns: int = 6, tile: int = 96) -> dict:
+    """One ``mosaic_<class>.png`` per class present in a built DAAD folder (the first ``per_class`` rows
+    of the class in row order, mask outlined in red), for the card; returns class -> file name.
+    Mosaics of classes no longer present are removed."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    classes = [_class_name(c) for c in read_columns(folder, ["anomaly_class"]).column("anomaly_class").to_pylist()]
+    wanted = {c: [i for i, cc in enumerate(classes) if cc == c][:per_class] for c in CLASSES}
+    picks = sorted(i for ids in wanted.values() for i in ids)
+    rows = _take(folder, picks) if picks else {}
+    written = {}
+    for cls, ids in wanted.items():
+        path = out_dir / f"mosaic_{cls}.png"
+        if not ids:
+            path.unlink(missing_ok=True)
+            continue
+        tiles = [_thumbnail(rows[i]["image"]["bytes"], rows[i]["mask"]["bytes"], tile) for i in ids]
+        cv2.imwrite(str(path), cv2.cvtColor(_mosaic(tiles, min(columns, len(tiles))), cv2.COLOR_RGB2BGR))
+        written[cls] = path.name
+    return written

@@ -23,6 +23,7 @@ from typing import Iterator
 
 from cai.layouts import (btad, crackforest, dagm, kolektor, ksdd2, magnetic_tile, mvtec, neu_seg,
                                   own_photos, pairs, supervisely, visa)
+from cai.layouts import coco, cvat, labelme, suffix_pairs
 from cai.layouts._common import IMAGE_EXTENSIONS, LayoutError
 from cai.layouts.record import RawAnomaly
 
@@ -39,6 +40,10 @@ IMPORTERS: dict[str, ModuleType] = {
     "btad": btad,
     "dagm": dagm,
     "own_photos": own_photos,
+    "labelme": labelme,
+    "coco": coco,
+    "cvat": cvat,
+    "suffix_pairs": suffix_pairs,
 }
 
 __all__ = ["IMPORTERS", "IMAGE_EXTENSIONS", "LayoutError", "get_importer", "iter_source"]

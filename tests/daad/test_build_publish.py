@@ -513,10 +513,12 @@ def test_push_daad_uploads_the_folder(fake, fake_hub, tmp_path):
     (name, repo, kwargs), (_, files, upload, rows, readme) = fake_hub.calls
     assert (name, repo, kwargs) == ("create_repo", "org/daad", {"repo_type": "dataset", "private": True, "exist_ok": True})
     assert upload["repo_id"] == "org/daad" and upload["repo_type"] == "dataset"
-    assert upload["delete_patterns"] == ["data/*.parquet"]
-    assert set(upload["allow_patterns"]) == {"data/*.parquet", "README.md", "qa_report.json", "qa_report.md"}
-    assert files == ["README.md", *[f"data/train-0000{i}-of-00004.parquet" for i in range(4)], "qa_report.json",
-                     "qa_report.md"]
+    assert upload["delete_patterns"] == ["data/*.parquet", "mosaics/*.png"]
+    assert set(upload["allow_patterns"]) == {"data/*.parquet", "README.md", "qa_report.json", "qa_report.md",
+                                             "mosaics/*.png"}
+    assert files == ["README.md", *[f"data/train-0000{i}-of-00004.parquet" for i in range(4)],
+                     *[f for f in files if f.startswith("mosaics/")], "qa_report.json", "qa_report.md"]
+    assert any(f.startswith("mosaics/mosaic_") for f in files)
     assert len(rows) == 7 and 'load_dataset("org/daad"' in readme
     assert result["rows"] == 7 and result["commit"].endswith("/commit/1")
     assert sorted(p.name for p in out.rglob("*")) == before  # the local folder is unchanged

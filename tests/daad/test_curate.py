@@ -96,6 +96,7 @@ def _rows():
         rows["height"].append(H)
         rows["content_hash"].append(f"hash{i}")
         rows["qa_flags"].append(flags)
+        rows["mask_refined"].append(None)
     return rows, specs
 
 

@@ -72,7 +72,8 @@ def check_contract(recs, root):
 # --------------------------------------------------------------------------- registry
 def test_registry_has_every_layout_with_its_constants():
     assert set(IMPORTERS) == {"pairs", "mvtec", "kolektor", "neu_seg", "crackforest", "supervisely", "visa",
-                              "ksdd2", "magnetic_tile", "btad", "dagm", "own_photos"}
+                              "ksdd2", "magnetic_tile", "btad", "dagm", "own_photos",
+                              "labelme", "coco", "cvat", "suffix_pairs"}
     for name, module in IMPORTERS.items():
         assert callable(module.iter_anomalies), name
         assert isinstance(module.SOURCE, str) and module.SOURCE, name
