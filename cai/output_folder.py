@@ -50,17 +50,12 @@ class OutputFolder:
         return self.root / MANIFEST
 
     def _rel(self, path) -> str:
-        path = Path(path)
-        if path.is_absolute() or not str(path).startswith(str(self.root)):
-            try:
-                path = path.resolve().relative_to(self.root.resolve())
-            except ValueError:
-                path = Path(os.path.relpath(path, self.root))
-        else:
-            path = path.relative_to(self.root)
-        rel = path.as_posix()
-        if rel.startswith("..") or rel in ("", "."):
-            raise OutputFolderError(f"{path} is not inside the output folder {self.root}")
+        try:
+            rel = Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            rel = ""
+        if rel in ("", "."):
+            raise OutputFolderError(f"{path} is not a file inside the output folder {self.root}")
         return rel
 
     def _save(self) -> None:
@@ -82,6 +77,24 @@ class OutputFolder:
         folder = Path(folder)
         if folder.is_dir():
             self.add(*(p for p in sorted(folder.rglob("*")) if p.is_file()))
+
+    def remove_under(self, prefix: str) -> int:
+        """Delete the listed files under the relative folder ``prefix`` (e.g. an old checkpoint), then
+        its sub-folders left empty; unlisted files stay. Returns how many files were deleted."""
+        prefix = prefix.rstrip("/") + "/"
+        listed = sorted(r for r in self.files if r.startswith(prefix))
+        for rel in listed:
+            (self.root / rel).unlink(missing_ok=True)
+        self.files -= set(listed)
+        self._save()
+        base = self.root / prefix
+        if base.is_dir():
+            for sub in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [base]:
+                try:
+                    sub.rmdir()
+                except OSError:
+                    pass
+        return len(listed)
 
     def path(self, rel: str) -> Path:
         """``root / rel``, listed as ours first (write it next)."""
@@ -164,7 +177,7 @@ def check_not_input(out, inputs=(), option: str = "--out", nested_ok=()) -> Path
 
 
 def claim(out, kind: str, inputs=(), overwrite: bool = False, option: str = "--out", keep=(),
-          legacy_marker: str | None = None, legacy_names=(), nested_ok=()) -> OutputFolder:
+          legacy_marker: str | None = None, legacy_names=(), nested_ok=(), write: bool = True) -> OutputFolder:
     """Claim ``out`` for a ``kind`` command (e.g. ``"build-synthetic"``) after the policy checks.
 
     Parameters
@@ -183,7 +196,9 @@ def claim(out, kind: str, inputs=(), overwrite: bool = False, option: str = "--o
         Top-level names that are never ours and never in the way (a reviewer's files in a DAAD build).
     legacy_marker, legacy_names
         Adopt a folder from before manifests: it holds ``legacy_marker`` and only ``legacy_names``
-        (and ``keep``) at its top level; every file under those names is listed as ours.
+        (glob patterns, and ``keep``) at its top level; every file under those names is listed as ours.
+    write : bool
+        False: only check (another process of the same run writes the manifest).
 
     Returns
     -------
@@ -218,7 +233,8 @@ def claim(out, kind: str, inputs=(), overwrite: bool = False, option: str = "--o
         folder.resumed = True
     elif entries:
         names = {p.name for p in entries}
-        if legacy_marker and (root / legacy_marker).is_file() and names <= set(legacy_names):
+        legacy = all(any(fnmatch.fnmatch(n, pattern) for pattern in legacy_names) for n in names)
+        if legacy_marker and (root / legacy_marker).is_file() and legacy:
             for p in entries:
                 folder.files |= ({q.relative_to(root).as_posix() for q in p.rglob("*") if q.is_file()}
                                  if p.is_dir() else {p.name})
@@ -229,6 +245,8 @@ def claim(out, kind: str, inputs=(), overwrite: bool = False, option: str = "--o
                 f"{option} {out}: is not empty ({shown}) and holds no {kind} output (no {MANIFEST}); "
                 f"choose a new or empty folder{' (--overwrite only replaces cai-hub outputs)' if overwrite else ''}"
                 " (nothing was changed)")
+    if not write:
+        return folder
     root.mkdir(parents=True, exist_ok=True)
     if overwrite and folder.files:
         folder.remove_listed(keep=keep)
