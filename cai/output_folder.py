@@ -27,6 +27,8 @@ from . import atomic
 
 MANIFEST = ".cai-hub-manifest.json"
 MANIFEST_VERSION = 1
+LABELS = {"build-synthetic": "build-synthetic run", "daad-build": "DAAD build", "cdm-generate": "cdm generate run",
+          "cdm-train": "cdm train run", "evaluate": "evaluate run"}
 
 
 class OutputFolderError(ValueError):
@@ -228,7 +230,8 @@ def claim(out, kind: str, inputs=(), overwrite: bool = False, option: str = "--o
             raise OutputFolderError(f"{option} {out}: its {MANIFEST} is unreadable; choose another {option} "
                                     "(nothing was changed)") from None
         if found_kind != kind:
-            raise OutputFolderError(f"{option} {out}: holds the output of `{found_kind}`, not `{kind}`; choose "
+            raise OutputFolderError(f"{option} {out}: holds a {LABELS.get(found_kind, found_kind)}, not a "
+                                    f"{LABELS.get(kind, kind)}; choose "
                                     f"another {option} (nothing was changed)")
         folder.resumed = True
     elif entries:
@@ -241,10 +244,13 @@ def claim(out, kind: str, inputs=(), overwrite: bool = False, option: str = "--o
             folder.resumed = True
         else:
             shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
-            raise OutputFolderError(
-                f"{option} {out}: is not empty ({shown}) and holds no {kind} output (no {MANIFEST}); "
-                f"choose a new or empty folder{' (--overwrite only replaces cai-hub outputs)' if overwrite else ''}"
-                " (nothing was changed)")
+            label = LABELS.get(kind, kind)
+            if overwrite:
+                raise OutputFolderError(
+                    f"{option} {out}: holds files a {label} does not write ({shown}); not deleting them with "
+                    "--overwrite: choose a new or empty folder (nothing was changed)")
+            raise OutputFolderError(f"{option} {out}: is not empty ({shown}) and holds no {label} (no {MANIFEST}); "
+                                    "choose a new or empty folder (nothing was changed)")
     if not write:
         return folder
     root.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
