@@ -215,6 +215,15 @@ def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds
     names = tuple(s.strip() for s in synths.split(",") if s.strip())
     if not names:
         raise click.BadParameter("no synthesizer given", param_hint="--synth")
+    cai_names = [n for n in names if n.startswith("cai")]
+    if cai_names and not daad:
+        # a clear message rather than a silent default: the tables depend on the anomaly set, and the
+        # embedded sample (18 defects) would make them look like a real comparison
+        from .targets import DEFAULT_SAMPLE
+        others = ",".join(n for n in names if not n.startswith("cai")) or "nsa-n,cutpaste"
+        raise click.UsageError(f"--synth {','.join(cai_names)} need an anomaly set: pass --daad FOLDER or org/name "
+                               f"(e.g. the embedded sample: --daad {DEFAULT_SAMPLE / 'anomalies'}), or leave them out: "
+                               f"--synth {others}")
     if size is not None and size % 32:
         raise click.BadParameter("must be a multiple of 32", param_hint="--size")
     try:
