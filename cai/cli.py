@@ -124,6 +124,9 @@ def _print_summary(summary: dict, out: str) -> None:
     fid = summary["mask_fidelity"]
     click.echo(f"made {summary['made']} of {summary['slots']} pseudo anomalies from {summary['normals']} normal images "
                f"-> {out}")
+    if not summary["made"]:
+        click.echo("warning: no pseudo anomaly was made (see skipped below); check --size, --quota and the inputs",
+                   err=True)
     if summary["skipped"]:
         click.echo("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["skipped"].items())))
     else:

@@ -11,8 +11,14 @@ import numpy as np
 from .imageio import load_rgb
 
 
-def _read_split(out: Path) -> datasets.Dataset:
-    files = sorted(str(p) for p in (out / "data").glob("train-*.parquet"))
+def _read_split(out: Path) -> datasets.Dataset | None:
+    """The run's own shards (``train-NNNNN-of-MMMMM.parquet``) with at least one row, or None."""
+    import re
+
+    import pyarrow.parquet as pq
+
+    files = sorted(str(p) for p in (out / "data").glob("train-*.parquet")
+                   if re.fullmatch(r"train-\d{5}-of-\d{5}\.parquet", p.name) and pq.read_metadata(p).num_rows)
     return datasets.Dataset.from_parquet(files) if files else None
 
 
