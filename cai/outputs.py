@@ -10,6 +10,8 @@ import numpy as np
 
 from .imageio import load_rgb
 
+PUBLISHED = ("data/*.parquet", "README.md", "summary.json", "contact_sheet.png")  # what a run may push
+
 
 def _read_split(out: Path) -> datasets.Dataset | None:
     """The run's own shards (``train-NNNNN-of-MMMMM.parquet``) with at least one row, or None."""
@@ -103,8 +105,6 @@ def push_folder(out, repo_id: str, private: bool = False, files=None) -> str:
     Nothing else in the folder is uploaded; with ``files=None`` the run's published names are used.
     """
     from huggingface_hub import HfApi
-
-    from .runloop import PUBLISHED
 
     if files is not None and not files:
         raise ValueError(f"nothing to push: {out} lists no output file")

@@ -25,7 +25,6 @@ from . import atomic
 
 
 OUTPUT_NAMES = ("data", "README.md", "summary.json", "contact_sheet.png")
-PUBLISHED = ("data/*.parquet", "README.md", "summary.json", "contact_sheet.png")
 
 
 def claim_output(out, kind: str, work_name: str, inputs=(), overwrite: bool = False, nested_ok=()):
@@ -133,7 +132,7 @@ def finish_run(folder, summary: dict, normals, size: int, render_card: Callable,
                private: bool = False) -> dict:
     """Write ``summary.json``, the contact sheet and the card (each listed in the manifest first);
     push exactly the manifest's published files when asked."""
-    from .outputs import push_folder, write_contact_sheet
+    from .outputs import PUBLISHED, push_folder, write_contact_sheet
 
     out = folder.root
     folder.add(out / "summary.json", out / "contact_sheet.png", out / "README.md")
