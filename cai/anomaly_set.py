@@ -29,30 +29,71 @@ class AnomalySetError(ValueError):
     """The anomaly set cannot be used (missing columns, nothing left after filters...)."""
 
 
-def load_anomaly_set(spec: str) -> datasets.Dataset:
+def load_from_hub(spec: str, option: str, error: type[Exception], **kwargs) -> datasets.Dataset:
+    """``datasets.load_dataset(spec, split="train")`` for a string that is not a local path.
+
+    Only an ``org/name`` string is tried as a hub id; anything else, or a failed hub access, raises
+    ``error`` with one line naming ``option``.
+    """
+    from .output_folder import looks_like_hub_id
+
+    if not looks_like_hub_id(spec):
+        raise error(f"{option} {spec}: no such file or folder (and not a hub id of the form org/name)")
+    try:
+        return datasets.load_dataset(spec, split="train", **kwargs)
+    except Exception as exc:  # offline, unknown repo, no access: one line, not a 40-line traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise error(f"{option} {spec}: no such local folder, and loading it as a hub dataset failed "
+                    f"(offline hub access failed? {type(exc).__name__}: {first[:200]})") from exc
+
+
+def load_anomaly_set(spec: str, anomaly_class: str | None = None, source: str | None = None,
+                     option: str = "--daad") -> datasets.Dataset:
     """Load an anomaly set from a local folder or a hub id.
 
-    Folders: ``save_to_disk`` output, a hub-ready folder (parquet + README, as written by cai-hub or
-    DAAD), or ``images/`` + ``masks/`` pairs (see :mod:`cai.layouts.folder_pairs`). Anything else is
-    taken as a hub id (``datasets.load_dataset(spec, split="train")``).
+    Folders (see the README's "On your data"): ``save_to_disk`` output; a hub-ready folder (parquet +
+    README, as written by cai-hub or DAAD); ``images/`` + ``masks/`` same-stem pairs (with
+    ``metadata.csv``, or ``anomaly_class`` / ``source`` for the whole folder, see
+    :mod:`cai.layouts.folder_pairs`); a flat folder of same-stem pairs (``x.jpg`` + ``x.png`` or
+    ``x_mask.png``, same ``anomaly_class`` / ``source`` rule). A string that is no local path is
+    tried as a hub id only when it looks like ``org/name``.
+
+    Raises
+    ------
+    AnomalySetError
+        One line naming ``option``: missing path, a file, an unreadable layout, missing columns.
     """
+    from cai.layouts.folder_pairs import find_flat_pairs, load_flat_pairs, load_folder_pairs
+
     path = Path(spec)
     if path.is_dir():
         if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
             ds = datasets.load_from_disk(str(path))
             ds = ds["train"] if isinstance(ds, datasets.DatasetDict) else ds
         elif (path / "images").is_dir() and (path / "masks").is_dir():
-            from cai.layouts.folder_pairs import load_folder_pairs
-            ds = load_folder_pairs(path)
-        else:
+            try:
+                ds = load_folder_pairs(path, anomaly_class=anomaly_class, source=source)
+            except ValueError as exc:
+                raise AnomalySetError(f"{option} {spec}: {exc}") from None
+        elif find_flat_pairs(path):
+            try:
+                ds = load_flat_pairs(path, anomaly_class=anomaly_class, source=source)
+            except ValueError as exc:
+                raise AnomalySetError(f"{option} {spec}: {exc}") from None
+        elif any(p.suffix.lower() in (".parquet", ".arrow", ".jsonl", ".csv") for p in path.rglob("*")):
             ds = datasets.load_dataset(str(path), split="train")
+        else:
+            raise AnomalySetError(
+                f"{option} {spec}: not an anomaly set (no parquet files, no saved dataset, no images/ + masks/, "
+                "no same-stem image/mask pairs); see the README's 'On your data' for the accepted forms")
     elif path.exists():
-        raise AnomalySetError(f"{spec} is a file; the anomaly set must be a folder or a hub id")
+        raise AnomalySetError(f"{option} {spec}: is a file; the anomaly set must be a folder or a hub id (org/name)")
     else:
-        ds = datasets.load_dataset(spec, split="train")
+        ds = load_from_hub(spec, option, AnomalySetError)
     missing = [c for c in REQUIRED_COLUMNS if c not in ds.column_names]
     if missing:
-        raise AnomalySetError(f"anomaly set {spec} lacks column(s) {missing}; it has {ds.column_names}")
+        raise AnomalySetError(f"{option} {spec}: lacks column(s) {missing} (it has {ds.column_names}); an anomaly "
+                              "set needs image, mask, anomaly_class and source, see the README's 'On your data'")
     return ds
 
 

@@ -8,7 +8,6 @@ and the hub read.
 from __future__ import annotations
 
 import functools
-import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,9 @@ from .engine.synthesizer import CAISynthesizer, PseudoAnomaly
 from .schema import BOOKKEEPING as _BOOKKEEPING
 from .schema import MAP_FEATURES, OUTPUT_FEATURES  # noqa: F401  (OUTPUT_FEATURES: public here too)
 from .targets import DEFAULT_SAMPLE, load_target
+
+MIN_SIZE = 32  # below this a pattern rarely fits with its margin: most slots would be skipped
+
 
 class BuildError(RuntimeError):
     """The run cannot go on (bad options, an output folder holding another run...)."""
@@ -52,6 +54,8 @@ class BuildOptions:
     overwrite: bool = False
     push_to_hub: str | None = None
     private: bool = False
+    anomaly_class: str | None = None
+    source: str | None = None
 
 
 @functools.lru_cache(maxsize=4)
@@ -108,6 +112,9 @@ def _fingerprint(options: BuildOptions, normals: datasets.Dataset, patterns_repo
     opts = asdict(options)
     for key in ("out", "num_proc", "overwrite", "push_to_hub", "private", "shard_size"):
         opts.pop(key)
+    for key in ("anomaly_class", "source"):  # only when given: earlier runs' fingerprints stay valid
+        if opts[key] is None:
+            opts.pop(key)
     opts["config"] = options.config.to_dict()
     return Hasher.hash({"options": opts, "normals": list(normals["file"]), "patterns": list(pattern_ids),
                         "report": patterns_report, "version": 1})
@@ -121,49 +128,87 @@ def _shard_stats(made: datasets.Dataset, status, resamples) -> dict:
             "sum_changed_outside_share": float(np.sum(made["changed_outside_share"])) if len(made) else 0.0}
 
 
-def build_synthetic(options: BuildOptions, progress: bool = True) -> dict:
+def build_synthetic(options: BuildOptions, progress: bool = True, echo=None) -> dict:
     """Make the pseudo-anomaly split described by ``options``; return the run summary (also saved
     as ``summary.json``). The output folder gets ``data/train-*.parquet``, ``README.md`` (card),
-    ``contact_sheet.png`` and ``summary.json``."""
+    ``contact_sheet.png`` and ``summary.json``, all listed in its manifest (:mod:`cai.output_folder`).
+
+    Every input is read and checked before anything is written. ``echo(line)`` receives warnings
+    (an option that did nothing) and resume notes ("resuming at shard k of n", "already complete").
+    """
     was_enabled = datasets.is_progress_bar_enabled()
     if not progress:
         datasets.disable_progress_bars()
     try:
-        return _build(options, progress)
+        return _build(options, progress, echo or (lambda line: None))
     finally:
         if was_enabled:
             datasets.enable_progress_bars()
 
 
-def _build(options: BuildOptions, progress: bool) -> dict:
+def _check_options(options: BuildOptions, echo) -> str | None:
+    """Refuse options that cannot work and warn on those that would do nothing; return the category
+    the foreground choice uses (None when the target ignores ``--category``)."""
+    if options.seed < 0:
+        raise BuildError(f"--seed {options.seed}: must be >= 0, e.g. --seed 0")
+    if 0 < options.size < MIN_SIZE:
+        raise BuildError(f"--size {options.size}: below the minimum {MIN_SIZE} (defects no longer fit); "
+                         f"use --size {MIN_SIZE} or more, or --size 0 to keep the images' own size")
+    if options.category and options.target not in ("mvtec",):
+        echo(f"warning: --category {options.category} is ignored by --target {options.target} "
+             "(only --target mvtec has categories); the foreground is chosen from the images")
+        return None
+    return options.category
+
+
+def _build(options: BuildOptions, progress: bool, echo) -> dict:
+    from .output_folder import OutputFolderError, check_not_input, public_name
+
     out = Path(options.out)
     default_run = options.target == "default"
+    category = _check_options(options, echo)
+    inputs = {"--root": options.root, "--daad": options.daad}
+    nested_ok = ("--root",) if options.target == "mvtec" else ()
     normals, target_name = load_target(options.target, options.root, options.category)
     daad = options.daad or (str(DEFAULT_SAMPLE / "anomalies") if default_run or options.daad is None else None)
-    anomalies = load_anomaly_set(daad)
-    excluded = set(options.exclude_sources)
-    leakage_guard = target_name in set(map(str, anomalies["source"]))
+    anomalies = load_anomaly_set(daad, anomaly_class=options.anomaly_class, source=options.source)
+    try:
+        check_not_input(out, inputs, nested_ok=nested_ok)
+    except OutputFolderError as exc:
+        raise BuildError(str(exc)) from None
+    sources = set(map(str, anomalies["source"]))
+    unmatched = sorted(set(options.exclude_sources) - sources)
+    if unmatched:
+        echo(f"warning: --exclude-source {','.join(unmatched)} matched no source of the anomaly set "
+             f"(its sources: {', '.join(sorted(sources))}); nothing was excluded for it")
+    excluded = set(options.exclude_sources) & sources
+    leakage_guard = target_name in sources
     if leakage_guard:
         excluded.add(target_name)
 
-    if options.overwrite and out.exists():
-        shutil.rmtree(out)
     patterns, report = prepare_patterns(anomalies, classes=set(options.classes) or None,
-                                        exclude_sources=sorted(excluded))
+                                        exclude_sources=sorted(set(options.exclude_sources) | excluded))
     fingerprint = _fingerprint(options, normals, report, patterns["source_id"])
-    work = runloop.open_run(out, ".cai", fingerprint, overwrite=False, error=BuildError)
+    try:
+        folder = runloop.claim_output(out, "build-synthetic", ".cai", inputs=inputs, overwrite=options.overwrite,
+                                      nested_ok=nested_ok)
+    except OutputFolderError as exc:
+        raise BuildError(str(exc)) from None
+    work = runloop.open_run(folder, ".cai", fingerprint, error=BuildError)
     patterns_path = work / f"patterns-{fingerprint[:12]}"
     if not (patterns_path / "state.json").is_file():
+        folder.add(patterns_path / "state.json")
         patterns.save_to_disk(str(patterns_path))
+        folder.add_tree(patterns_path)
 
     n_shards = max(1, -(-len(normals) // options.shard_size))
     # the embedded sample's normals are textures (fabric, pavement): the whole image is foreground
     foreground = "all" if default_run and options.foreground == "auto" else options.foreground
     fn_kwargs = dict(patterns_path=str(patterns_path), config=options.config.to_dict(), seed=options.seed,
-                     size=options.size, foreground=foreground, category=options.category,
+                     size=options.size, foreground=foreground, category=category,
                      rembg_model=options.rembg_model, rembg_model_dir=options.rembg_model_dir)
     # foreground choice is made once here so the summary can say what ran (and errors surface early)
-    fg_fn = _foreground_fn(foreground, options.category, options.rembg_model, options.rembg_model_dir)
+    fg_fn = _foreground_fn(foreground, category, options.rembg_model, options.rembg_model_dir)
     slots_total = len(normals) * sum(options.config.quota)
     datasets.disable_progress_bars()  # the run's own bar counts the pseudo anomalies
 
@@ -177,11 +222,13 @@ def _build(options: BuildOptions, progress: bool) -> dict:
         resamples = {key: int(np.sum(slots[f"resamples_{key}"])) for key in ("location", "empty_mask", "vanished")}
         return made.remove_columns(list(_BOOKKEEPING)), _shard_stats(made, status, resamples)
 
-    shard_stats = runloop.run_shards(out, work, n_shards, make_shard, slots_total, "Pseudo anomalies", progress)
+    shard_stats = runloop.run_shards(folder, work, n_shards, make_shard, slots_total, "Pseudo anomalies", progress,
+                                     echo=echo)
     t = runloop.totals(shard_stats, ("mask_iou", "visible_share", "changed_outside_share"))
     made_total = t["made"]
     summary = {
-        "target": target_name, "category": options.category, "anomaly_set": daad,
+        "target": target_name, "category": options.category,
+        "anomaly_set": public_name(daad) if options.daad else "embedded default sample",
         "normals": len(normals), "slots": slots_total, "made": made_total, "skipped": t["skipped"],
         "resamples": t["resamples"], "ms_per_pseudo_anomaly": 1000 * t["wall_s"] / made_total if made_total else None,
         "num_proc": options.num_proc, "seed": options.seed, "size": options.size,
@@ -194,7 +241,8 @@ def _build(options: BuildOptions, progress: bool) -> dict:
         "mask_fidelity": {"mean_iou_mask_vs_placed": t["means"]["mask_iou"],
                           "mean_visible_share": t["means"]["visible_share"],
                           "mean_changed_outside_share": t["means"]["changed_outside_share"]},
-        "fingerprint": fingerprint,
+        "fingerprint": fingerprint, "shards": t["shards"], "resumed_shards": t["resumed_shards"],
+        "this_run": t["this_run"],
     }
     from .outputs import render_card
-    return runloop.finish_run(out, summary, normals, options.size, render_card, options.push_to_hub, options.private)
+    return runloop.finish_run(folder, summary, normals, options.size, render_card, options.push_to_hub, options.private)

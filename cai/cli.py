@@ -10,11 +10,48 @@ from .cli_options import quota_option as _quota
 from .cli_options import require_extra
 from .engine.config import MODES, CAIConfig
 
+MIN_SIZE = 32  # = cai.build.MIN_SIZE (not imported here: the CLI module stays light)
 
-@click.group()
+
+def _min_size(ctx, param, value):
+    if value and value < MIN_SIZE:
+        raise click.BadParameter(f"{value} is below the minimum {MIN_SIZE} (defects no longer fit); use "
+                                 f"{MIN_SIZE} or more, or 0 to keep the images' own size")
+    return value
+
+
+def _hub_id(ctx, param, value):
+    from .output_folder import looks_like_hub_id
+    if value is not None and not looks_like_hub_id(value):
+        raise click.BadParameter(f"expected a hub repo id like ORG/NAME, got {value!r}")
+    return value
+
+
+class _Main(click.Group):
+    """The top-level group: a mistake the commands did not foresee is one line (exit 1) with the
+    exception's type and first line; ``cai-hub --debug ...`` shows the traceback instead."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
+        except Exception as exc:
+            if ctx.meta.get("cai_hub.debug"):
+                raise
+            text = str(exc).strip().splitlines()
+            first = text[0][:300] if text else ""
+            raise click.ClickException(f"{type(exc).__name__}: {first} (run `cai-hub --debug ...` for the "
+                                       "traceback)") from None
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="cai-hub")
-def main():
+@click.option("--debug", is_flag=True, help="Show Python tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx, debug):
     """cai-hub: pseudo-anomaly training data from real defects of other domains."""
+    ctx.meta["cai_hub.debug"] = debug
 
 
 @main.command("build-synthetic")
@@ -23,14 +60,20 @@ def main():
 @click.option("--root", type=str, default=None, help="Target root folder (or dataset folder / hub id for --target hf).")
 @click.option("--category", type=str, default=None, help="MVTec AD category, e.g. grid.")
 @click.option("--daad", type=str, default=None,
-              help="Anomaly set: a folder (saved dataset, hub-ready parquet folder or images/+masks/ pairs) or a hub id.")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder (hub-ready dataset).")
+              help="Anomaly set: a folder (saved dataset, hub-ready parquet folder, images/+masks/ pairs or flat "
+                   "same-stem pairs x.jpg + x.png / x_mask.png) or a hub id org/name.")
+@click.option("--anomaly-class", default=None,
+              help="Class of every pair of a --daad pairs folder without metadata.csv, e.g. crack.")
+@click.option("--source", default=None,
+              help="Source name of every pair of a --daad pairs folder without metadata.csv, e.g. my_photos.")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Output folder: new, empty, or an earlier cai-hub output (resumed).")
 @click.option("--mode", type=click.Choice(MODES), default=CAIConfig.mode, show_default=True)
 @click.option("--quota", default="4,3,3", show_default=True, callback=_quota, help="large,medium,small per normal image.")
-@click.option("--size", type=click.IntRange(min=0), default=256, show_default=True,
-              help="Normal images are resized to SIZE x SIZE (0 keeps their size).")
+@click.option("--size", type=click.IntRange(min=0), default=256, show_default=True, callback=_min_size,
+              help=f"Normal images are resized to SIZE x SIZE, at least {MIN_SIZE} (0 keeps their size).")
 @click.option("--num-proc", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--threshold", type=click.IntRange(0, 254), default=CAIConfig.threshold, show_default=True,
               help="Pseudo-mask threshold in grey levels.")
 @click.option("--classes", multiple=True, callback=_csv, help="Only these anomaly classes, e.g. crack,scratch.")
@@ -40,11 +83,13 @@ def main():
 @click.option("--rembg-model-dir", default=None, help="Folder holding the rembg .onnx file (default: $U2NET_HOME).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Normal images per parquet shard (a finished shard survives an interruption).")
-@click.option("--overwrite", is_flag=True, help="Delete an existing output folder first.")
-@click.option("--push-to-hub", "push_to_hub", default=None, help="Also push the folder to this hub dataset repo.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier cai-hub output in --out: removes only the files it lists as its own.")
+@click.option("--push-to-hub", "push_to_hub", default=None, callback=_hub_id,
+              help="Also push the run's own files (data, card, summary, contact sheet) to this hub dataset repo.")
 @click.option("--private", is_flag=True, help="Create the hub repo private.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def build_synthetic_cmd(target, root, category, daad, out, mode, quota, size, num_proc, seed, threshold, classes,
+def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, mode, quota, size, num_proc, seed, threshold, classes,
                         exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, overwrite, push_to_hub,
                         private, quiet):
     """Inject real defects from an anomaly set into a target's normal images.
@@ -59,15 +104,17 @@ def build_synthetic_cmd(target, root, category, daad, out, mode, quota, size, nu
     from .targets import TargetError
 
     if target is None and (root or category):
-        raise click.UsageError("--root/--category need --target")
+        raise click.UsageError("--root/--category need --target (e.g. --target folder --root my_images)")
+    if (anomaly_class or source) and not daad:
+        raise click.UsageError("--anomaly-class/--source describe a --daad pairs folder; give --daad too")
     try:
         options = BuildOptions(
             out=out, target=target or "default", root=root, category=category, daad=daad,
             config=CAIConfig(quota=quota, mode=mode, threshold=threshold), size=size, seed=seed, num_proc=num_proc,
             classes=classes, exclude_sources=exclude_source, foreground=foreground, rembg_model=rembg_model,
             rembg_model_dir=rembg_model_dir, shard_size=shard_size, overwrite=overwrite, push_to_hub=push_to_hub,
-            private=private)
-        summary = build_synthetic(options, progress=not quiet)
+            private=private, anomaly_class=anomaly_class, source=source)
+        summary = build_synthetic(options, progress=not quiet, echo=lambda line: click.echo(line, err=True))
     except (AnomalySetError, BuildError, TargetError, ForegroundUnavailable, BadInput, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     _print_summary(summary, out)
@@ -77,14 +124,22 @@ def _print_summary(summary: dict, out: str) -> None:
     fid = summary["mask_fidelity"]
     click.echo(f"made {summary['made']} of {summary['slots']} pseudo anomalies from {summary['normals']} normal images "
                f"-> {out}")
+    if not summary["made"]:
+        click.echo("warning: no pseudo anomaly was made (see skipped below); check --size, --quota and the inputs",
+                   err=True)
     if summary["skipped"]:
         click.echo("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["skipped"].items())))
     else:
         click.echo("skipped: none")
     click.echo("resampled: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["resamples"].items())))
-    if summary["ms_per_pseudo_anomaly"] is not None:
-        click.echo(f"time: {summary['ms_per_pseudo_anomaly']:.1f} ms per pseudo anomaly "
-                   f"(wall, num_proc={summary['num_proc']})")
+    now = summary.get("this_run") or {}
+    if now.get("made"):
+        earlier = summary.get("resumed_shards", 0)
+        click.echo(f"time: {1000 * now['wall_s'] / now['made']:.1f} ms per pseudo anomaly "
+                   f"(wall, num_proc={summary['num_proc']}"
+                   + (f"; this run's {now['shards']} shard(s), {earlier} made earlier)" if earlier else ")"))
+    elif summary.get("resumed_shards"):
+        click.echo("time: nothing made in this run (every shard was made by an earlier run)")
     if fid["mean_iou_mask_vs_placed"] is not None:
         click.echo(f"mask fidelity: IoU(mask, placed) {fid['mean_iou_mask_vs_placed']:.3f}, "
                    f"visible share {fid['mean_visible_share']:.3f}, changed outside mask {fid['mean_changed_outside_share']:.3f}")
@@ -163,6 +218,15 @@ def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds
     names = tuple(s.strip() for s in synths.split(",") if s.strip())
     if not names:
         raise click.BadParameter("no synthesizer given", param_hint="--synth")
+    cai_names = [n for n in names if n.startswith("cai")]
+    if cai_names and not daad:
+        # a clear message rather than a silent default: the tables depend on the anomaly set, and the
+        # embedded sample (18 defects) would make them look like a real comparison
+        from .targets import DEFAULT_SAMPLE
+        others = ",".join(n for n in names if not n.startswith("cai")) or "nsa-n,cutpaste"
+        raise click.UsageError(f"--synth {','.join(cai_names)} need an anomaly set: pass --daad FOLDER or org/name "
+                               f"(e.g. the embedded sample: --daad {DEFAULT_SAMPLE / 'anomalies'}), or leave them out: "
+                               f"--synth {others}")
     if size is not None and size % 32:
         raise click.BadParameter("must be a multiple of 32", param_hint="--size")
     try:

@@ -10,9 +10,17 @@ import numpy as np
 
 from .imageio import load_rgb
 
+PUBLISHED = ("data/*.parquet", "README.md", "summary.json", "contact_sheet.png")  # what a run may push
 
-def _read_split(out: Path) -> datasets.Dataset:
-    files = sorted(str(p) for p in (out / "data").glob("train-*.parquet"))
+
+def _read_split(out: Path) -> datasets.Dataset | None:
+    """The run's own shards (``train-NNNNN-of-MMMMM.parquet``) with at least one row, or None."""
+    import re
+
+    import pyarrow.parquet as pq
+
+    files = sorted(str(p) for p in (out / "data").glob("train-*.parquet")
+                   if re.fullmatch(r"train-\d{5}-of-\d{5}\.parquet", p.name) and pq.read_metadata(p).num_rows)
     return datasets.Dataset.from_parquet(files) if files else None
 
 
@@ -90,13 +98,19 @@ def render_card(out, summary: dict, load_id: str | None = None) -> Path:
     return path
 
 
-def push_folder(out, repo_id: str, private: bool = False) -> str:
-    """Upload the output folder's data, card, summary and contact sheet to a hub dataset repo."""
+def push_folder(out, repo_id: str, private: bool = False, files=None) -> str:
+    """Upload exactly ``files`` (paths relative to ``out``: the output manifest's data, card, summary
+    and contact sheet, see :meth:`cai.output_folder.OutputFolder.publishable`) to a hub dataset repo.
+
+    Nothing else in the folder is uploaded; with ``files=None`` the run's published names are used.
+    """
     from huggingface_hub import HfApi
 
+    if files is not None and not files:
+        raise ValueError(f"nothing to push: {out} lists no output file")
     api = HfApi()
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     info = api.upload_folder(folder_path=str(out), repo_id=repo_id, repo_type="dataset",
-                             allow_patterns=["data/*.parquet", "README.md", "summary.json", "contact_sheet.png"],
+                             allow_patterns=list(files) if files is not None else list(PUBLISHED),
                              commit_message="Upload CAI pseudo anomalies (cai-hub)")
     return str(getattr(info, "commit_url", info))

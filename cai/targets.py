@@ -51,24 +51,31 @@ def load_target(target: str, root=None, category: str | None = None):
         folder = DEFAULT_SAMPLE / "normals" / "images"
         return _from_files(_image_files(folder), folder), "default_sample"
     if root is None:
-        raise TargetError(f"--root is required for --target {target}")
+        raise TargetError(f"--root is required for --target {target}"
+                          + (" (a saved dataset folder or a hub id org/name)" if target == "hf" else ""))
     root = Path(root)
+    if target in ("mvtec", "folder") and not root.is_dir():
+        raise TargetError(f"--root {root}: " + ("no such folder" if not root.exists() else "is a file, not a folder")
+                          + (" (the MVTec AD root, holding CATEGORY/train/good)" if target == "mvtec" else ""))
     if target == "mvtec":
         if not category:
-            raise TargetError("--category is required for --target mvtec")
+            raise TargetError("--category is required for --target mvtec (e.g. --category grid)")
         folder = root / category / "train" / "good"
         if not folder.is_dir():
-            raise TargetError(f"{folder} not found: expected the MVTec AD layout ROOT/CATEGORY/train/good")
+            have = sorted(p.name for p in root.iterdir() if (p / "train" / "good").is_dir())
+            raise TargetError(f"--category {category}: {folder} not found: expected the MVTec AD layout "
+                              f"ROOT/CATEGORY/train/good" + (f" (categories here: {', '.join(have)})" if have else ""))
         files, name = _image_files(folder), "mvtec_ad"
     elif target == "folder":
-        if not root.is_dir():
-            raise TargetError(f"{root} is not a folder")
         folder, files, name = root, _image_files(root), root.resolve().name
     elif target == "hf":
         if root.is_dir() and ((root / "state.json").is_file() or (root / "dataset_dict.json").is_file()):
             ds = datasets.load_from_disk(str(root))
-        else:
+        elif root.is_dir():
             ds = datasets.load_dataset(str(root), split="train")
+        else:
+            from .anomaly_set import load_from_hub
+            ds = load_from_hub(str(root), "--root", TargetError)
         if isinstance(ds, datasets.DatasetDict):
             ds = ds["train"]
         if "image" not in ds.column_names:
@@ -80,5 +87,5 @@ def load_target(target: str, root=None, category: str | None = None):
     else:
         raise TargetError(f"unknown target {target!r} (mvtec, folder, hf)")
     if not files:
-        raise TargetError(f"no images found in {folder}")
+        raise TargetError(f"--root {root}: no images found in {folder} (extensions: .png, .jpg, .bmp, .tif...)")
     return _from_files(files, folder), name

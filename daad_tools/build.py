@@ -471,9 +471,14 @@ def _write_json(path: Path, value, sort_keys: bool = True) -> None:
 _write_text = atomic.write_text
 
 
-def _first_pass(recipe: Recipe, work: Path, progress: bool):
+def _record_nothing(*paths) -> None:
+    """Default ``record`` hook: no output manifest to update (e.g. ``refresh_report``)."""
+
+
+def _first_pass(recipe: Recipe, work: Path, progress: bool, record=_record_nothing):
     """Run (or reuse) the first pass of every source; returns the manifest (a pyarrow table over all
-    sources, in source then record order) and the per-source bookkeeping."""
+    sources, in source then record order) and the per-source bookkeeping. ``record(*paths)`` lists
+    each file in the output folder's manifest before it is written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -497,6 +502,7 @@ def _first_pass(recipe: Recipe, work: Path, progress: bool):
         rows, info = _run_source(index, spec, recipe, taxonomy, tax_mod, progress)
         table = pa.Table.from_pylist(rows, schema=_manifest_schema())
         info["rows"] = table.num_rows
+        record(parquet, marker)
         with atomic.atomic_path(parquet) as tmp:
             pq.write_table(table, tmp)
         _write_json(marker, info)
@@ -730,17 +736,18 @@ def _shard_name(index: int, total: int) -> str:
     return f"train-{index:05d}-of-{total:05d}.parquet"
 
 
-def _second_pass(out: Path, work: Path, manifest, rows, plan, curation: str, progress: bool) -> None:
+def _second_pass(out: Path, work: Path, manifest, rows, plan, curation: str, progress: bool, folder) -> None:
     """Write the shards of ``plan``; a shard whose file and marker (same rows, same ``curation`` digest)
-    are there is kept."""
+    are there is kept. Each file is listed in ``folder``'s manifest (:mod:`cai.output_folder`) before
+    it is written; a stale shard is removed only when the manifest lists it."""
     data_dir, marker_dir, tmp_dir = out / "data", work / "shards", work / "tmp"
     for d in (data_dir, marker_dir, tmp_dir):
         d.mkdir(parents=True, exist_ok=True)
     total = len(plan)
     names = {_shard_name(i, total) for i in range(total)}
-    for stale in data_dir.glob("*"):  # files of an older layout of this run (never another run's: fingerprinted)
-        if stale.name not in names:
-            stale.unlink() if stale.is_file() else shutil.rmtree(stale)
+    for stale in sorted(data_dir.glob("*")):  # shards of an older layout of this run, if we wrote them
+        if stale.name not in names and stale.is_file() and f"data/{stale.name}" in folder.files:
+            stale.unlink()
     for partial in tmp_dir.glob("*"):  # a shard being written when the last run was killed
         partial.unlink()
     bar = tqdm(total=sum(len(s) for s in plan), desc="Writing shards", unit="row", disable=not progress)
@@ -757,6 +764,7 @@ def _second_pass(out: Path, work: Path, manifest, rows, plan, curation: str, pro
             manifest_rows = manifest.take(members).to_pylist()
             columns = _shard_columns(manifest_rows, [rows[i].flags for i in members])
             tmp = tmp_dir / name
+            folder.add(tmp, data_dir / name, marker)
             _write_shard(tmp, columns)
             os.replace(tmp, data_dir / name)
             _write_json(marker, {**done, "rows": len(members)})
@@ -769,33 +777,31 @@ def _second_pass(out: Path, work: Path, manifest, rows, plan, curation: str, pro
 # the build
 
 
-def _prepare_out(out: Path, fingerprint: str, overwrite: bool, recipe: Recipe) -> Path:
+def _prepare_out(out: Path, fingerprint: str, overwrite: bool, recipe: Recipe):
+    """Claim ``out`` through :mod:`cai.output_folder` (the reviewer's curation files are never ours
+    nor in the way) and start or resume the build ``fingerprint``; return ``(folder, work)``.
 
+    Someone's folder, the current folder or a source root is refused; a folder holding another DAAD
+    build is refused unless ``overwrite``, which removes only the files the manifest lists."""
+    from cai.output_folder import OutputFolderError, claim
+
+    inputs = {f"sources[{i}].root": spec.resolved_root for i, spec in enumerate(recipe.sources)}
+    try:
+        folder = claim(out, "daad-build", inputs=inputs, overwrite=overwrite, keep=(CURATION_FILE, CURATION_MASK_DIR),
+                       legacy_marker=f"{WORK}/run.json", legacy_names=tuple(_OUTPUT_NAMES))
+    except OutputFolderError as exc:
+        raise BuildError(str(exc)) from None
     work = out / WORK
     run_file = work / "run.json"
-    if out.exists() and not out.is_dir():
-        raise BuildError(f"{out} is a file, not a folder")
-    # the reviewer's work is never deleted, and a folder holding only it counts as empty
-    entries = [p for p in out.iterdir() if p.name not in (CURATION_FILE, CURATION_MASK_DIR)] if out.is_dir() else []
-    if entries:
-        ours = {p.name for p in entries} <= _OUTPUT_NAMES
-        if overwrite:
-            if not ours:
-                raise BuildError(f"{out} holds files a DAAD build does not write; not deleting it with "
-                                 "--overwrite (choose another --out or empty it yourself)")
-            for p in entries:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-        elif not run_file.is_file():
-            raise BuildError(f"{out} is not empty and holds no DAAD build; choose another --out "
-                             "(or pass --overwrite to replace an old DAAD build)")
-        elif json.loads(run_file.read_text()).get("fingerprint") != fingerprint:
-            raise BuildError(f"{out} holds another DAAD build (different recipe, settings or code); "
-                             "pass --overwrite or choose another --out")
+    if folder.resumed and run_file.is_file() and json.loads(run_file.read_text()).get("fingerprint") != fingerprint:
+        raise BuildError(f"--out {out} holds another DAAD build (different recipe, settings or code); choose another "
+                         "--out, or pass --overwrite to replace it (it removes only the files the build wrote)")
     work.mkdir(parents=True, exist_ok=True)
+    folder.add(run_file)
     _write_json(run_file, {"fingerprint": fingerprint, "code_version": code_version(),
                            "build_version": BUILD_VERSION, "recipe": str(Path(recipe.path).resolve()),
                            "unmapped": recipe.unmapped, "exclude_licenses": list(recipe.exclude_licenses)})
-    return work
+    return folder, work
 
 
 def build_daad(recipe_path, out, overwrite: bool = False, unmapped: str | None = None, exclude_licenses=(),
@@ -834,19 +840,20 @@ def build_daad(recipe_path, out, overwrite: bool = False, unmapped: str | None =
     out = Path(out)
     curation = load_curation(out)  # before anything is deleted or written: a bad curation.json stops here
     fingerprint = _fingerprint(recipe)
-    work = _prepare_out(out, fingerprint, overwrite, recipe)
+    folder, work = _prepare_out(out, fingerprint, overwrite, recipe)
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
-        manifest, infos = _first_pass(recipe, work, progress)
+        manifest, infos = _first_pass(recipe, work, progress, record=folder.add)
         if sum(i["rows"] for i in infos) != manifest.num_rows:
             raise BuildError(f"the first-pass manifests in {work} are inconsistent; rerun with --overwrite")
         manifest, rows, keep, report = _decide(manifest, infos, recipe, curation)
         plan = _plan(rows, keep, recipe.shard_size)
-        _second_pass(out, work, manifest, rows, plan, curation.digest, progress)
+        _second_pass(out, work, manifest, rows, plan, curation.digest, progress, folder)
     finally:
         if was_enabled:
             datasets.enable_progress_bars()
+    folder.add(out / "qa_report.json", out / "qa_report.md", out / "README.md")
     return _write_report(out, _full_report(report, infos, recipe, fingerprint, len(plan)), recipe)
 
 
@@ -928,7 +935,3 @@ def _full_report(report: dict, infos: list, recipe: Recipe, fingerprint: str, sh
         "shards": shards,
     })
     return report
-
-
-# ---------------------------------------------------------------------------------------------
-# reading a built folder, the card

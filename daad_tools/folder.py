@@ -18,7 +18,12 @@ def read_columns(folder, columns=None):
 
     files = sorted((Path(folder) / "data").glob("train-*.parquet"))
     if not files:
-        raise BuildError(f"{folder} has no data/train-*.parquet shards (not a built DAAD folder?)")
+        raise BuildError(f"--folder {folder}: has no data/train-*.parquet shards, so it is not a built DAAD folder "
+                         "(give the --out of `cai-hub daad build`)")
+    missing = sorted(set(columns or ()) - set(pq.read_schema(files[0]).names))
+    if missing:
+        raise BuildError(f"--folder {folder}: not a built DAAD folder (its shards lack column(s) {missing}); give "
+                         "the --out of `cai-hub daad build`")
     return pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
 
 

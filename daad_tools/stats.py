@@ -94,8 +94,8 @@ def daad_stats(folder, out_dir, per_class: int = 24, columns: int = 6, tile: int
         ``per_license``, ``mosaics`` (class -> file).
     """
     out_dir = Path(out_dir)
+    meta = read_columns(folder, ["anomaly_class", "source", "license", "bbox"])  # checks the folder first
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = read_columns(folder, ["anomaly_class", "source", "license", "bbox"])
     classes = [_class_name(c) for c in meta.column("anomaly_class").to_pylist()]
     sources = meta.column("source").to_pylist()
     scales = [scale_bucket(max(b[2] - b[0], b[3] - b[1]), buckets) for b in meta.column("bbox").to_pylist()]

@@ -233,6 +233,9 @@ def test_push_to_hub_uploads_the_folder(tmp_path, anomaly_folder, normal_folder,
     assert calls[0] == ("create_repo", "org/cai-test", {"repo_type": "dataset", "private": True, "exist_ok": True})
     upload = calls[1][1]
     assert upload["repo_id"] == "org/cai-test" and upload["repo_type"] == "dataset"
-    assert upload["folder_path"] == str(tmp_path / "p") and "data/*.parquet" in upload["allow_patterns"]
+    # exactly the manifest's published files (issue 9), not patterns that could match a user's files
+    assert upload["folder_path"] == str(tmp_path / "p")
+    assert upload["allow_patterns"] == ["README.md", "contact_sheet.png", "data/train-00000-of-00001.parquet",
+                                        "summary.json"]
     assert ".cai" not in " ".join(upload["allow_patterns"])
     assert "pushed: https://hub.invalid/org/cai-test/commit/1" in result.output

@@ -117,7 +117,7 @@ def train_cmd(**kwargs):
               show_default=True)
 @click.option("--rembg-model", default="u2net", show_default=True)
 @click.option("--rembg-model-dir", default=None)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--max-attempts", type=int, default=3, show_default=True, callback=_positive,
               help="Generations per slot before an empty pseudo mask skips it.")
 @click.option("--device", default=None, help="cuda, cpu... (default: cuda when available).")
@@ -125,8 +125,10 @@ def train_cmd(**kwargs):
 @click.option("--shard-size", type=int, default=100, show_default=True, callback=_positive,
               help="Normal images per parquet shard.")
 @click.option("--local-files-only", is_flag=True, help="Never contact the hub for the base model.")
-@click.option("--overwrite", is_flag=True, help="Delete an existing output folder first.")
-@click.option("--push-to-hub", "push_to_hub", default=None, help="Also push the folder to this hub dataset repo.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier output in --out: removes only the files it lists as its own.")
+@click.option("--push-to-hub", "push_to_hub", default=None,
+              help="Also push the run's own files (data, card, summary, contact sheet) to this hub dataset repo.")
 @click.option("--private", is_flag=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate_cmd(embeds, base_model, target, root, category, classes, out, masks, cai_split, daad, quota, limit, steps,
@@ -156,7 +158,7 @@ def generate_cmd(embeds, base_model, target, root, category, classes, out, masks
             rembg_model_dir=rembg_model_dir, seed=seed, max_attempts=max_attempts, device=device, dtype=dtype,
             shard_size=shard_size, local_files_only=local_files_only, overwrite=overwrite,
             push_to_hub=push_to_hub, private=private)
-        summary = generate(options, progress=not quiet)
+        summary = generate(options, progress=not quiet, echo=lambda line: click.echo(line, err=True))
     except (CDMGenerateError, CDMDataError, BaseModelError, TokenError, AnomalySetError, TargetError,
             ForegroundUnavailable, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

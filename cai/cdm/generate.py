@@ -400,22 +400,24 @@ class _NewMasks:
             yield slot or dict(k=k, skip=f"no_placement_for_{scale}", scale=scale, anomaly_class=anomaly_class)
 
 
-def generate(options: GenerateOptions, progress: bool = True) -> dict:
+def generate(options: GenerateOptions, progress: bool = True, echo=None) -> dict:
     """Run a CDM generation; return the summary (also ``summary.json``). The output folder gets
-    ``data/train-*.parquet`` (CAI's schema), ``README.md``, ``contact_sheet.png`` and ``summary.json``."""
+    ``data/train-*.parquet`` (CAI's schema), ``README.md``, ``contact_sheet.png`` and ``summary.json``,
+    all listed in its manifest (:mod:`cai.output_folder`); every input is read before the folder is
+    claimed. ``echo(line)`` receives "resuming at shard k of n" / "already complete"."""
     import datasets
 
     was_enabled = datasets.is_progress_bar_enabled()
     if not progress:
         datasets.disable_progress_bars()
     try:
-        return _generate(options, progress)
+        return _generate(options, progress, echo or (lambda line: None))
     finally:
         if was_enabled:
             datasets.enable_progress_bars()
 
 
-def _generate(options: GenerateOptions, progress: bool) -> dict:
+def _generate(options: GenerateOptions, progress: bool, echo) -> dict:
     import datasets
     from .. import runloop
     from ..schema import OUTPUT_FEATURES
@@ -423,6 +425,7 @@ def _generate(options: GenerateOptions, progress: bool) -> dict:
     from ..imageio import BadInput, encode_png, load_rgb
     from ..engine.pseudo_mask import dilate, mask_fidelity, pseudo_mask
     from ..targets import DEFAULT_SAMPLE, load_target
+    from ..output_folder import OutputFolderError, check_not_input, public_name
     from .publish import fetch_cdm
 
     if options.masks not in MASK_MODES:
@@ -447,18 +450,23 @@ def _generate(options: GenerateOptions, progress: bool) -> dict:
         if not source:
             raise CDMGenerateError("--masks cai needs --cai (the CAI split giving the placed masks)")
         slots = _CAIMasks(source, classes, normals)
-        masks_note = f"placed masks of the CAI split `{source}`"
+        masks_note = f"placed masks of the CAI split `{public_name(source)}`"
     else:
         source = options.daad or str(DEFAULT_SAMPLE / "anomalies")
         slots = _NewMasks(source, classes, cfg, target_name)
         masks_note = (f"new placements (quota {'/'.join(map(str, cfg.quota))}) inside the foreground, real mask "
-                      f"shapes from `{source}` scaled as CAI does"
+                      f"shapes from `{public_name(source) if options.daad else 'the embedded default sample'}` scaled as CAI does"
                       + (f" (source {', '.join(slots.excluded)} excluded: the target's own dataset)"
                          if slots.excluded else ""))
 
     out = Path(options.out)
     fingerprint = _fingerprint(options, cdm_config, normals)
-    work = runloop.open_run(out, ".cdm", fingerprint, options.overwrite, CDMGenerateError)
+    inputs = {"--embeds": options.embeds, "--root": options.root, "--cai": options.cai, "--daad": options.daad,
+              "--base-model": options.base_model}
+    try:
+        check_not_input(out, inputs, nested_ok=("--root",) if options.target == "mvtec" else ())
+    except OutputFolderError as exc:
+        raise CDMGenerateError(str(exc)) from None
 
     default_run = options.target == "default"
     fg_kind = "all" if default_run and options.foreground == "auto" else options.foreground
@@ -466,6 +474,12 @@ def _generate(options: GenerateOptions, progress: bool) -> dict:
                             model_dir=options.rembg_model_dir)
     inpainter = CDMInpainter(folder, options.base_model, device=options.device, dtype=options.dtype,
                              local_files_only=options.local_files_only)
+    try:  # every input is read by now: claim the folder (nothing was written before)
+        out_folder = runloop.claim_output(out, "cdm-generate", ".cdm", inputs=inputs, overwrite=options.overwrite,
+                                          nested_ok=("--root",) if options.target == "mvtec" else ())
+    except OutputFolderError as exc:
+        raise CDMGenerateError(str(exc)) from None
+    work = runloop.open_run(out_folder, ".cdm", fingerprint, error=CDMGenerateError)
 
     positions = [p for p in range(len(normals)) if slots.count(p)]
     total = sum(slots.count(p) for p in positions)
@@ -553,14 +567,15 @@ def _generate(options: GenerateOptions, progress: bool) -> dict:
         nonlocal done
         done += stats["slots"]
 
-    shard_stats = runloop.run_shards(out, work, n_shards, make_shard, total, "CDM pseudo anomalies", progress,
-                                     on_resumed=count_resumed)
+    shard_stats = runloop.run_shards(out_folder, work, n_shards, make_shard, total, "CDM pseudo anomalies", progress,
+                                     on_resumed=count_resumed, echo=echo)
     t = runloop.totals(shard_stats, ("mask_iou", "visible_share"))
     made_total, skipped, wall = t["made"], t["skipped"], t["wall_s"]
     summary = {
-        "target": target_name, "category": options.category, "embeds": options.embeds,
-        "base_model": inpainter.base_model, "method": inpainter.method, "classes": classes,
-        "masks": options.masks, "masks_source": source, "masks_note": masks_note,
+        "target": target_name, "category": options.category, "embeds": public_name(options.embeds),
+        "base_model": public_name(inpainter.base_model), "method": inpainter.method, "classes": classes,
+        "masks": options.masks, "masks_source": public_name(source) if options.masks == "cai" or options.daad
+        else "embedded default sample", "masks_note": masks_note,
         "normals": len(positions), "slots": sum(s["slots"] for s in shard_stats), "made": made_total,
         "skipped": skipped, "s_per_pseudo_anomaly": wall / made_total if made_total else None,
         "steps": options.steps, "guidance_scale": options.guidance_scale, "strength": options.strength,
@@ -575,5 +590,5 @@ def _generate(options: GenerateOptions, progress: bool) -> dict:
         "fingerprint": fingerprint,
     }
     from .publish import render_dataset_card
-    return runloop.finish_run(out, summary, normals, options.size, render_dataset_card, options.push_to_hub,
+    return runloop.finish_run(out_folder, summary, normals, options.size, render_dataset_card, options.push_to_hub,
                               options.private)

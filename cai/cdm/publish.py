@@ -25,6 +25,8 @@ def render_model_card(output_dir, config: dict, repo_id: str | None = None) -> P
 
     from cards import template_path
 
+    from ..output_folder import public_name
+
     output_dir = Path(output_dir)
     first, last, window = _loss_windows(output_dir)
     base_id = config.get("base_model_id")
@@ -39,12 +41,12 @@ def render_model_card(output_dir, config: dict, repo_id: str | None = None) -> P
     card = ModelCard.from_template(
         card_data, template_path=template_path("cdm_model.md"),
         pretty_name="CDM anomaly tokens: " + ", ".join(config["classes"]),
-        train_data=train_data, train_rows=config["train_rows"], classes=config["classes"],
-        base_model_display=base_id or config["base_model"], inpainting=config["inpainting"],
+        train_data=public_name(train_data), train_rows=config["train_rows"], classes=config["classes"],
+        base_model_display=base_id or public_name(config["base_model"]), inpainting=config["inpainting"],
         spatial=config.get("spatial_encoder"), global_step=config["global_step"], training=config["training"],
         resolution=config["resolution"], final_loss=last, first_loss=first, loss_window=window,
         prompt_templates=config["prompt_templates"], repo_id=repo_id or config["training"].get("push_to_hub")
-        or str(output_dir),
+        or output_dir.resolve().name,
     )
     path = output_dir / "README.md"
     card.save(path)
@@ -105,13 +107,25 @@ def push_model(output_dir, repo_id: str, private: bool = False) -> str:
 def fetch_cdm(spec: str, revision: str | None = None) -> Path:
     """Local folder of a trained CDM: ``spec`` itself when it is a folder, else a snapshot of the hub
     repo ``spec`` (only the CDM files)."""
+    from ..output_folder import looks_like_hub_id
+
     path = Path(spec)
     if path.is_dir():
         if not (path / "cdm_config.json").is_file():
-            raise FileNotFoundError(f"{spec} has no cdm_config.json: not a trained CDM folder")
+            raise FileNotFoundError(f"--embeds {spec}: has no cdm_config.json, so it is not the output folder of "
+                                    "`cai-hub cdm train`")
         return path
     if path.exists():
-        raise FileNotFoundError(f"{spec} is a file; give the CDM output folder or a hub model id")
+        raise FileNotFoundError(f"--embeds {spec}: is a file; give the output folder of `cai-hub cdm train` or a "
+                                "hub model id org/name")
+    if not looks_like_hub_id(spec):
+        raise FileNotFoundError(f"--embeds {spec}: no such folder (give the output folder of `cai-hub cdm train`, "
+                                "or a hub model id org/name)")
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(spec, revision=revision, allow_patterns=MODEL_FILES))
+    try:
+        return Path(snapshot_download(spec, revision=revision, allow_patterns=MODEL_FILES))
+    except Exception as exc:  # offline, unknown repo: one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise FileNotFoundError(f"--embeds {spec}: no such local folder, and downloading it as a hub model failed "
+                                f"(offline hub access failed? {type(exc).__name__}: {first})") from exc

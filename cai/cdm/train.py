@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ PROMPT_TEMPLATES = (
     "{}",
 )
 CONFIG_NAME = "cdm_config.json"
+MANIFEST = ".cai-hub-manifest.json"  # = cai.output_folder.MANIFEST
 LOSS_LOG = "loss_log.jsonl"
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
@@ -245,11 +245,10 @@ def train(cfg: CDMTrainConfig) -> TrainResult:
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=cfg.mixed_precision,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")))
     set_seed(cfg.seed)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
 
     ds, classes = load_cai_split(cfg.train_data, cfg.classes, cache_dir=cfg.cache_dir)
     base = load_base_model(cfg.base_model, revision=cfg.revision, local_files_only=cfg.local_files_only)
+    folder = claim_train_folder(output_dir, cfg, write=accelerator.is_main_process)  # inputs read: claim it
     tokenizer, text_encoder, vae, unet, noise_scheduler = (base.tokenizer, base.text_encoder, base.vae, base.unet,
                                                            base.noise_scheduler)
     class_tokens = add_class_tokens(tokenizer, text_encoder, classes, num_vectors=cfg.num_vectors,
@@ -349,6 +348,8 @@ def train(cfg: CDMTrainConfig) -> TrainResult:
                               "this run starts at step 0 and overwrites those it reaches")
         if accelerator.is_main_process and log_path.exists():
             log_path.unlink()
+    if accelerator.is_main_process:
+        folder.add(log_path)
 
     templates = (cfg.prompt_template,) if cfg.prompt_template else PROMPT_TEMPLATES
     prediction_type = noise_scheduler.config.prediction_type
@@ -441,7 +442,7 @@ def train(cfg: CDMTrainConfig) -> TrainResult:
                     log.write(json.dumps({"step": global_step, "epoch": epoch, "loss": step_loss,
                                           "lr": lr_scheduler.get_last_lr()[0]}) + "\n")
             if global_step % cfg.checkpointing_steps == 0:
-                _save_checkpoint(accelerator, output_dir, global_step, cfg.checkpoints_total_limit)
+                _save_checkpoint(accelerator, output_dir, global_step, cfg.checkpoints_total_limit, folder)
             if global_step >= cfg.max_train_steps:
                 break
     bar.close()
@@ -453,6 +454,9 @@ def train(cfg: CDMTrainConfig) -> TrainResult:
     if accelerator.is_main_process:
         save_cdm(output_dir, cfg, text_encoder_u, class_tokens, spatial_u, global_step, inpainting,
                  n_rows=len(train_set), classes=classes)
+        folder.add(*(p for p in output_dir.iterdir() if p.is_file() and p.suffix in (".safetensors", ".json", ".md")
+                     and p.name != MANIFEST))
+        folder.add_tree(output_dir / "logs")
 
     # ------------------------------------------------------------------ push
     if accelerator.is_main_process and cfg.push_to_hub:
@@ -465,16 +469,34 @@ def train(cfg: CDMTrainConfig) -> TrainResult:
                                "spatial_encoder": spatial_u})
 
 
-def _save_checkpoint(accelerator, output_dir: Path, global_step: int, total_limit: int | None) -> Path:
+def claim_train_folder(output_dir: Path, cfg, write: bool = True):
+    """Claim ``--output-dir`` through :mod:`cai.output_folder` (kind ``cdm-train``): a new or empty
+    folder, or one an earlier ``cdm train`` wrote (its checkpoints resume); never someone's folder,
+    the current folder or an input. Raises :class:`CDMTrainError` with a one-line message."""
+    from ..output_folder import OutputFolderError, claim
+
+    try:
+        return claim(output_dir, "cdm-train", inputs={"--train-data": cfg.train_data, "--base-model": cfg.base_model},
+                     option="--output-dir", legacy_marker=CONFIG_NAME,
+                     legacy_names=(CONFIG_NAME, LOSS_LOG, "README.md", "*.safetensors", "checkpoint-*", "logs"),
+                     write=write)
+    except OutputFolderError as exc:
+        raise CDMTrainError(str(exc)) from None
+
+
+def _save_checkpoint(accelerator, output_dir: Path, global_step: int, total_limit: int | None, folder) -> Path:
+    """Save an accelerate checkpoint (listed in the output manifest); beyond ``total_limit``, remove
+    the oldest checkpoints' listed files (never a file the manifest does not name)."""
     if accelerator.is_main_process and total_limit is not None:
         found = _checkpoints(output_dir)
         for _, old in found[: max(0, len(found) + 1 - total_limit)]:
-            shutil.rmtree(old)
+            folder.remove_under(old.relative_to(output_dir).as_posix())
     accelerator.wait_for_everyone()
     path = output_dir / f"checkpoint-{global_step}"
     accelerator.save_state(str(path))
     if accelerator.is_main_process:
         (path / "cdm_state.json").write_text(json.dumps({"global_step": global_step}))
+        folder.add_tree(path)
     return path
 
 

@@ -266,10 +266,10 @@ def _evaluate(o: EvalOptions) -> dict:
         raise EvaluationError("no seed given")
     config: DetectorConfig = get_profile(o.profile, **o.detector)
     out = Path(o.out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = _claim_out(o)
     cache = out / ".cache"
     cache.mkdir(exist_ok=True)
-    log_path = out / "train_log.jsonl"
+    log_path = folder.path("train_log.jsonl")
     log_path.write_text("")
 
     target: EvalTarget = load_eval_target(o.target, o.root, o.category, o.test_root, o.max_normals)
@@ -384,7 +384,27 @@ def _evaluate(o: EvalOptions) -> dict:
                              [test_masks[i] for i in examples_idx], example_maps,
                              [f"{test_classes[i]} {target.test[i].path.name}" for i in examples_idx])
     report.save_pseudo_examples(out / "pseudo_anomalies.png", pseudo_examples)
+    folder.add(*(p for p in out.iterdir() if p.is_file() and p.name in OUTPUT_FILES))
+    folder.add_tree(out / "per_image")
+    folder.add_tree(cache)
     return res
+
+
+OUTPUT_FILES = ("results.json", "curves.json", "results.csv", "results.md", "curves_pr.png", "curves_pro.png",
+                "anomaly_maps.png", "pseudo_anomalies.png", "train_log.jsonl")
+
+
+def _claim_out(o: EvalOptions):
+    """Claim ``o.out`` through :mod:`cai.output_folder` (kind ``evaluate``): new, empty, or an earlier
+    evaluate output (its cache is reused); never someone's folder, the current folder or an input."""
+    from cai.output_folder import OutputFolderError, claim
+    try:
+        return claim(o.out, "evaluate", inputs={"--root": o.root, "--test-root": o.test_root, "--daad": o.daad,
+                                                "--texture-dir": o.texture_dir, "--inception": o.inception},
+                     nested_ok=("--root",) if o.target == "mvtec" else (), legacy_marker="train_log.jsonl",
+                     legacy_names=OUTPUT_FILES + (".cache", "per_image"))
+    except OutputFolderError as exc:
+        raise EvaluationError(str(exc)) from None
 
 
 def command_line() -> str:

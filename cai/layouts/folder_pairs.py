@@ -6,7 +6,13 @@ Layout::
     ROOT/masks/<stem>.<ext>      masks: two values, e.g. {0,255}, {0,1} or a class index {0,k}
     ROOT/metadata.csv            optional: stem,anomaly_class,source,license[,...] per pair
 
-Without ``metadata.csv``, ``anomaly_class`` and ``source`` must be given for the whole folder.
+Without ``metadata.csv``, ``anomaly_class`` and ``source`` must be given for the whole folder
+(``--anomaly-class`` / ``--source`` on the command line).
+
+A flat folder of same-stem pairs is read too (:func:`load_flat_pairs`)::
+
+    ROOT/<stem>.jpg + ROOT/<stem>.png        the mask is the .png beside a non-PNG photo
+    ROOT/<stem>.<ext> + ROOT/<stem>_mask.png the mask carries a _mask suffix
 Other same-stem layouts are read by naming the two sub-folders and a mask-name suffix, e.g.
 MVTec AD's ``test/color`` + ``ground_truth/color/<stem>_mask.png``.
 """
@@ -64,7 +70,8 @@ def load_folder_pairs(root, anomaly_class: str | None = None, source: str | None
         row = meta.get(stem, {})
         cls, src = row.get("anomaly_class") or anomaly_class, row.get("source") or source
         if not cls or not src:
-            raise ValueError(f"pair {stem!r} has no anomaly_class/source: add it to metadata.csv or pass it")
+            raise ValueError(f"pair {stem!r} has no anomaly_class/source: add a metadata.csv (columns stem,"
+                             "anomaly_class,source[,license]) or pass --anomaly-class and --source")
         rows["image"].append(str(images[stem]))
         rows["mask"].append(str(masks[stem]))
         rows["anomaly_class"].append(cls)
@@ -73,4 +80,61 @@ def load_folder_pairs(root, anomaly_class: str | None = None, source: str | None
         rows["id"].append(f"{src}/{stem}")
     if not rows["id"]:
         raise ValueError(f"no image/mask pair with the same stem in {root}")
+    return datasets.Dataset.from_dict(rows, features=FEATURES)
+
+
+def find_flat_pairs(root) -> dict[str, tuple[Path, Path]]:
+    """Same-stem pairs directly in ``root``: ``stem -> (image, mask)``.
+
+    A mask is ``<stem>_mask.<ext>`` beside ``<stem>.<ext>``, or ``<stem>.png`` beside a photo of
+    another extension (``x.jpg`` + ``x.png``). Sorted by stem; ``{}`` when there is none.
+    """
+    root = Path(root)
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    by_stem: dict[str, list[Path]] = {}
+    for p in files:
+        by_stem.setdefault(p.stem, []).append(p)
+    pairs = {}
+    for stem, group in sorted(by_stem.items()):
+        if stem.endswith("_mask"):
+            continue
+        masks = by_stem.get(stem + "_mask")
+        if masks:
+            pairs[stem] = (group[0], masks[0])
+            continue
+        pngs = [p for p in group if p.suffix.lower() == ".png"]
+        photos = [p for p in group if p.suffix.lower() != ".png"]
+        if pngs and photos:
+            pairs[stem] = (photos[0], pngs[0])
+    return pairs
+
+
+def load_flat_pairs(root, anomaly_class: str | None = None, source: str | None = None,
+                    license: str = "unknown") -> datasets.Dataset:
+    """Read a flat folder of same-stem pairs (see :func:`find_flat_pairs`) into the columns of
+    :func:`load_folder_pairs`; ``metadata.csv`` in ``root`` gives per-stem class/source as there.
+
+    Raises ValueError when there is no pair or a pair has no class/source.
+    """
+    root = Path(root)
+    pairs = find_flat_pairs(root)
+    if not pairs:
+        raise ValueError(f"no same-stem image/mask pair (x.jpg + x.png, or x.png + x_mask.png) in {root}")
+    meta = {}
+    if (root / "metadata.csv").is_file():
+        with open(root / "metadata.csv", newline="") as f:
+            meta = {row["stem"]: row for row in csv.DictReader(f)}
+    rows = {name: [] for name in FEATURES}
+    for stem, (image, mask) in pairs.items():
+        row = meta.get(stem, {})
+        cls, src = row.get("anomaly_class") or anomaly_class, row.get("source") or source
+        if not cls or not src:
+            raise ValueError(f"pair {stem!r} has no anomaly_class/source: add a metadata.csv (columns stem,"
+                             "anomaly_class,source[,license]) or pass --anomaly-class and --source")
+        rows["image"].append(str(image))
+        rows["mask"].append(str(mask))
+        rows["anomaly_class"].append(cls)
+        rows["source"].append(src)
+        rows["license"].append(row.get("license") or license)
+        rows["id"].append(f"{src}/{stem}")
     return datasets.Dataset.from_dict(rows, features=FEATURES)
