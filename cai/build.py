@@ -68,7 +68,8 @@ def _slot_row(result, normal_file: str, normal_index: int, mode: str, seed: int,
     made = isinstance(result, PseudoAnomaly)
     res = result.resamples
     row = {name: None for name in MAP_FEATURES}
-    row.update(normal_index=normal_index, normal_file=normal_file, k=result.k, scale=result.scale, mode=mode,
+    row.update(normal_index=normal_index, normal_file=normal_file, k=result.k, scale=result.scale,
+               mode=(result.mode or mode) if made else mode,
                seed=seed, status="ok" if made else result.reason,
                resamples_location=res.get("location", 0), resamples_empty_mask=res.get("empty_mask", 0),
                resamples_vanished=res.get("vanished", 0))

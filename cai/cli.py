@@ -6,9 +6,10 @@ import json
 import click
 
 from .cli_options import csv_option as _csv
+from .cli_options import mode_option as _mode
 from .cli_options import quota_option as _quota
 from .cli_options import require_extra
-from .engine.config import MODES, CAIConfig
+from .engine.config import BORDER_POLICIES, MASK_RULES, MODES, CAIConfig
 
 MIN_SIZE = 32  # = cai.build.MIN_SIZE (not imported here: the CLI module stays light)
 
@@ -68,7 +69,19 @@ def main(ctx, debug):
               help="Source name of every pair of a --daad pairs folder without metadata.csv, e.g. my_photos.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Output folder: new, empty, or an earlier cai-hub output (resumed).")
-@click.option("--mode", type=click.Choice(MODES), default=CAIConfig.mode, show_default=True)
+@click.option("--mode", default=CAIConfig.mode, show_default=True, callback=_mode,
+              help=f"Injection: {', '.join(MODES)}, or several joined by '+' (one drawn per pseudo anomaly). "
+                   "The paper: normal.")
+@click.option("--refine-mask/--no-refine-mask", default=CAIConfig.refine_mask, show_default=True,
+              help="Shrink each source mask to its visibly defective pixels first (the paper: no).")
+@click.option("--augment/--no-augment", default=CAIConfig.augment, show_default=True,
+              help="Random rotation by 90-degree steps and flips of each pattern (the paper: no).")
+@click.option("--mask-rule", type=click.Choice(MASK_RULES), default=CAIConfig.mask_rule, show_default=True,
+              help="Pseudo mask from the largest per-channel change (the paper's |I'-I|) or from luma.")
+@click.option("--median-ksize", type=click.IntRange(min=1), default=CAIConfig.median_ksize, show_default=True,
+              help="Median filter of the pseudo mask (odd; the paper: 7).")
+@click.option("--border", type=click.Choice(BORDER_POLICIES), default=CAIConfig.border, show_default=True,
+              help="Patterns cut by their source image's border: keep them or never draw them.")
 @click.option("--quota", default="4,3,3", show_default=True, callback=_quota, help="large,medium,small per normal image.")
 @click.option("--size", type=click.IntRange(min=0), default=256, show_default=True, callback=_min_size,
               help=f"Normal images are resized to SIZE x SIZE, at least {MIN_SIZE} (0 keeps their size).")
@@ -89,13 +102,16 @@ def main(ctx, debug):
               help="Also push the run's own files (data, card, summary, contact sheet) to this hub dataset repo.")
 @click.option("--private", is_flag=True, help="Create the hub repo private.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, mode, quota, size, num_proc, seed, threshold, classes,
+def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, mode, refine_mask, augment,
+                        mask_rule, median_ksize, border, quota, size, num_proc, seed, threshold, classes,
                         exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, overwrite, push_to_hub,
                         private, quiet):
     """Inject real defects from an anomaly set into a target's normal images.
 
     With neither --target nor --daad it runs on the embedded default sample (real cracks and fabric
-    stains injected into real fabric and pavement images).
+    stains injected into real fabric and pavement images). The defaults differ from the paper by
+    measurement (see the README); the paper's behaviour: --mode normal --no-refine-mask --no-augment
+    --median-ksize 7.
     """
     from .anomaly_set import AnomalySetError
     from .build import BuildError, BuildOptions, build_synthetic
@@ -110,7 +126,8 @@ def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out
     try:
         options = BuildOptions(
             out=out, target=target or "default", root=root, category=category, daad=daad,
-            config=CAIConfig(quota=quota, mode=mode, threshold=threshold), size=size, seed=seed, num_proc=num_proc,
+            config=CAIConfig(quota=quota, mode=mode, threshold=threshold, refine_mask=refine_mask, augment=augment,
+                             mask_rule=mask_rule, median_ksize=median_ksize, border=border), size=size, seed=seed, num_proc=num_proc,
             classes=classes, exclude_sources=exclude_source, foreground=foreground, rembg_model=rembg_model,
             rembg_model_dir=rembg_model_dir, shard_size=shard_size, overwrite=overwrite, push_to_hub=push_to_hub,
             private=private, anomaly_class=anomaly_class, source=source)

@@ -24,6 +24,17 @@ def quota_option(ctx, param, value) -> tuple[int, int, int]:
     return parts
 
 
+def mode_option(ctx, param, value) -> str:
+    """An injection mode, or several joined by ``+`` (checked against :data:`cai.engine.config.MODES`)."""
+    from .engine.config import MODES
+
+    parts = value.split("+")
+    if not parts or any(p not in MODES for p in parts) or len(set(parts)) != len(parts):
+        raise click.BadParameter(f"expected one of {', '.join(MODES)} or several joined by '+', e.g. normal+paste; "
+                                 f"got {value!r}")
+    return value
+
+
 def require_extra(extra: str, what: str) -> None:
     """:func:`cai.extras.require` turned into a one-line click error (exit 1)."""
     from .extras import MissingExtra, require

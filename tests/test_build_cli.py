@@ -90,7 +90,7 @@ def test_build_folder_target_hub_ready_and_deterministic_across_num_proc(tmp_pat
     assert a.remove_columns(["image", "mask", "placed_mask"]).to_list() == \
         b.remove_columns(["image", "mask", "placed_mask"]).to_list()
     row = a[0]
-    assert row["mode"] == "normal" and row["seed"] == 3 and len(row["center"]) == 2
+    assert row["mode"] == "paste" and row["seed"] == 3 and len(row["center"]) == 2
     assert set(a["scale"]) == {"large", "medium", "small"}
     assert (tmp_path / "a" / "contact_sheet.png").is_file()
     card = (tmp_path / "a" / "README.md").read_text()
@@ -239,3 +239,19 @@ def test_push_to_hub_uploads_the_folder(tmp_path, anomaly_folder, normal_folder,
                                         "summary.json"]
     assert ".cai" not in " ".join(upload["allow_patterns"])
     assert "pushed: https://hub.invalid/org/cai-test/commit/1" in result.output
+
+
+def test_paper_flags_reach_the_config_and_bad_mode_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from cai.cli import main
+
+    res = CliRunner().invoke(main, ["build-synthetic", "--out", str(tmp_path / "p"), "--mode", "normal",
+                                    "--no-refine-mask", "--no-augment", "--median-ksize", "7", "--quiet"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    cfg = summary["config"]
+    assert (cfg["mode"], cfg["refine_mask"], cfg["augment"], cfg["median_ksize"]) == ("normal", False, False, 7)
+    bad = CliRunner().invoke(main, ["build-synthetic", "--out", str(tmp_path / "q"), "--mode", "poisson"])
+    assert bad.exit_code == 2 and "--mode" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "q").exists()

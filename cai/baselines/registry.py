@@ -22,6 +22,9 @@ _CAI_MODES = {"cai-n": "normal", "cai-m": "mixed", "cai-paste": "paste", "cai-r"
               "cai-mix": "normal+mixed+paste", "cai-nmr": "normal+mixed+relative", "cai-rp": "relative+paste",
               "cai-np": "normal+paste"}
 # Modifiers appended to a CAI name with "+" (e.g. "cai-r+refine+aug"), each a CAIConfig setting.
+# The named variants keep the settings they were measured with (the defaults before the quality work:
+# unrefined source masks, no augmentation, luma pseudo mask); "cai" is CAIConfig() as it is now.
+VARIANT_BASE = {"mode": "normal", "refine_mask": False, "augment": False, "mask_rule": "luma"}
 CAI_MODIFIERS = {"refine": {"refine_mask": True}, "noborder": {"border": "exclude"}, "aug": {"augment": True},
                  "chmask": {"mask_rule": "channel"}, "luma": {"mask_rule": "luma"},
                  "gain2": {"gain": (1.0, 2.0)}, "gain3": {"gain": (1.0, 3.0)}, "x2": {"gain": (2.0, 2.0)}}
@@ -86,6 +89,8 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
     per_image = _check_positive_int(per_image, "per_image")
     given = config is not None
     config = config if given else CAIConfig()
+    if is_cai and name != "cai":
+        config = dataclasses.replace(config, **VARIANT_BASE)
     for m in modifiers:
         config = dataclasses.replace(config, **CAI_MODIFIERS[m])
     if is_cai:

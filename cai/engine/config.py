@@ -78,17 +78,17 @@ class CAIConfig:
     small_below: float = 0.3
     medium_below: float = 0.7
     large_max: float = 1.0
-    mode: str = "normal"
+    mode: str = "paste"
     threshold: int = 7
     median_ksize: int = 1
     min_component: int = 5
     region_dilation: int = 2
     mask_margin: int = 3
     max_attempts: int = 20
-    mask_rule: str = "luma"
-    refine_mask: bool = False
+    mask_rule: str = "channel"
+    refine_mask: bool = True
     border: str = "keep"
-    augment: bool = False
+    augment: bool = True
     gain: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self):

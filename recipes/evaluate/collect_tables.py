@@ -1,25 +1,25 @@
-"""Gather the results.json files of the evaluation runs into the Markdown tables of the README
-(CPU-scale counterparts of the paper's Tables 1, 3 and 4). Nothing is typed by hand: every number
-comes from a results.json written by `cai-hub evaluate`.
+"""Gather evaluation runs into the Markdown tables of the README (CPU-scale counterparts of the
+paper's Tables 1, 3 and 4). Nothing is typed by hand: every metric comes from a results.json written by
+`cai-hub evaluate`, every Δ and interval from the runs' per-image histograms (paired bootstrap over test
+images, 2000 resamples, matched seeds: `cai.eval.bootstrap`).
 
-    python recipes/evaluate/collect_tables.py --runs runs > /tmp/tables.md
+    python recipes/evaluate/collect_tables.py runs/* > /tmp/tables.md
+
+Runs are pooled by target; a synthesizer found in several runs is taken from the last folder given.
 """
 import argparse
-import json
 import math
-from pathlib import Path
+
+from cai.eval.bootstrap import describe
+from cai.eval.collect import compare, load_runs
 
 TARGETS = (("grid", "MVTec grid"), ("hazelnut", "MVTec hazelnut"), ("ksdd", "KolektorSDD"))
-TABLE1 = ("cai-n", "cai-m", "nsa-n", "nsa-m", "cutpaste", "draem")
-TABLE3 = ("cai-n", "cai-paste", "cai-no-stm", "cai-no-ils")
+DEFAULT = "cai"
+TABLE1 = ("cai", "cutpaste", "nsa-n", "nsa-m", "draem", "glass-las")
+TABLE3 = ("cai", "cai-n", "cai-paste", "cai-r", "cai-mix", "cai-n+refine", "cai-paste+refine",
+          "cai-paste+refine+aug", "cai-paste+refine+chmask", "cai-n+gain3")
 TABLE4 = ("cai-433", "cai-622", "cai-262", "cai-226")
 METRICS = (("pixel_auroc", "P-AUROC"), ("pixel_ap", "P-AP"), ("pro", "PRO"), ("image_auroc", "I-AUROC"))
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", default="runs", help="folder holding <target> and <target>_abl run folders")
-    return parser.parse_args()
 
 
 def cell(pair):
@@ -27,45 +27,50 @@ def cell(pair):
     return "n/a" if mean is None or math.isnan(mean) else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def load(runs: Path, name: str):
-    path = runs / name / "results.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def table(title, runs: Path, suffix: str, synths) -> list[str]:
+def table(title, targets, synths, delta_title, delta) -> list[str]:
+    """``delta(entries, synth)`` -> bootstrap dict or None, shown in the last column."""
     lines = [f"### {title}", ""]
     for key, label in TARGETS:
-        res = load(runs, key + suffix)
-        if res is None:
+        entries = targets.get(key, {})
+        rows = [s for s in synths if s in entries]
+        if not rows:
             lines += [f"**{label}**: not run.", ""]
             continue
-        profile = res["profile"]["name"]
-        head = ["synthesizer"] + [f"{m} [{profile}]" for _, m in METRICS] + ["FD-Lite0 ↓"]
-        t = res["target"]
-        lines += [f"**{label}** — {t['train_normals']} training normals, test {t['test_images']} images "
-                  f"({', '.join(f'{k} {v}' for k, v in t['test_per_class'].items())}), seeds "
-                  f"{', '.join(map(str, res['seeds']))}; CPU {res['cpu_seconds']:.0f} s, wall {res['wall_seconds']:.0f} s.",
-                  "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for s in synths:
-            r = res["synthesizers"].get(s)
-            if r is None:
-                lines.append(f"| {s} | " + " | ".join(["not run"] * (len(head) - 1)) + " |")
-                continue
-            fd = r.get("fd", {}).get("lite0")
-            lines.append("| " + " | ".join([s] + [cell(r["summary"][k]) for k, _ in METRICS]
-                                           + ["n/a" if fd is None else f"{fd:.1f}"]) + " |")
+        head = ["synthesizer", "seeds"] + [m for _, m in METRICS] + ["FD-Lite0 ↓", delta_title]
+        lines += [f"**{label}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for s in rows:
+            e = entries[s]
+            metrics = [cell(e.summary[k]) if e.summary else "n/a" for k, _ in METRICS]
+            if not e.summary:  # a run that did not finish: P-AP from its histograms
+                metrics[1] = f"{100 * e.pixel_ap:.1f} (hist.)"
+            fd = e.fd.get("lite0")
+            d = delta(entries, s)
+            lines.append("| " + " | ".join([s, str(len(e.seeds))] + metrics + ["n/a" if fd is None else f"{fd:.1f}",
+                                                                                 describe(d) if d else "—"]) + " |")
         lines.append("")
     return lines
 
 
 def main():
-    args = parse_args()
-    runs = Path(args.runs)
-    out = []
-    out += table("Table 1 (CPU scale): CAI against the baselines", runs, "", TABLE1)
-    out += table("Table 3 (CPU scale): CAI ablations — injection mode, scale matching (STM), "
-                 "injection location selection (ILS)", runs, "_abl", TABLE3)
-    out += table("Table 4 (CPU scale): scale mix large/medium/small per 10 pseudo anomalies", runs, "_abl", TABLE4)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("runs", nargs="+", help="run folders of cai-hub evaluate")
+    ap.add_argument("--n-boot", type=int, default=2000)
+    args = ap.parse_args()
+    targets = load_runs(args.runs)
+
+    def default_minus(entries, s):
+        return compare(entries[DEFAULT], entries[s], args.n_boot) if DEFAULT in entries and s != DEFAULT else None
+
+    def minus_default(entries, s):
+        return compare(entries[s], entries[DEFAULT], args.n_boot) if DEFAULT in entries and s != DEFAULT else None
+
+    out = table("Table 1 (CPU scale): the default CAI against the baselines", targets, TABLE1,
+                f"Δ P-AP: {DEFAULT} − row [95% CI]", default_minus)
+    out += table("Table 3 (CPU scale): CAI ablations and the quality variants", targets, TABLE3,
+                 f"Δ P-AP: row − {DEFAULT} [95% CI]", minus_default)
+    out += table("Table 4 (CPU scale): scale mix large/medium/small per 10 pseudo anomalies", targets, TABLE4,
+                 "Δ P-AP vs cai-433 [95% CI]",
+                 lambda e, s: compare(e[s], e["cai-433"], args.n_boot) if "cai-433" in e and s != "cai-433" else None)
     print("\n".join(out))
 
 

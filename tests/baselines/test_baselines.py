@@ -377,8 +377,13 @@ def test_draem_uses_given_textures_and_mask_is_perlin_mask():
 def test_default_cai_unchanged_by_the_hooks(bank, normals):
     fg = _disk()
     ref = CAISynthesizer(bank).synthesize(normals[0], fg, 0, 1)
-    for synth in (make_synthesizer("cai-n", bank=bank), CAIVariant(bank, variant="x")):
+    for synth in (make_synthesizer("cai", bank=bank), CAIVariant(bank, variant="x")):
         assert [_key(r) for r in synth.synthesize(normals[0], fg, 0, 1)] == [_key(r) for r in ref]
+    # the named variants keep the settings they were measured with
+    measured = CAIConfig(mode="normal", refine_mask=False, augment=False, mask_rule="luma")
+    ref_n = CAISynthesizer(bank, measured).synthesize(normals[0], fg, 0, 1)
+    assert [_key(r) for r in make_synthesizer("cai-n", bank=bank).synthesize(normals[0], fg, 0, 1)] == \
+        [_key(r) for r in ref_n]
 
 
 def test_cai_no_stm_keeps_pattern_size(bank, normals):
