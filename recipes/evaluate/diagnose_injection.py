@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -105,13 +107,14 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = {}
+    cache = tempfile.mkdtemp(prefix="cai-diagnose-")
     for tname in args.targets.split(","):
         kind, root, category = TARGETS[tname]
         target = load_eval_target(kind, root, category, max_normals=args.normals)
         normals, is_grey = load_normals(target.train, 256)
         fg_fn = make_foreground("auto", category=category)
         fgs = [np.asarray(fg_fn(n[..., 0] if is_grey else n), bool) for n in normals]
-        bank, *_ = _pattern_bank(args.daad, target.guard_sources, (), out / ".cache")
+        bank, *_ = _pattern_bank(args.daad, target.guard_sources, (), Path(cache))
         real = real_contrast(target)
         print(f"{tname:9s} {'real test defects':22s} n {len(real):3d}  |contrast| {np.median(real):5.1f} "
               f"[{np.percentile(real, 25):.1f}, {np.percentile(real, 75):.1f}]", flush=True)
@@ -163,6 +166,7 @@ def main():
         cv2.imwrite(str(out / f"{tname}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
         table[tname] = rows
     (out / "diagnostics.json").write_text(json.dumps(table, indent=1))
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":
