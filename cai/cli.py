@@ -194,7 +194,7 @@ def _seeds(ctx, param, value):
 @click.option("--category", default=None, help="MVTec AD category, e.g. grid.")
 @click.option("--test-root", default=None, help="--target folder: a folder with images/ and masks/ of the test set.")
 @click.option("--daad", default=None, help="Anomaly set for the cai-* synthesizers (folder or hub id).")
-@click.option("--synth", "synths", default="cai-n,cai-m,nsa-n,nsa-m,cutpaste,draem", show_default=True,
+@click.option("--synth", "synths", default="cai,cutpaste,nsa-n,nsa-m,draem,glass-las", show_default=True,
               help="Comma-separated synthesizer names (cai.baselines.SYNTHESIZERS).")
 @click.option("--profile", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True,
               help="Detector profile: cpu (frozen EfficientNet-Lite0 + head) or paper (DRAEM UNet, for a GPU).")

@@ -86,6 +86,8 @@ def render_card(out, summary: dict, load_id: str | None = None) -> Path:
         target=summary["target"], category=summary["category"], made=summary["made"], normals=summary["normals"],
         slots=summary["slots"], quota=summary["config"]["quota"], skipped=summary["skipped"],
         mode=summary["config"]["mode"], threshold=summary["config"]["threshold"],
+        refine_mask=summary["config"].get("refine_mask", False), augment=summary["config"].get("augment", False),
+        mask_rule=summary["config"].get("mask_rule", "luma"),
         median_ksize=summary["config"]["median_ksize"], min_component=summary["config"]["min_component"], size=summary["size"], seed=summary["seed"],
         foreground=summary["foreground"]["used"], anomaly_set=summary["anomaly_set"],
         patterns=summary["patterns"].get("patterns"), excluded=", ".join(summary["leakage_guard"]["excluded_sources"]),

@@ -65,7 +65,7 @@ class EvalOptions:
     out: str
     category: str | None = None
     daad: str | None = None
-    synths: tuple[str, ...] = ("cai-n", "cai-m", "nsa-n", "nsa-m", "cutpaste", "draem")
+    synths: tuple[str, ...] = ("cai", "cutpaste", "nsa-n", "nsa-m", "draem", "glass-las")
     profile: str = "cpu"
     seeds: tuple[int, ...] = (0, 1, 2)
     test_root: str | None = None
