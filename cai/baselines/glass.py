@@ -20,7 +20,7 @@ from ..engine.inject import match_colour_mode
 from ..engine.synthesizer import Skipped
 from ._common import _check_positive_int, _made, _prepare, _resamples, _run_slots
 from .perlin import perlin_mask
-from .textures import TextureSet, texture_set
+from .textures import TextureSet, _autocontrast, _equalize, _rotate, augment_texture, texture_set
 
 
 def _contrast(x, rng, colour):
@@ -57,24 +57,6 @@ def _greyscale(x, rng, colour):
     return np.repeat(grey[..., None], 3, axis=2)
 
 
-def _autocontrast(x, rng, colour):
-    lo, hi = x.min(axis=(0, 1), keepdims=True), x.max(axis=(0, 1), keepdims=True)
-    return np.where(hi > lo, (x - lo) * 255.0 / np.maximum(hi - lo, 1e-6), x)
-
-
-def _equalize(x, rng, colour):
-    u8 = np.clip(np.rint(x), 0, 255).astype(np.uint8)
-    if u8.ndim == 2:
-        return cv2.equalizeHist(u8).astype(np.float32)
-    return np.stack([cv2.equalizeHist(np.ascontiguousarray(u8[..., c])) for c in range(3)], axis=2).astype(np.float32)
-
-
-def _rotate(x, rng, colour):
-    H, W = x.shape[:2]
-    m = cv2.getRotationMatrix2D(((W - 1) / 2, (H - 1) / 2), float(rng.uniform(-45, 45)), 1.0)
-    return cv2.warpAffine(x, m, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-
 #: GLASS's texture augmentations (torchvision in the original), in its order.
 GLASS_AUGMENTERS = {
     "contrast": _contrast, "brightness": _brightness, "saturation_hue": _saturation_hue, "hflip": _hflip,
@@ -101,21 +83,7 @@ def glass_augment(texture, rng=None, n_ops: int = 3) -> tuple[np.ndarray, tuple[
     texture : uint8 ndarray, the input's shape
     ops : tuple of str
     """
-    texture = check_image(texture, "texture")
-    if texture.dtype != np.uint8:
-        raise ValueError(f"texture must be uint8, got {texture.dtype}")
-    if not 0 <= n_ops <= len(GLASS_AUGMENTERS):
-        raise ValueError(f"n_ops must be in [0, {len(GLASS_AUGMENTERS)}], got {n_ops}")
-    rng = np.random.default_rng(rng)
-    if texture.ndim == 3 and texture.shape[2] == 1:
-        texture = texture[..., 0]
-    colour = texture.ndim == 3
-    names = list(GLASS_AUGMENTERS)
-    ops = tuple(names[i] for i in rng.choice(len(names), n_ops, replace=False))
-    x = texture.astype(np.float32)
-    for op in ops:
-        x = np.clip(GLASS_AUGMENTERS[op](x, rng, colour), 0, 255).astype(np.float32)
-    return np.rint(x).astype(np.uint8), ops
+    return augment_texture(texture, rng, n_ops, augmenters=GLASS_AUGMENTERS)
 
 
 def glass_mask(shape, foreground, rng, max_exponent: int = 6, threshold: float = 0.5) -> np.ndarray:

@@ -81,7 +81,7 @@ _AUGMENTERS = {
 }
 
 
-def augment_texture(texture, rng=None, n_ops: int = 3) -> tuple[np.ndarray, tuple[str, ...]]:
+def augment_texture(texture, rng=None, n_ops: int = 3, augmenters=None) -> tuple[np.ndarray, tuple[str, ...]]:
     """``n_ops`` distinct DRAEM augmenters, drawn at random and applied in the drawn order.
 
     The augmenters: per-channel gamma contrast (0.5-2), brightness (x 0.8-1.2, + -30..30), sharpness,
@@ -111,17 +111,18 @@ def augment_texture(texture, rng=None, n_ops: int = 3) -> tuple[np.ndarray, tupl
     texture = check_image(texture, "texture")
     if texture.dtype != np.uint8:
         raise ValueError(f"texture must be uint8, got {texture.dtype}")
-    if not 0 <= n_ops <= len(_AUGMENTERS):
-        raise ValueError(f"n_ops must be in [0, {len(_AUGMENTERS)}], got {n_ops}")
+    augmenters = _AUGMENTERS if augmenters is None else augmenters
+    if not 0 <= n_ops <= len(augmenters):
+        raise ValueError(f"n_ops must be in [0, {len(augmenters)}], got {n_ops}")
     rng = np.random.default_rng(rng)
     if texture.ndim == 3 and texture.shape[2] == 1:
         texture = texture[..., 0]
     colour = texture.ndim == 3
-    names = list(_AUGMENTERS)
+    names = list(augmenters)
     ops = tuple(names[i] for i in rng.choice(len(names), n_ops, replace=False))
     x = texture.astype(np.float32)
     for op in ops:
-        x = np.clip(_AUGMENTERS[op](x, rng, colour), 0, 255).astype(np.float32)
+        x = np.clip(augmenters[op](x, rng, colour), 0, 255).astype(np.float32)
     return np.rint(x).astype(np.uint8), ops
 
 
