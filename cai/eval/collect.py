@@ -71,6 +71,20 @@ def load_runs(folders) -> dict[str, dict[str, SynthRuns]]:
     return targets
 
 
+def fill_fd(targets: dict, specs) -> None:
+    """Fill FD-Lite0 values a run did not record (e.g. an interrupted run) from JSON files written by
+    ``recipes/evaluate/authenticity.py``; ``specs`` are ``"TARGET=FILE"`` strings. Values already in a
+    results.json are kept."""
+    for spec in specs or ():
+        target, _, path = spec.partition("=")
+        if not path:
+            raise ValueError(f"expected TARGET=FILE, got {spec!r}")
+        for synth, value in json.loads(Path(path).read_text()).items():
+            entry = targets.get(target, {}).get(synth)
+            if entry is not None and "lite0" not in entry.fd:
+                entry.fd = {**entry.fd, "lite0": float(value), "source": Path(path).name}
+
+
 def compare(a: SynthRuns, b: SynthRuns, n_boot: int = 2000) -> dict:
     """Paired bootstrap of pixel AP, ``a`` minus ``b``, over their common seeds."""
     seeds = sorted(set(a.seeds) & set(b.seeds))
@@ -79,4 +93,4 @@ def compare(a: SynthRuns, b: SynthRuns, n_boot: int = 2000) -> dict:
     return paired_bootstrap([a.seeds[s] for s in seeds], [b.seeds[s] for s in seeds], n_boot=n_boot)
 
 
-__all__ = ["SynthRuns", "load_runs", "compare", "target_name"]
+__all__ = ["SynthRuns", "load_runs", "compare", "fill_fd", "target_name"]

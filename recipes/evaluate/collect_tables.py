@@ -11,7 +11,7 @@ import argparse
 import math
 
 from cai.eval.bootstrap import describe
-from cai.eval.collect import compare, load_runs
+from cai.eval.collect import compare, fill_fd, load_runs
 
 TARGETS = (("grid", "MVTec grid"), ("hazelnut", "MVTec hazelnut"), ("ksdd", "KolektorSDD"))
 DEFAULT = "cai"
@@ -55,8 +55,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", help="run folders of cai-hub evaluate")
     ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--fd", action="append", default=[], metavar="TARGET=FILE",
+                    help="FD-Lite0 values from recipes/evaluate/authenticity.py for runs that did not record them")
     args = ap.parse_args()
     targets = load_runs(args.runs)
+    fill_fd(targets, args.fd)
 
     def default_minus(entries, s):
         return compare(entries[DEFAULT], entries[s], args.n_boot) if DEFAULT in entries and s != DEFAULT else None

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cai.eval.bootstrap import describe
-from cai.eval.collect import compare, load_runs
+from cai.eval.collect import compare, fill_fd, load_runs
 
 
 def fd_ok(entry, ref, tolerance: float) -> bool:
@@ -37,8 +37,11 @@ def main():
     ap.add_argument("--fd-tolerance", type=float, default=0.10)
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--fd", action="append", default=[], metavar="TARGET=FILE",
+                    help="FD-Lite0 values from recipes/evaluate/authenticity.py for runs that did not record them")
     args = ap.parse_args()
     targets = load_runs(args.runs)
+    fill_fd(targets, args.fd)
     out = {"per_target": {}, "loo": {}}
     for tname, synths in targets.items():
         ref = synths.get(args.reference)

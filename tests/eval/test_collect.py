@@ -1,0 +1,53 @@
+"""Pooling evaluation runs: per-image histograms by target, FD filling, paired comparison."""
+import json
+
+import numpy as np
+import pytest
+
+from cai.eval.bootstrap import save_histograms, score_histograms
+from cai.eval.collect import compare, fill_fd, load_runs
+
+
+def _run(folder, target, synths, strength, images=("good/a.png", "crack/b.png", "crack/c.png")):
+    rng = np.random.default_rng(len(str(folder)))
+    masks = [np.zeros((16, 16), bool) for _ in images]
+    masks[1][4:8, 4:8] = True
+    masks[2][9:12, 2:10] = True
+    for synth, s in zip(synths, strength):
+        for seed in (0, 1):
+            maps = [rng.normal(size=(16, 16)) + s * m for m in masks]
+            save_histograms(folder / "per_image" / f"{synth}__seed{seed}.npz", *score_histograms(maps, masks), images)
+    (folder / "results.json").write_text(json.dumps({
+        "target": {"kind": "mvtec", "name": "mvtec_ad", "category": target},
+        "synthesizers": {s: {"summary": {"pixel_ap": [0.5, 0.1]}, "fd": {"lite0": 10.0}} for s in synths[:1]}}))
+    return folder
+
+
+def test_runs_pool_by_target_and_compare(tmp_path):
+    a = _run(tmp_path / "w1_grid", "grid", ["cai", "cutpaste"], [4.0, 0.5])
+    b = _run(tmp_path / "base_grid", "grid", ["draem"], [0.2])
+    targets = load_runs([a, b])
+    assert set(targets) == {"grid"} and set(targets["grid"]) == {"cai", "cutpaste", "draem"}
+    assert targets["grid"]["cai"].summary == {"pixel_ap": [0.5, 0.1]} and targets["grid"]["draem"].summary is None
+    assert targets["grid"]["cai"].pixel_ap > targets["grid"]["draem"].pixel_ap
+    d = compare(targets["grid"]["cai"], targets["grid"]["draem"], n_boot=200)
+    assert d["diff"] > 0 and d["n_images"] == 3
+
+
+def test_fill_fd_keeps_recorded_values_and_fills_missing(tmp_path):
+    run = _run(tmp_path / "w1_grid", "grid", ["cai", "cai-n"], [1.0, 1.0])
+    targets = load_runs([run])
+    fd_file = tmp_path / "fd.json"
+    fd_file.write_text(json.dumps({"cai": 99.0, "cai-n": 12.5}))
+    fill_fd(targets, [f"grid={fd_file}"])
+    assert targets["grid"]["cai"].fd["lite0"] == 10.0  # recorded by the run
+    assert targets["grid"]["cai-n"].fd["lite0"] == 12.5
+    with pytest.raises(ValueError, match="TARGET=FILE"):
+        fill_fd(targets, ["grid"])
+
+
+def test_runs_on_other_test_images_are_refused(tmp_path):
+    a = _run(tmp_path / "w1_grid", "grid", ["cai"], [1.0])
+    b = _run(tmp_path / "w2_grid", "grid", ["draem"], [1.0], images=("good/x.png", "crack/b.png", "crack/c.png"))
+    with pytest.raises(ValueError, match="other test images"):
+        load_runs([a, b])
