@@ -28,7 +28,7 @@ def test_runs_pool_by_target_and_compare(tmp_path):
     b = _run(tmp_path / "base_grid", "grid", ["draem"], [0.2])
     targets = load_runs([a, b])
     assert set(targets) == {"grid"} and set(targets["grid"]) == {"cai", "cutpaste", "draem"}
-    assert targets["grid"]["cai"].summary == {"pixel_ap": [0.5, 0.1]} and targets["grid"]["draem"].summary is None
+    assert targets["grid"]["cai"].summary == {"pixel_ap": [0.5, 0.1]} and targets["grid"]["cutpaste"].summary is None
     assert targets["grid"]["cai"].pixel_ap > targets["grid"]["draem"].pixel_ap
     d = compare(targets["grid"]["cai"], targets["grid"]["draem"], n_boot=200)
     assert d["diff"] > 0 and d["n_images"] == 3
