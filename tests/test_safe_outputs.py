@@ -334,8 +334,17 @@ def test_evaluate_refuses_someones_folder(tmp_path, normal_folder):
     pytest.importorskip("torch")
     out = _user_folder(tmp_path / "mine")
     before = _snapshot(out)
+    test_root = tmp_path / "test"
+    (test_root / "images" / "crack").mkdir(parents=True)
+    (test_root / "masks" / "crack").mkdir(parents=True)
+    first = sorted(p for p in Path(normal_folder).rglob("*") if p.is_file())[0]
+    image = np.asarray(Image.open(first).convert("RGB"))
+    Image.fromarray(image).save(test_root / "images" / "crack" / "x.png")
+    mask = np.zeros(image.shape[:2], np.uint8)
+    mask[4:12, 4:12] = 255
+    Image.fromarray(mask).save(test_root / "masks" / "crack" / "x.png")
     result = _invoke(["evaluate", "--target", "folder", "--root", str(normal_folder), "--synth", "cutpaste",
-                      "--out", str(out)])
+                      "--test-root", str(test_root), "--out", str(out)])
     _assert_clean_error(result, "--out")
     assert _snapshot(out) == before
 
@@ -406,3 +415,20 @@ def test_legacy_folder_is_adopted_only_with_its_marker_and_names(tmp_path):
         claim(other, "build-synthetic", legacy_marker=".cai/run.json", legacy_names=(".cai", "summary.json"))
     assert not (other / MANIFEST).exists()
     assert sorted(os.listdir(other)) == [".cai", "notes.txt"]
+
+
+def test_evaluate_reads_every_input_before_writing(tmp_path):
+    from click.testing import CliRunner
+
+    from cai.cli import main
+
+    out = tmp_path / "eval_out"
+    for args in (["--synth", "cai-nope"], ["--root", str(tmp_path / "missing")], ["--daad", str(tmp_path / "nothing")]):
+        base = {"--synth": "cai", "--root": str(tmp_path / "normals"), "--daad": str(tmp_path / "aset")}
+        base.update(dict(zip(args[::2], args[1::2])))
+        cmd = ["evaluate", "--target", "folder", "--out", str(out), "--test-root", str(tmp_path / "test")]
+        for k, v in base.items():
+            cmd += [k, v]
+        res = CliRunner().invoke(main, cmd)
+        assert res.exit_code != 0 and "Traceback" not in res.output
+        assert not out.exists(), (args, res.output)

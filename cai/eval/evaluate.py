@@ -265,6 +265,26 @@ def _evaluate(o: EvalOptions) -> dict:
     if not o.seeds:
         raise EvaluationError("no seed given")
     config: DetectorConfig = get_profile(o.profile, **o.detector)
+    from cai.baselines.registry import CAI_MODIFIERS, SYNTHESIZERS
+    for name in o.synths:  # names checked before anything is written
+        base, *mods = name.split("+")
+        if base not in SYNTHESIZERS or any(m not in CAI_MODIFIERS for m in mods):
+            raise EvaluationError(f"--synth {name}: unknown synthesizer; choose from {', '.join(SYNTHESIZERS)} "
+                                  f"(cai* names take +{'/+'.join(CAI_MODIFIERS)})")
+
+    # every input is read before the output folder is claimed
+    target: EvalTarget = load_eval_target(o.target, o.root, o.category, o.test_root, o.max_normals)
+    normals, is_grey = load_normals(target.train, o.synth_size)
+    from cai.foreground import make_foreground
+    fg_fn = make_foreground(o.foreground, category=o.category)
+    foregrounds = [np.asarray(fg_fn(n[..., 0] if is_grey else n), bool) for n in normals]
+    needs_bank = any(s.startswith("cai") for s in o.synths)
+    if needs_bank:
+        if not o.daad:
+            raise EvaluationError("the cai-* synthesizers need an anomaly set (--daad)")
+        from cai.anomaly_set import load_anomaly_set
+        load_anomaly_set(o.daad)
+
     out = Path(o.out)
     folder = _claim_out(o)
     cache = out / ".cache"
@@ -272,17 +292,8 @@ def _evaluate(o: EvalOptions) -> dict:
     log_path = folder.path("train_log.jsonl")
     log_path.write_text("")
 
-    target: EvalTarget = load_eval_target(o.target, o.root, o.category, o.test_root, o.max_normals)
-    normals, is_grey = load_normals(target.train, o.synth_size)
-    from cai.foreground import make_foreground
-    fg_fn = make_foreground(o.foreground, category=o.category)
-    foregrounds = [np.asarray(fg_fn(n[..., 0] if is_grey else n), bool) for n in normals]
-
-    needs_bank = any(s.startswith("cai") for s in o.synths)
     bank, aset, excluded, set_sources = None, None, list(o.exclude_sources), []
     if needs_bank:
-        if not o.daad:
-            raise EvaluationError("the cai-* synthesizers need an anomaly set (--daad)")
         bank, aset, excluded, set_sources = _pattern_bank(o.daad, target.guard_sources, o.exclude_sources, cache)
     synths = make_synthesizers(o.synths, bank=bank, normals=normals, texture_dir=o.texture_dir,
                                per_image=o.per_image)
