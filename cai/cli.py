@@ -96,6 +96,9 @@ def main(ctx, debug):
 @click.option("--rembg-model-dir", default=None, help="Folder holding the rembg .onnx file (default: $U2NET_HOME).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Normal images per parquet shard (a finished shard survives an interruption).")
+@click.option("--png-level", type=click.IntRange(0, 9), default=6, show_default=True,
+              help="zlib level of the output PNGs: every level decodes to the same pixels; 1 encodes faster, "
+                   "files are larger.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an earlier cai-hub output in --out: removes only the files it lists as its own.")
 @click.option("--push-to-hub", "push_to_hub", default=None, callback=_hub_id,
@@ -104,8 +107,8 @@ def main(ctx, debug):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, mode, refine_mask, augment,
                         mask_rule, median_ksize, border, quota, size, num_proc, seed, threshold, classes,
-                        exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, overwrite, push_to_hub,
-                        private, quiet):
+                        exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, png_level, overwrite,
+                        push_to_hub, private, quiet):
     """Inject real defects from an anomaly set into a target's normal images.
 
     With neither --target nor --daad it runs on the embedded default sample (real cracks and fabric
@@ -130,7 +133,7 @@ def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out
                              mask_rule=mask_rule, median_ksize=median_ksize, border=border), size=size, seed=seed, num_proc=num_proc,
             classes=classes, exclude_sources=exclude_source, foreground=foreground, rembg_model=rembg_model,
             rembg_model_dir=rembg_model_dir, shard_size=shard_size, overwrite=overwrite, push_to_hub=push_to_hub,
-            private=private, anomaly_class=anomaly_class, source=source)
+            private=private, anomaly_class=anomaly_class, source=source, png_level=png_level)
         summary = build_synthetic(options, progress=not quiet, echo=lambda line: click.echo(line, err=True))
     except (AnomalySetError, BuildError, TargetError, ForegroundUnavailable, BadInput, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
