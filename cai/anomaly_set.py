@@ -269,10 +269,43 @@ def cached_patterns(ds: datasets.Dataset, classes=None, exclude_sources=(), cont
     return str(path), datasets.load_from_disk(str(path)), report
 
 
+REFINED_FILE = "refined-v1.npz"  # refine_defect_mask of every pattern, default parameters
+
+
+def ensure_refined_masks(path: str) -> Path:
+    """Store ``refine_defect_mask(image, mask)`` of every pattern saved in ``path`` (once per
+    anomaly-set content: a later run finds the file) as ``path / REFINED_FILE``, one (h, w) bool
+    array per pattern under the key ``str(i)``; return the file."""
+    from .engine.refine import refine_defect_mask
+
+    target = Path(path) / REFINED_FILE
+    if not target.is_file():
+        bank = pattern_bank(datasets.load_from_disk(str(path)))
+        arrays = {str(i): refine_defect_mask(*bank.load(i)) for i in range(len(bank.long_sides))}
+        tmp = target.with_name(f".{REFINED_FILE}.tmp-{os.getpid()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, target)
+    return target
+
+
 @functools.lru_cache(maxsize=4)
 def open_pattern_bank(path: str, cache_size: int = 4096) -> PatternBank:
-    """A :class:`PatternBank` over patterns saved with ``save_to_disk`` (one per process, cached)."""
-    return pattern_bank(datasets.load_from_disk(path), cache_size=cache_size)
+    """A :class:`PatternBank` over patterns saved with ``save_to_disk`` (one per process, cached);
+    refined masks come from :func:`ensure_refined_masks`' file when it is there."""
+    bank = pattern_bank(datasets.load_from_disk(path), cache_size=cache_size)
+    stored: dict = {}
+
+    def refined(i: int):
+        if "file" not in stored:
+            file = Path(path) / REFINED_FILE
+            if not file.is_file():
+                return None  # not stored (yet): the synthesizer refines it itself
+            with np.load(file) as npz:
+                stored["file"] = {int(k): npz[k] for k in npz.files}
+        return stored["file"].get(int(i))
+
+    bank.refined = refined
+    return bank
 
 
 def pattern_bank(ds: datasets.Dataset, cache_size: int = 4096, **prepare_kwargs) -> PatternBank:

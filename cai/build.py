@@ -8,6 +8,7 @@ and the hub read.
 from __future__ import annotations
 
 import functools
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import datasets
 import numpy as np
 
 from . import runloop
-from .anomaly_set import cached_patterns, load_anomaly_set, open_pattern_bank
+from .anomaly_set import cached_patterns, ensure_refined_masks, load_anomaly_set, open_pattern_bank
 from .engine.config import CAIConfig
 from .imageio import BadInput, encode_png, load_rgb
 from .engine.synthesizer import CAISynthesizer, PseudoAnomaly
@@ -86,6 +87,13 @@ def _slot_row(result, normal_file: str, normal_index: int, mode: str, seed: int,
     return row
 
 
+@functools.lru_cache(maxsize=4)
+def _synthesizer(patterns_path: str, config_json: str) -> CAISynthesizer:
+    """One synthesizer per process and run: what it keeps per pattern (refined masks) is reused by
+    every batch instead of being computed again for each."""
+    return CAISynthesizer(open_pattern_bank(patterns_path), CAIConfig.from_dict(json.loads(config_json)))
+
+
 def synthesize_batch(batch, patterns_path: str, config: dict, seed: int, size: int, foreground: str,
                      category, rembg_model: str, rembg_model_dir, png_level: int = 6):
     """``Dataset.map`` function (batched): normal images in, one row per pseudo-anomaly slot out.
@@ -94,7 +102,7 @@ def synthesize_batch(batch, patterns_path: str, config: dict, seed: int, size: i
     ``file`` and ``normal_index``; the rows follow ``MAP_FEATURES`` (image / mask / placed_mask as
     PNG ``{"bytes", "path": None}`` values of zlib level ``png_level``)."""
     cfg = CAIConfig.from_dict(config)
-    synth = CAISynthesizer(open_pattern_bank(patterns_path), cfg)
+    synth = _synthesizer(patterns_path, json.dumps(config, sort_keys=True))
     fg_fn = _foreground_fn(foreground, category, rembg_model, rembg_model_dir)
     rows = []
     for image_value, normal_file, normal_index in zip(batch["image"], batch["file"], batch["normal_index"]):
@@ -120,6 +128,8 @@ def _warm_workers(patterns_path: str, config: CAIConfig) -> None:
     bank = open_pattern_bank(patterns_path)
     for i in range(len(bank.long_sides)):
         bank.load(i)
+        if config.refine_mask:
+            bank.refined(i)
     if {"normal", "mixed"} & set(str(config.mode).split("+")):
         from .engine.poisson import poisson_blend
         region = np.zeros((8, 8), bool)
@@ -230,6 +240,8 @@ def _build(options: BuildOptions, progress: bool, echo) -> dict:
                      size=options.size, foreground=foreground, category=category,
                      rembg_model=options.rembg_model, rembg_model_dir=options.rembg_model_dir,
                      png_level=options.png_level)
+    if options.config.refine_mask:  # once per anomaly set, kept beside its cached patterns
+        ensure_refined_masks(patterns_path)
     if options.num_proc > 1:  # workers are forked per shard: they inherit what the parent loaded once
         _warm_workers(patterns_path, options.config)
     # foreground choice is made once here so the summary can say what ran (and errors surface early)

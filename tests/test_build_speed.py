@@ -105,3 +105,32 @@ def test_second_run_reuses_patterns_and_gives_same_bytes(tmp_path, cache, monkey
     build_synthetic(BuildOptions(out=str(tmp_path / "b"), seed=1, num_proc=2), progress=False)
     digest = lambda rows: hashlib.sha256(repr(rows).encode()).hexdigest()  # noqa: E731
     assert digest(_rows(tmp_path / "a")) == digest(_rows(tmp_path / "b"))
+
+
+def test_stored_refined_masks_equal_fresh_refinement(cache):
+    from cai.anomaly_set import cached_patterns, ensure_refined_masks, open_pattern_bank, pattern_bank
+    from cai.engine.refine import refine_defect_mask
+
+    path, patterns, _ = cached_patterns(_sample_set())
+    ensure_refined_masks(path)
+    bank, fresh = open_pattern_bank(path), pattern_bank(patterns)
+    assert bank.refined is not None and fresh.refined is None
+    for i in range(len(fresh.long_sides)):
+        stored = bank.refined(i)
+        assert stored.dtype == bool and np.array_equal(stored, refine_defect_mask(*fresh.load(i)))
+
+
+def test_synthesizer_takes_stored_refined_mask():
+    from cai.engine.config import CAIConfig
+    from cai.engine.synthesizer import CAISynthesizer, PatternBank
+
+    image = np.full((40, 40, 3), 100, np.uint8)
+    mask = np.zeros((40, 40), bool)
+    mask[10:30, 10:30] = True
+    marker = np.zeros((40, 40), bool)
+    marker[0, 0] = True
+    bank = PatternBank(long_sides=[20], anomaly_class=["crack"], source=["s"], ids=["0"],
+                       load=lambda i: (image, mask), refined=lambda i: marker)
+    assert CAISynthesizer(bank, CAIConfig(refine_mask=True))._pattern(0)[1] is marker
+    bank.refined = lambda i: None  # nothing stored: refined here (a flat image keeps the whole mask)
+    assert np.array_equal(CAISynthesizer(bank, CAIConfig(refine_mask=True))._pattern(0)[1], mask)
