@@ -13,8 +13,8 @@ One run prints, each a separate build into a fresh output folder:
 2. steady state, one process, ``--num-proc 1``, pattern cache warm, solver loaded — per mode:
    the default (``paste``) and ``--mode normal`` with our solver and with ``cv2.seamlessClone`` as
    the blend (the same swap as ``bench_pipeline.py``: only ``cai.engine.inject.poisson_blend`` changes;
-   the cv2 comparison concerns Poisson modes only; paste uses no solver), each at PNG level 6 (the
-   default) and 1 (``--png-level 1``: same pixels), with a per-stage breakdown;
+   the cv2 comparison concerns Poisson modes only; paste uses no solver), each at PNG level 1 (the
+   default) and 6 (``--png-level 6``, the level before issue 11: same pixels), with a per-stage breakdown;
 3. peak RSS of a whole run (fresh process) for ``--rss-normals`` (default 100 and 1000 normals);
 4. throughput for ``--num-proc 1`` vs ``2`` (steady state, same process).
 
@@ -151,7 +151,7 @@ class Stages:
             setattr(owner, name, orig)
 
 
-def run_build(normals: Path, aset: Path, out: Path, mode: str, num_proc: int = 1, png_level: int = 6,
+def run_build(normals: Path, aset: Path, out: Path, mode: str, num_proc: int = 1, png_level: int = 1,
               blend=None, stages: bool = False) -> dict:
     """One build in this process; returns wall s, made, ms per pseudo anomaly, stage seconds."""
     import cai.engine.inject
@@ -177,7 +177,8 @@ def run_build(normals: Path, aset: Path, out: Path, mode: str, num_proc: int = 1
             timer.__exit__()
         cai.engine.inject.poisson_blend = ours
     made = summary["made"]
-    result = {"wall_s": wall, "made": made, "ms": 1000 * wall / made}
+    size = sum(p.stat().st_size for p in (out / "data").glob("*.parquet"))
+    result = {"wall_s": wall, "made": made, "ms": 1000 * wall / made, "parquet_mib": size / 2**20}
     if timer:
         t = dict(timer.t)
         t["other"] = wall - sum(t.values())
@@ -258,11 +259,12 @@ def main():
     rows = {}
     for label, mode, blend in (("paste (default)", "paste", None), ("normal, ours", "normal", None),
                                ("normal, cv2", "normal", cv2_blend)):
-        for level in (6, 1):
+        for level in (1, 6):
             r = run_build(normals, aset, work / "steady", mode, png_level=level, blend=blend, stages=True)
             rows[(mode, blend is not None, level)] = r
-            print(f"  {label:<16} png {level}: {r['ms']:6.2f} ms  [{fmt_stages(r['stages_ms'])}]  made {r['made']}")
-    for level in (6, 1):
+            print(f"  {label:<16} png {level}: {r['ms']:6.2f} ms  [{fmt_stages(r['stages_ms'])}]  made {r['made']}, "
+                  f"parquet {r['parquet_mib']:.1f} MiB")
+    for level in (1, 6):
         ours_n, cv2_n, paste = (rows[("normal", False, level)]["ms"], rows[("normal", True, level)]["ms"],
                                 rows[("paste", False, level)]["ms"])
         print(f"  png {level}: cv2 normal / ours normal = {cv2_n / ours_n:.2f}x; "
@@ -282,7 +284,7 @@ def main():
 
     # 4. num_proc
     if not args.skip_num_proc:
-        print("\nthroughput by --num-proc (steady state, default mode, png 6)")
+        print("\nthroughput by --num-proc (steady state, default mode, default png level 1)")
         one = None
         for n_proc in (1, 2):
             r = run_build(normals, aset, work / "np", "paste", num_proc=n_proc)

@@ -96,7 +96,7 @@ def main(ctx, debug):
 @click.option("--rembg-model-dir", default=None, help="Folder holding the rembg .onnx file (default: $U2NET_HOME).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Normal images per parquet shard (a finished shard survives an interruption).")
-@click.option("--png-level", type=click.IntRange(0, 9), default=6, show_default=True,
+@click.option("--png-level", type=click.IntRange(0, 9), default=1, show_default=True,
               help="zlib level of the output PNGs: every level decodes to the same pixels; 1 encodes faster, "
                    "files are larger.")
 @click.option("--overwrite", is_flag=True,

@@ -73,7 +73,7 @@ def test_png_level_changes_bytes_not_pixels(tmp_path, cache):
 
     from cai.build import BuildOptions, build_synthetic
 
-    build_synthetic(BuildOptions(out=str(tmp_path / "l6"), seed=3), progress=False)
+    build_synthetic(BuildOptions(out=str(tmp_path / "l6"), seed=3, png_level=6), progress=False)
     build_synthetic(BuildOptions(out=str(tmp_path / "l1"), seed=3, png_level=1), progress=False)
     a, b = _rows(tmp_path / "l6"), _rows(tmp_path / "l1")
     assert len(a) == len(b) > 0
