@@ -39,7 +39,7 @@ from cai.imageio import load_rgb
 from cai.engine.synthesizer import PseudoAnomaly
 
 from . import bootstrap, report
-from .detector import DetectorConfig, get_profile, train_detector
+from .detector import DetectorConfig, FeatureCache, get_profile, train_detector
 from .metrics import average_precision, pixel_metrics
 from .targets import NORMAL_CLASS, EvalTarget, load_eval_target
 
@@ -303,6 +303,7 @@ def _evaluate(o: EvalOptions) -> dict:
     examples_idx = _pick_examples(test_classes, o.examples)
     example_maps, pseudo_examples, curves_pr, curves_pro = {}, {}, {}, {}
     results = {}
+    features = FeatureCache()  # backbone features of the normals and the test set: once for every synth and seed
     for name, synth in synths.items():
         s_wall, s_cpu = time.perf_counter(), time.process_time()
         runs, fd = [], {}
@@ -316,8 +317,9 @@ def _evaluate(o: EvalOptions) -> dict:
             train_images = list(normals) + images
             train_masks = [np.zeros(n.shape[:2], bool) for n in normals] + masks
             detector = train_detector(train_images, train_masks, config, seed=seed, progress=o.progress,
-                                      log_path=log_path, desc=f"{name} seed {seed}", device=o.device)
-            maps = detector.predict(test_images, test_shapes)
+                                      log_path=log_path, desc=f"{name} seed {seed}", device=o.device,
+                                      feature_cache=features, reuse=len(normals))
+            maps = detector.predict(test_images, test_shapes, feature_cache=features)
             m = pixel_metrics(maps, test_masks, return_curves=seed == o.seeds[0])
             m["per_class_ap"] = _per_class_ap(maps, test_masks, test_classes, target.defect_classes)
             pos, neg = bootstrap.score_histograms(maps, test_masks)
