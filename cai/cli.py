@@ -217,8 +217,9 @@ def _seeds(ctx, param, value):
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the profile's epochs.")
 @click.option("--size", type=click.IntRange(min=32), default=None,
               help="Override the profile's input short side (multiple of 32).")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="torch CPU threads (1 is fastest on a busy 2-core machine).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads [default: the cores this process may use]. Results are identical for the "
+                   "same seeds and thread count; another count changes them in the last digits (~1e-7).")
 @click.option("--device", default="auto", show_default=True, help="torch device: auto (CUDA if available), cpu, cuda.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds, out, inception, texture_dir,

@@ -319,6 +319,15 @@ class Detector:
         return maps
 
 
+def default_threads() -> int:
+    """CPU cores this process may run on (its affinity set; ``os.cpu_count()`` where that is unknown)."""
+    import os
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 class FeatureCache:
     """Frozen-backbone features met before, found by content (the same test set or training normals
     for every synthesizer and seed).

@@ -77,7 +77,7 @@ class EvalOptions:
     max_normals: int | None = None
     exclude_sources: tuple[str, ...] = ()
     detector: dict = field(default_factory=dict)  # overrides of the profile's DetectorConfig fields
-    threads: int = 1
+    threads: int | None = None  # None: the cores this process may use (cai.eval.detector.default_threads)
     device: str = "auto"
     examples: int = 4
     progress: bool = True
@@ -249,7 +249,8 @@ def evaluate(target: str, root, category: str | None = None, daad: str | None = 
 def run_evaluation(options: EvalOptions) -> dict:
     """:func:`evaluate` with an :class:`EvalOptions`; torch runs with ``options.threads`` threads."""
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(options.threads)))
+    from .detector import default_threads
+    torch.set_num_threads(default_threads() if options.threads is None else max(1, int(options.threads)))
     try:
         return _evaluate(options)
     finally:

@@ -58,3 +58,16 @@ def test_tiny_evaluation_metrics_identical_with_and_without_cache(tiny, tmp_path
                 assert ra[k] == rb[k], (name, k)
         assert cached["synthesizers"][name]["fd"] == plain["synthesizers"][name]["fd"]
     assert cached["bootstrap"] == plain["bootstrap"]
+
+
+def test_threads_default_to_the_usable_cores(monkeypatch):
+    import os
+
+    from cai.eval.detector import default_threads
+    from cai.eval.evaluate import EvalOptions
+
+    assert EvalOptions(target="folder", root=".", out="x").threads is None  # resolved when the run starts
+    assert default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    assert default_threads() == 7
