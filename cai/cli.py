@@ -96,6 +96,11 @@ def main(ctx, debug):
 @click.option("--rembg-model-dir", default=None, help="Folder holding the rembg .onnx file (default: $U2NET_HOME).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Normal images per parquet shard (a finished shard survives an interruption).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where synthesis runs: this machine (--num-proc workers) or a Ray cluster (Ray Data; "
+                   "the same bytes; needs pip install 'cai-hub[ray]').")
+@click.option("--ray-address", default=None, help="Ray cluster address for --engine ray (default: $RAY_ADDRESS, "
+                                                   "else a local Ray).")
 @click.option("--png-level", type=click.IntRange(0, 9), default=1, show_default=True,
               help="zlib level of the output PNGs: every level decodes to the same pixels; 1 encodes faster, "
                    "files are larger.")
@@ -107,8 +112,8 @@ def main(ctx, debug):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, mode, refine_mask, augment,
                         mask_rule, median_ksize, border, quota, size, num_proc, seed, threshold, classes,
-                        exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, png_level, overwrite,
-                        push_to_hub, private, quiet):
+                        exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, engine, ray_address,
+                        png_level, overwrite, push_to_hub, private, quiet):
     """Inject real defects from an anomaly set into a target's normal images.
 
     With neither --target nor --daad it runs on the embedded default sample (real cracks and fabric
@@ -133,7 +138,8 @@ def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out
                              mask_rule=mask_rule, median_ksize=median_ksize, border=border), size=size, seed=seed, num_proc=num_proc,
             classes=classes, exclude_sources=exclude_source, foreground=foreground, rembg_model=rembg_model,
             rembg_model_dir=rembg_model_dir, shard_size=shard_size, overwrite=overwrite, push_to_hub=push_to_hub,
-            private=private, anomaly_class=anomaly_class, source=source, png_level=png_level)
+            private=private, anomaly_class=anomaly_class, source=source, png_level=png_level,
+            engine=engine, ray_address=ray_address)
         summary = build_synthetic(options, progress=not quiet, echo=lambda line: click.echo(line, err=True))
     except (AnomalySetError, BuildError, TargetError, ForegroundUnavailable, BadInput, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
