@@ -269,20 +269,29 @@ def cached_patterns(ds: datasets.Dataset, classes=None, exclude_sources=(), cont
     return str(path), datasets.load_from_disk(str(path)), report
 
 
-REFINED_FILE = "refined-v1.npz"  # refine_defect_mask of every pattern, default parameters
+@functools.lru_cache(maxsize=1)
+def refined_file_name() -> str:
+    """Name of the stored refined masks: ``refined-<hash>.npz``, the hash over the source of the code
+    that computes them (cai/engine/refine.py and the solver it uses, poisson.py), so a changed
+    refinement never reads masks stored by an earlier one."""
+    from .engine import poisson, refine
+    h = hashlib.sha256()
+    for module in (refine, poisson):
+        h.update(Path(module.__file__).read_bytes())
+    return f"refined-{h.hexdigest()[:16]}.npz"
 
 
 def ensure_refined_masks(path: str) -> Path:
     """Store ``refine_defect_mask(image, mask)`` of every pattern saved in ``path`` (once per
-    anomaly-set content: a later run finds the file) as ``path / REFINED_FILE``, one (h, w) bool
-    array per pattern under the key ``str(i)``; return the file."""
+    anomaly-set content and refinement code: a later run finds the file) as ``path /``
+    :func:`refined_file_name`, one (h, w) bool array per pattern under the key ``str(i)``; return the file."""
     from .engine.refine import refine_defect_mask
 
-    target = Path(path) / REFINED_FILE
+    target = Path(path) / refined_file_name()
     if not target.is_file():
         bank = pattern_bank(datasets.load_from_disk(str(path)))
         arrays = {str(i): refine_defect_mask(*bank.load(i)) for i in range(len(bank.long_sides))}
-        tmp = target.with_name(f".{REFINED_FILE}.tmp-{os.getpid()}.npz")
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, target)
     return target
@@ -297,7 +306,7 @@ def open_pattern_bank(path: str, cache_size: int = 4096) -> PatternBank:
 
     def refined(i: int):
         if "file" not in stored:
-            file = Path(path) / REFINED_FILE
+            file = Path(path) / refined_file_name()
             if not file.is_file():
                 return None  # not stored (yet): the synthesizer refines it itself
             with np.load(file) as npz:

@@ -134,3 +134,17 @@ def test_synthesizer_takes_stored_refined_mask():
     assert CAISynthesizer(bank, CAIConfig(refine_mask=True))._pattern(0)[1] is marker
     bank.refined = lambda i: None  # nothing stored: refined here (a flat image keeps the whole mask)
     assert np.array_equal(CAISynthesizer(bank, CAIConfig(refine_mask=True))._pattern(0)[1], mask)
+
+
+def test_refined_file_follows_the_refinement_code(cache, monkeypatch):
+    import cai.anomaly_set as aset
+    from cai.engine import refine
+
+    name = aset.refined_file_name()
+    assert name.startswith("refined-") and name.endswith(".npz")
+    aset.refined_file_name.cache_clear()
+    monkeypatch.setattr(refine, "__file__", aset.__file__)  # "other refinement code"
+    try:
+        assert aset.refined_file_name() != name
+    finally:
+        aset.refined_file_name.cache_clear()
