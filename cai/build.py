@@ -263,7 +263,8 @@ def _build(options: BuildOptions, progress: bool, echo) -> dict:
     def make_shard(index, tick):
         shard = normals.select(range(index * options.shard_size, min((index + 1) * options.shard_size, len(normals))))
         if packed is not None:
-            slots = ray_engine.synthesize_shard(shard, patterns_path, fn_kwargs, batch_size=2, packed_ref=packed)
+            slots = ray_engine.synthesize_shard(shard, synthesize_batch, patterns_path, fn_kwargs, batch_size=2,
+                                                packed_ref=packed)
         else:
             slots = shard.map(synthesize_batch, batched=True, batch_size=2, fn_kwargs=fn_kwargs,
                               remove_columns=shard.column_names, features=MAP_FEATURES,

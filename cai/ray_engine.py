@@ -4,8 +4,9 @@ The driver (the machine running ``cai-hub``) keeps everything that makes a run r
 reproducible: it claims the output folder, prepares the patterns, splits the normals in shards and
 writes each shard's parquet and marker exactly as the local run does (:mod:`cai.runloop`). Only the
 synthesis of a shard's normals runs on the cluster: ``ray.data.from_items`` over the normals (image
-bytes, file name, index), ``map_batches`` of :func:`cai.build.synthesize_batch` with the local run's
-arguments, rows back to the driver as Arrow IPC in normal-index order. The prepared patterns (and
+bytes, file name, index), ``map_batches`` of the local run's batch function
+(``cai.build.synthesize_batch``, passed in) with its arguments, rows back to the driver as Arrow IPC
+in normal-index order. The prepared patterns (and
 their refined masks) go to the object store once per run (``ray.put``); a worker unpacks them to a
 local folder once per process and every task reuses it. Same seed, same bytes as the local run.
 
@@ -64,15 +65,13 @@ def _patterns_folder(packed_ref, key: str) -> str:
     return _UNPACKED[ref_id]
 
 
-def _task(batch: dict, packed: list, fn_kwargs: dict) -> dict:
+def _task(batch: dict, packed: list, fn, fn_kwargs: dict) -> dict:
     """Ray ``map_batches`` function: a batch of normals (``image`` bytes, ``file``, ``normal_index``)
-    -> its slot rows as one Arrow IPC stream (``ipc``, one element) and its first normal index."""
+    -> ``fn``'s slot rows as one Arrow IPC stream (``ipc``, one element) and its first normal index."""
     import pyarrow as pa
 
-    from .build import synthesize_batch
-
     path = _patterns_folder(packed[0], packed[1])
-    rows = synthesize_batch({"image": [{"bytes": bytes(b), "path": None} for b in batch["image"]],
+    rows = fn({"image": [{"bytes": bytes(b), "path": None} for b in batch["image"]],
                              "file": [str(f) for f in batch["file"]],
                              "normal_index": [int(i) for i in batch["normal_index"]]},
                             patterns_path=path, **fn_kwargs)
@@ -84,7 +83,7 @@ def _task(batch: dict, packed: list, fn_kwargs: dict) -> dict:
             "ipc": np.array([sink.getvalue().to_pybytes()], dtype=object)}
 
 
-def synthesize_shard(shard: datasets.Dataset, patterns_path: str, fn_kwargs: dict, batch_size: int = 2,
+def synthesize_shard(shard: datasets.Dataset, fn, patterns_path: str, fn_kwargs: dict, batch_size: int = 2,
                      packed_ref=None) -> datasets.Dataset:
     """Slot rows (``MAP_FEATURES``) of ``shard``'s normals, made on the Ray cluster.
 
@@ -93,6 +92,9 @@ def synthesize_shard(shard: datasets.Dataset, patterns_path: str, fn_kwargs: dic
     shard : datasets.Dataset
         Columns ``image`` (undecoded ``datasets.Image``: bytes, or a path readable here), ``file``,
         ``normal_index``.
+    fn : callable
+        The batch function, :func:`cai.build.synthesize_batch` (``batch, patterns_path=..., **fn_kwargs``
+        -> dict of ``MAP_FEATURES`` columns); importable by name on the workers.
     patterns_path : str
         The prepared patterns folder (on this machine); shipped through the object store unless
         ``packed_ref`` (from :func:`share_patterns`) is given.
@@ -117,7 +119,7 @@ def synthesize_shard(shard: datasets.Dataset, patterns_path: str, fn_kwargs: dic
     kwargs = {k: v for k, v in fn_kwargs.items() if k != "patterns_path"}
     out = ray.data.from_items(items).map_batches(
         _task, batch_size=batch_size, batch_format="numpy",
-        fn_kwargs={"packed": [packed_ref, Path(patterns_path).name], "fn_kwargs": kwargs})
+        fn_kwargs={"packed": [packed_ref, Path(patterns_path).name], "fn": fn, "fn_kwargs": kwargs})
     parts = sorted(((int(r["first"]), r["ipc"]) for r in out.iter_rows()), key=lambda p: p[0])
     tables = [pa.ipc.open_stream(blob).read_all() for _, blob in parts]
     table = pa.concat_tables(tables) if tables else MAP_FEATURES.arrow_schema.empty_table()
