@@ -148,3 +148,13 @@ def test_refined_file_follows_the_refinement_code(cache, monkeypatch):
         assert aset.refined_file_name() != name
     finally:
         aset.refined_file_name.cache_clear()
+
+
+def test_channel_max_equals_reduction():
+    from cai.engine.pseudo_mask import channel_max
+
+    rng = np.random.default_rng(0)
+    for a in (rng.normal(0, 50, (17, 23, 3)).astype(np.float32), rng.integers(0, 256, (5, 7, 3), dtype=np.uint8),
+              np.abs(rng.normal(0, 1, (4, 4, 2)))):
+        out = channel_max(a)
+        assert out.dtype == a.dtype and np.array_equal(out, a.max(axis=2))
