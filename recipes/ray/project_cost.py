@@ -6,8 +6,8 @@
 --ms-per-anomaly: wall ms per pseudo anomaly on ONE core, synthesis + encoding (benchmarks/bench_build.py,
 steady state, --num-proc 1, the "decode + synthesize + encode" stages: the parquet writing happens on the
 driver). --driver-ms-per-anomaly: what the driver spends per row (the "parquet" + "other" stages of the
-same benchmark): the driver writes every shard, so the run takes at least rows x that, whatever the
-cluster size. --kib-per-anomaly: parquet bytes per row (the benchmark prints MiB per run). --efficiency: share of the cluster's cores kept busy (task scheduling, shard boundaries, spot
+same benchmark): the driver writes every shard after its rows are back (shards do not overlap), so
+the run takes rows x that on top of the workers' time, whatever the cluster size. --kib-per-anomaly: parquet bytes per row (the benchmark prints MiB per run). --efficiency: share of the cluster's cores kept busy (task scheduling, shard boundaries, spot
 interruptions); 0.85 is an assumption, not a measurement. --node-price: USD per node-hour (c7i.8xlarge
 on-demand in eu-west-1 was about 1.43 USD/h when this was written; spot is often ~40 % of it).
 """
@@ -17,13 +17,14 @@ import argparse
 def project(ms_per_anomaly: float, normals: int, per_normal: int, cores_per_node: int, nodes: int,
             node_price: float, efficiency: float, head_price: float, driver_ms: float = 0.0,
             kib_per_anomaly: float = 0.0) -> dict:
-    """Projected core-hours, wall hours (the slower of the workers and the driver) and USD (workers +
-    head) of one run, and the output volume in GiB."""
+    """Projected core-hours, wall hours and USD (workers + head) of one run, and the output volume in
+    GiB. Shards run one after the other and the driver writes a shard after its rows are all back, so
+    wall = workers' time + driver's time (no overlap)."""
     anomalies = normals * per_normal
     core_hours = anomalies * ms_per_anomaly / 1000 / 3600
     workers_h = core_hours / (cores_per_node * nodes * efficiency)
     driver_h = anomalies * driver_ms / 1000 / 3600
-    wall_h = max(workers_h, driver_h)
+    wall_h = workers_h + driver_h
     return {"pseudo_anomalies": anomalies, "core_hours": core_hours, "workers_hours": workers_h,
             "driver_hours": driver_h, "wall_hours": wall_h, "usd": wall_h * (nodes * node_price + head_price),
             "output_gib": anomalies * kib_per_anomaly / 2**20}
@@ -47,7 +48,7 @@ def main():
     print(f"{r['pseudo_anomalies']:,} pseudo anomalies x {a.ms_per_anomaly} ms/core = {r['core_hours']:.1f} core-hours")
     print(f"workers: {a.nodes} x {a.cores_per_node} cores at {a.efficiency:.0%} -> {r['workers_hours']:.2f} h; "
           f"driver (writes every shard): {r['driver_hours']:.2f} h")
-    print(f"wall ~{r['wall_hours']:.2f} h ({'driver' if r['driver_hours'] > r['workers_hours'] else 'workers'}-bound), "
+    print(f"wall ~{r['wall_hours']:.2f} h (workers + driver), "
           f"~{r['usd']:.0f} USD on demand; output ~{r['output_gib']:.0f} GiB of parquet")
 
 
