@@ -3,6 +3,10 @@ its rows into the pattern bank CAI draws from."""
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +27,11 @@ PATTERN_FEATURES = datasets.Features({
     "source_id": datasets.Value("string"),
     "status": datasets.Value("string"),
 })
+# Pattern crops are an internal cache, not an output: PNG level 1 (lossless, same decoded pixels as any
+# level) costs a fraction of level 6's encode time; crops are decoded once per process by the bank.
+PATTERN_PNG_LEVEL = 1
+# Bumped whenever prepare_patterns' output for the same input changes (crop rule, columns, report).
+PATTERN_CACHE_VERSION = 1
 
 
 class AnomalySetError(ValueError):
@@ -118,7 +127,8 @@ def _crop_batch(batch, indices, context: float):
             pad = max(8, int(round(context * long_side)))
             H, W = mask.shape
             box = (slice(max(r0 - pad, 0), min(r1 + pad, H)), slice(max(c0 - pad, 0), min(c1 + pad, W)))
-            crop_image, crop_mask = encode_png(image[box]), encode_png(mask[box])
+            crop_image = encode_png(image[box], level=PATTERN_PNG_LEVEL)
+            crop_mask = encode_png(mask[box], level=PATTERN_PNG_LEVEL)
         except BadInput as exc:
             status = exc.reason
         out["pattern_image"].append(crop_image)
@@ -178,10 +188,133 @@ def prepare_patterns(ds: datasets.Dataset, classes=None, exclude_sources=(), con
     return prepared.select(ok).remove_columns("status"), report
 
 
+def cache_root() -> Path:
+    """Where prepared patterns are cached: ``$CAI_HUB_CACHE``, else ``$XDG_CACHE_HOME/cai-hub``, else
+    ``~/.cache/cai-hub``."""
+    if os.environ.get("CAI_HUB_CACHE"):
+        return Path(os.environ["CAI_HUB_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cai-hub"
+
+
+def _value_bytes(value) -> bytes:
+    """The encoded bytes behind an undecoded ``datasets.Image`` value (dict with bytes or path)."""
+    if isinstance(value, dict):
+        if value.get("bytes") is not None:
+            return value["bytes"]
+        if value.get("path"):
+            try:
+                return Path(value["path"]).read_bytes()
+            except OSError:  # unreadable: prepare_patterns counts it; the key still names the path
+                return ("unreadable:" + str(value["path"])).encode()
+        return b""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return repr(value).encode()
+
+
+def patterns_key(ds: datasets.Dataset, classes=None, exclude_sources=(), context: float = 0.15) -> str:
+    """Content key of :func:`prepare_patterns` ``(ds, classes, exclude_sources, context)``: a SHA-256 over
+    every row's image and mask bytes (file contents for path-only values), class name, source, id and
+    licence, plus the filters, ``context`` and :data:`PATTERN_CACHE_VERSION`. Equal keys give equal
+    prepared patterns, wherever the set was loaded from; any changed byte gives another key."""
+    h = hashlib.sha256(json.dumps({"version": PATTERN_CACHE_VERSION, "png_level": PATTERN_PNG_LEVEL,
+                                   "classes": sorted(classes or ()), "exclude": sorted(exclude_sources),
+                                   "context": float(context), "rows": len(ds)}).encode())
+    columns = [c for c in ("image", "mask", "source", "id", "license") if c in ds.column_names]
+    view = ds.select_columns(columns)
+    for name in ("image", "mask"):
+        if isinstance(view.features[name], datasets.Image):
+            view = view.cast_column(name, datasets.Image(decode=False))
+    names = iter(_class_names(ds))
+    for batch in view.iter(batch_size=256):
+        for i in range(len(batch["image"])):
+            for name in ("image", "mask"):
+                data = _value_bytes(batch[name][i])
+                h.update(len(data).to_bytes(8, "little"))
+                h.update(data)
+            meta = [next(names)] + [str(batch[c][i]) for c in columns[2:]]
+            h.update(json.dumps(meta).encode())
+    return h.hexdigest()
+
+
+def cached_patterns(ds: datasets.Dataset, classes=None, exclude_sources=(), context: float = 0.15,
+                    cache: str | Path | None = None):
+    """:func:`prepare_patterns`, done once per anomaly-set content and kept in ``cache`` (default
+    :func:`cache_root` ``/ "patterns"``), one ``save_to_disk`` folder per :func:`patterns_key`.
+
+    Returns
+    -------
+    path : str
+        The saved patterns folder (what :func:`open_pattern_bank` opens, in any process).
+    patterns : datasets.Dataset
+        As :func:`prepare_patterns` returns them (memory-mapped from ``path``).
+    report : dict
+        As :func:`prepare_patterns` returns it.
+    """
+    key = patterns_key(ds, classes, exclude_sources, context)
+    root = Path(cache) if cache is not None else cache_root() / "patterns"
+    path = root / key[:32]
+    if not ((path / "state.json").is_file() and (path / "report.json").is_file()):
+        patterns, report = prepare_patterns(ds, classes=classes, exclude_sources=exclude_sources, context=context)
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".{key[:32]}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        patterns.save_to_disk(str(tmp))
+        (tmp / "report.json").write_text(json.dumps(report, sort_keys=True))
+        try:
+            os.replace(tmp, path)  # atomic; a concurrent run that finished first keeps its (equal) copy
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    report = json.loads((path / "report.json").read_text())
+    return str(path), datasets.load_from_disk(str(path)), report
+
+
+@functools.lru_cache(maxsize=1)
+def refined_file_name() -> str:
+    """Name of the stored refined masks: ``refined-<hash>.npz``, the hash over the source of the code
+    that computes them (cai/engine/refine.py and the solver it uses, poisson.py), so a changed
+    refinement never reads masks stored by an earlier one."""
+    from .engine import poisson, refine
+    h = hashlib.sha256()
+    for module in (refine, poisson):
+        h.update(Path(module.__file__).read_bytes())
+    return f"refined-{h.hexdigest()[:16]}.npz"
+
+
+def ensure_refined_masks(path: str) -> Path:
+    """Store ``refine_defect_mask(image, mask)`` of every pattern saved in ``path`` (once per
+    anomaly-set content and refinement code: a later run finds the file) as ``path /``
+    :func:`refined_file_name`, one (h, w) bool array per pattern under the key ``str(i)``; return the file."""
+    from .engine.refine import refine_defect_mask
+
+    target = Path(path) / refined_file_name()
+    if not target.is_file():
+        bank = pattern_bank(datasets.load_from_disk(str(path)))
+        arrays = {str(i): refine_defect_mask(*bank.load(i)) for i in range(len(bank.long_sides))}
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, target)
+    return target
+
+
 @functools.lru_cache(maxsize=4)
 def open_pattern_bank(path: str, cache_size: int = 4096) -> PatternBank:
-    """A :class:`PatternBank` over patterns saved with ``save_to_disk`` (one per process, cached)."""
-    return pattern_bank(datasets.load_from_disk(path), cache_size=cache_size)
+    """A :class:`PatternBank` over patterns saved with ``save_to_disk`` (one per process, cached);
+    refined masks come from :func:`ensure_refined_masks`' file when it is there."""
+    bank = pattern_bank(datasets.load_from_disk(path), cache_size=cache_size)
+    stored: dict = {}
+
+    def refined(i: int):
+        if "file" not in stored:
+            file = Path(path) / refined_file_name()
+            if not file.is_file():
+                return None  # not stored (yet): the synthesizer refines it itself
+            with np.load(file) as npz:
+                stored["file"] = {int(k): npz[k] for k in npz.files}
+        return stored["file"].get(int(i))
+
+    bank.refined = refined
+    return bank
 
 
 def pattern_bank(ds: datasets.Dataset, cache_size: int = 4096, **prepare_kwargs) -> PatternBank:

@@ -96,6 +96,14 @@ def main(ctx, debug):
 @click.option("--rembg-model-dir", default=None, help="Folder holding the rembg .onnx file (default: $U2NET_HOME).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Normal images per parquet shard (a finished shard survives an interruption).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where synthesis runs: this machine (--num-proc workers) or a Ray cluster (Ray Data; "
+                   "the same bytes; needs pip install 'cai-hub[ray]').")
+@click.option("--ray-address", default=None, help="Ray cluster address for --engine ray (default: $RAY_ADDRESS, "
+                                                   "else a local Ray).")
+@click.option("--png-level", type=click.IntRange(0, 9), default=1, show_default=True,
+              help="zlib level of the output PNGs: every level decodes to the same pixels; 1 encodes faster, "
+                   "files are larger.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an earlier cai-hub output in --out: removes only the files it lists as its own.")
 @click.option("--push-to-hub", "push_to_hub", default=None, callback=_hub_id,
@@ -104,8 +112,8 @@ def main(ctx, debug):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, mode, refine_mask, augment,
                         mask_rule, median_ksize, border, quota, size, num_proc, seed, threshold, classes,
-                        exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, overwrite, push_to_hub,
-                        private, quiet):
+                        exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, engine, ray_address,
+                        png_level, overwrite, push_to_hub, private, quiet):
     """Inject real defects from an anomaly set into a target's normal images.
 
     With neither --target nor --daad it runs on the embedded default sample (real cracks and fabric
@@ -130,7 +138,8 @@ def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out
                              mask_rule=mask_rule, median_ksize=median_ksize, border=border), size=size, seed=seed, num_proc=num_proc,
             classes=classes, exclude_sources=exclude_source, foreground=foreground, rembg_model=rembg_model,
             rembg_model_dir=rembg_model_dir, shard_size=shard_size, overwrite=overwrite, push_to_hub=push_to_hub,
-            private=private, anomaly_class=anomaly_class, source=source)
+            private=private, anomaly_class=anomaly_class, source=source, png_level=png_level,
+            engine=engine, ray_address=ray_address)
         summary = build_synthetic(options, progress=not quiet, echo=lambda line: click.echo(line, err=True))
     except (AnomalySetError, BuildError, TargetError, ForegroundUnavailable, BadInput, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -214,8 +223,9 @@ def _seeds(ctx, param, value):
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the profile's epochs.")
 @click.option("--size", type=click.IntRange(min=32), default=None,
               help="Override the profile's input short side (multiple of 32).")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="torch CPU threads (1 is fastest on a busy 2-core machine).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads [default: the cores this process may use]. Results are identical for the "
+                   "same seeds and thread count; another count changes them in the last digits (~1e-7).")
 @click.option("--device", default="auto", show_default=True, help="torch device: auto (CUDA if available), cpu, cuda.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds, out, inception, texture_dir,

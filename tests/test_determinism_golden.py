@@ -37,7 +37,9 @@ def test_build_synthetic_default_run_bytes(tmp_path):
 
     # the settings of f07944a's default (the default changed by measurement since: see cai/engine/config.py)
     settings = CAIConfig(mode="normal", refine_mask=False, augment=False, mask_rule="luma")
-    build_synthetic(BuildOptions(out=str(tmp_path / "demo"), seed=0, config=settings), progress=False)
+    # PNG level 6, f07944a's (the default is 1 since issue 11: other bytes, the same pixels, see
+    # tests/test_build_speed.py::test_png_level_changes_bytes_not_pixels)
+    build_synthetic(BuildOptions(out=str(tmp_path / "demo"), seed=0, config=settings, png_level=6), progress=False)
     files = sorted(str(p) for p in (tmp_path / "demo" / "data").glob("*.parquet"))
     ds = datasets.load_dataset("parquet", data_files=files, split="train")
     for column in ("image", "mask", "placed_mask"):

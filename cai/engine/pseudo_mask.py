@@ -33,6 +33,15 @@ def grey(image: np.ndarray) -> np.ndarray:
     return image @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
+def channel_max(a: np.ndarray) -> np.ndarray:
+    """(H, W, C) -> (H, W): the largest channel, the same values as ``a.max(axis=2)`` (elementwise
+    ``np.maximum`` over the channels: several times faster than a reduction over a short last axis)."""
+    out = a[..., 0]
+    for c in range(1, a.shape[2]):
+        out = np.maximum(out, a[..., c])
+    return out
+
+
 def raw_change(normal, injected, rule: str = "luma") -> np.ndarray:
     """(H, W) float32 signed luma change (``rule="luma"``) or (H, W[, 3]) per-channel change
     (``rule="channel"``) of ``injected`` against ``normal``."""
@@ -70,7 +79,7 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0, rule: str =
     """
     d = raw_change(normal, injected, rule)
     out = np.zeros(d.shape[:2], np.float32)
-    active = (d != 0).any(axis=2) | placed_mask if d.ndim == 3 else (d != 0) | placed_mask
+    active = (channel_max(np.abs(d)) != 0) | placed_mask if d.ndim == 3 else (d != 0) | placed_mask
     if not active.any():
         return out
     reach = int(np.ceil(4 * sigma)) + 1  # cv2's Gaussian support for this sigma
@@ -86,7 +95,7 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0, rule: str =
         den = den[..., None]
     shift = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0)
     dev = np.abs(dw - shift)
-    out[win] = dev.max(axis=2) if dev.ndim == 3 else dev
+    out[win] = channel_max(dev) if dev.ndim == 3 else dev
     return out
 
 
@@ -175,7 +184,7 @@ def mask_fidelity(normal, injected, mask, placed_mask, visible: float = 3.0, thr
     if change is None:
         change = detail_change(normal, injected, placed_mask, rule=rule)
     raw = np.abs(raw_change(normal, injected, rule))
-    raw = (raw.max(axis=2) if raw.ndim == 3 else raw) > threshold
+    raw = (channel_max(raw) if raw.ndim == 3 else raw) > threshold
     return {
         "iou": float((mask & placed_mask).sum() / union) if union else 1.0,
         "visible_share": float((change[mask] >= visible).mean()) if mask.any() else 0.0,

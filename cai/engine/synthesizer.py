@@ -71,6 +71,9 @@ class PatternBank:
 
     long_sides : (P,) int ndarray — bounding-box long side s_a of each pattern's defect mask.
     load : callable i -> (image (h, w, 3) uint8, mask (h, w) bool), the crop around defect i.
+    refined : optional callable i -> (h, w) bool mask or None: a stored
+        ``refine_defect_mask(*load(i))`` (the same array, computed once per anomaly set); None, or no
+        callable, and the synthesizer refines the mask itself.
     """
 
     long_sides: np.ndarray
@@ -78,6 +81,7 @@ class PatternBank:
     source: Sequence[str]
     ids: Sequence[str]
     load: Callable[[int], tuple[np.ndarray, np.ndarray]]
+    refined: Callable[[int], np.ndarray | None] | None = None
 
     def __post_init__(self):
         self.long_sides = np.asarray(self.long_sides, dtype=np.float64)
@@ -108,7 +112,8 @@ class CAISynthesizer:
         image, mask = self.bank.load(index)
         if self.config.refine_mask:
             if index not in self._refined:
-                self._refined[index] = refine_defect_mask(image, mask)
+                stored = self.bank.refined(index) if self.bank.refined is not None else None
+                self._refined[index] = refine_defect_mask(image, mask) if stored is None else stored
             mask = self._refined[index]
         return image, mask
 

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from .lite0 import TAPS, load_lite0, preprocess
 
-__all__ = ["DetectorConfig", "PROFILES", "get_profile", "focal_loss", "DraemDiscriminative", "Lite0SegHead",
+__all__ = ["DetectorConfig", "FeatureCache", "PROFILES", "get_profile", "focal_loss", "DraemDiscriminative", "Lite0SegHead",
            "Detector", "train_detector", "input_shape"]
 
 
@@ -282,7 +282,8 @@ class Detector:
         return self.net(self.backbone.pyramid(x, self.config.strides), x.shape[-2:])
 
     @torch.no_grad()
-    def predict(self, images, shapes=None, batch_size: int = 8) -> list[np.ndarray]:
+    def predict(self, images, shapes=None, batch_size: int = 8,
+                feature_cache: FeatureCache | None = None) -> list[np.ndarray]:
         """Anomaly maps (sigmoid of the logits) in [0, 1], float32.
 
         Parameters
@@ -290,6 +291,9 @@ class Detector:
         images : sequence of (H, W, 3) or (H, W) uint8 ndarray
         shapes : sequence of (rows, cols), optional
             Size of each returned map (default: each image's own size).
+        feature_cache : FeatureCache, optional
+            ``cpu`` profile: backbone features of these images are taken from / kept in it (a test
+            set predicted by several detectors is passed through the backbone once).
         """
         images = list(images)
         shapes = [np.shape(im)[:2] for im in images] if shapes is None else list(shapes)
@@ -299,24 +303,97 @@ class Detector:
         maps = []
         for start in range(0, len(images), batch_size):
             batch = np.stack([_to_input(im, self.shape) for im in images[start:start + batch_size]])
-            prob = torch.sigmoid(self._logits(preprocess(batch).to(self.device)))[:, 0].float().cpu().numpy()
+            if self.backbone is not None and feature_cache is not None:  # per batch: the same numbers as without
+                key = FeatureCache.key(batch, tuple(self.config.strides), "predict")
+                feats = feature_cache.get(key)
+                if feats is None:
+                    feats = self.backbone.pyramid(preprocess(batch).to(self.device), self.config.strides)
+                    feature_cache.put(key, feats)
+                logits = self.net(feats, batch.shape[1:3])
+            else:
+                logits = self._logits(preprocess(batch).to(self.device))
+            prob = torch.sigmoid(logits)[:, 0].float().cpu().numpy()
             for p, shape in zip(prob, shapes[start:start + batch_size]):
                 maps.append(p if tuple(shape) == p.shape else
                             cv2.resize(p, (int(shape[1]), int(shape[0])), interpolation=cv2.INTER_LINEAR))
         return maps
 
 
-def _cached_features(backbone, images: np.ndarray, strides, device, batch_size: int = 32) -> list[torch.Tensor]:
-    feats = None
+def default_threads() -> int:
+    """CPU cores this process may run on (its affinity set; ``os.cpu_count()`` where that is unknown)."""
+    import os
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class FeatureCache:
+    """Frozen-backbone features met before, found by content (the same test set or training normals
+    for every synthesizer and seed).
+
+    Keys are SHA-1s of network inputs (uint8 arrays after resizing) with the strides and the batch
+    layout (see :func:`_cached_features`); values are float32 tensors. ``hits`` / ``misses`` count
+    look-ups.
+    """
+
+    def __init__(self):
+        self._store: dict = {}
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(x: np.ndarray, *extra) -> str:
+        import hashlib
+        h = hashlib.sha1(repr((x.shape, x.dtype.str) + extra).encode())
+        h.update(np.ascontiguousarray(x).tobytes())
+        return h.hexdigest()
+
+    def get(self, key: str):
+        found = self._store.get(key)
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
+    def put(self, key: str, value) -> None:
+        self._store[key] = value
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
+def _cached_features(backbone, images: np.ndarray, strides, device, batch_size: int = 32,
+                     cache: FeatureCache | None = None, reuse=None) -> list[torch.Tensor]:
+    """Backbone features of (N, H, W, 3) uint8 ``images``, computed in batches of ``batch_size`` in
+    order: one (N, C_s, H/s, W/s) float32 tensor per stride.
+
+    With ``cache``, a batch whose images are all flagged in ``reuse`` ((N,) bool, default all) is
+    looked up in / stored to it by the content of the whole batch. Batches are the same whether
+    cached or not, so the numbers are too: per image, oneDNN's results depend on the batch size (an
+    image's features differ by ~3e-5 between a batch of under 16 and one of 16 or more, measured
+    here), so a per-image cache would not keep them.
+    """
+    n = len(images)
+    reuse = np.zeros(n, bool) if cache is None else (np.ones(n, bool) if reuse is None else np.asarray(reuse, bool))
+    parts = []
     with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            part = backbone.pyramid(preprocess(images[start:start + batch_size]).to(device), strides)
-            feats = [p.clone() for p in part] if feats is None else [torch.cat([a, p]) for a, p in zip(feats, part)]
-    return feats
+        for start in range(0, n, batch_size):
+            batch = images[start:start + batch_size]
+            key = FeatureCache.key(np.asarray(batch), tuple(strides), "train") if reuse[start:start + batch_size].all() \
+                else None
+            part = cache.get(key) if key is not None else None
+            if part is None:
+                part = [p.clone() for p in backbone.pyramid(preprocess(batch).to(device), strides)]
+                if key is not None:
+                    cache.put(key, part)
+            parts.append(part)
+    return parts[0] if len(parts) == 1 else [torch.cat(list(per_stride)) for per_stride in zip(*parts)]
 
 
 def train_detector(images, masks, config: DetectorConfig, seed: int = 0, progress: bool = True,
-                   log_path=None, desc: str = "train", device: str = "auto") -> Detector:
+                   log_path=None, desc: str = "train", device: str = "auto",
+                   feature_cache: FeatureCache | None = None, reuse: int = 0) -> Detector:
     """Train a detector on images with their masks (normal images: all-False masks).
 
     Parameters
@@ -332,6 +409,11 @@ def train_detector(images, masks, config: DetectorConfig, seed: int = 0, progres
         Append one JSON line per epoch (epoch, loss, seconds, desc).
     device : str
         ``"auto"`` (CUDA when available, else CPU), or a torch device name.
+    feature_cache : FeatureCache, optional
+        ``cpu`` profile: backbone features of the first ``reuse`` images (e.g. the training normals,
+        the same for every synthesizer and seed) are taken from / kept in it.
+    reuse : int
+        How many leading images ``feature_cache`` applies to.
 
     Returns
     -------
@@ -351,7 +433,8 @@ def train_detector(images, masks, config: DetectorConfig, seed: int = 0, progres
     rng = np.random.default_rng(seed)
     if config.profile == "cpu":
         backbone = load_lite0().to(device)
-        feats = _cached_features(backbone, x_all, config.strides, device)
+        feats = _cached_features(backbone, x_all, config.strides, device, cache=feature_cache,
+                                 reuse=np.arange(len(x_all)) < reuse if feature_cache is not None else None)
         net = Lite0SegHead(tuple(TAPS[s][1] for s in config.strides), config.width).to(device)
         forward = lambda idx: net([f[idx.to(f.device)] for f in feats], shape)  # noqa: E731
     else:

@@ -39,7 +39,7 @@ from cai.imageio import load_rgb
 from cai.engine.synthesizer import PseudoAnomaly
 
 from . import bootstrap, report
-from .detector import DetectorConfig, get_profile, train_detector
+from .detector import DetectorConfig, FeatureCache, get_profile, train_detector
 from .metrics import average_precision, pixel_metrics
 from .targets import NORMAL_CLASS, EvalTarget, load_eval_target
 
@@ -77,7 +77,7 @@ class EvalOptions:
     max_normals: int | None = None
     exclude_sources: tuple[str, ...] = ()
     detector: dict = field(default_factory=dict)  # overrides of the profile's DetectorConfig fields
-    threads: int = 1
+    threads: int | None = None  # None: the cores this process may use (cai.eval.detector.default_threads)
     device: str = "auto"
     examples: int = 4
     progress: bool = True
@@ -249,7 +249,8 @@ def evaluate(target: str, root, category: str | None = None, daad: str | None = 
 def run_evaluation(options: EvalOptions) -> dict:
     """:func:`evaluate` with an :class:`EvalOptions`; torch runs with ``options.threads`` threads."""
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(options.threads)))
+    from .detector import default_threads
+    torch.set_num_threads(default_threads() if options.threads is None else max(1, int(options.threads)))
     try:
         return _evaluate(options)
     finally:
@@ -314,6 +315,7 @@ def _evaluate(o: EvalOptions) -> dict:
     examples_idx = _pick_examples(test_classes, o.examples)
     example_maps, pseudo_examples, curves_pr, curves_pro = {}, {}, {}, {}
     results = {}
+    features = FeatureCache()  # backbone features of the normals and the test set: once for every synth and seed
     for name, synth in synths.items():
         s_wall, s_cpu = time.perf_counter(), time.process_time()
         runs, fd = [], {}
@@ -327,8 +329,9 @@ def _evaluate(o: EvalOptions) -> dict:
             train_images = list(normals) + images
             train_masks = [np.zeros(n.shape[:2], bool) for n in normals] + masks
             detector = train_detector(train_images, train_masks, config, seed=seed, progress=o.progress,
-                                      log_path=log_path, desc=f"{name} seed {seed}", device=o.device)
-            maps = detector.predict(test_images, test_shapes)
+                                      log_path=log_path, desc=f"{name} seed {seed}", device=o.device,
+                                      feature_cache=features, reuse=len(normals))
+            maps = detector.predict(test_images, test_shapes, feature_cache=features)
             m = pixel_metrics(maps, test_masks, return_curves=seed == o.seeds[0])
             m["per_class_ap"] = _per_class_ap(maps, test_masks, test_classes, target.defect_classes)
             pos, neg = bootstrap.score_histograms(maps, test_masks)
