@@ -56,3 +56,28 @@ def _run_slots(one, normal, foreground, normal_index, seed, per_image):
     if not foreground.any():
         return [Skipped(k, "empty_foreground") for k in range(per_image)]
     return [one(k, _slot_rng(seed, normal_index, k)) for k in range(per_image)]
+
+
+class SlotSynthesizer:
+    """``synthesize`` for baselines whose slot k is ``self._one(normal, foreground, k, rng)`` and whose
+    ``per_image`` attribute sets the number of slots (CutPaste, DRAEM, GLASS-LAS)."""
+
+    def synthesize(self, normal, foreground, normal_index: int, seed: int, is_grey: bool = False):
+        """``per_image`` pseudo anomalies of one normal image (see the class docstring).
+
+        Parameters
+        ----------
+        normal : (H, W, 3) or (H, W) uint8 ndarray
+        foreground : (H, W) bool ndarray
+        normal_index, seed : int
+            Slot k draws from ``np.random.default_rng([seed, normal_index, k])``.
+        is_grey : bool
+            Grey target: channel 0 is used, images come back (H, W).
+
+        Returns
+        -------
+        list of PseudoAnomaly or Skipped, length ``per_image``
+        """
+        normal, foreground = _prepare(normal, foreground, is_grey)
+        return _run_slots(lambda k, rng: self._one(normal, foreground, k, rng), normal, foreground,
+                          normal_index, seed, self.per_image)

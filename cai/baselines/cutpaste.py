@@ -12,12 +12,11 @@ from ..engine.location import select_center
 from ..engine.scale import bbox_long_side
 from ..engine.synthesizer import Skipped
 from ._common import (
+    SlotSynthesizer,
     _box_slices,
     _check_positive_int,
     _made,
-    _prepare,
     _resamples,
-    _run_slots,
 )
 
 
@@ -82,7 +81,7 @@ def _luma(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class CutPasteSynthesizer:
+class CutPasteSynthesizer(SlotSynthesizer):
     """CutPaste (Li et al. 2021): a patch of the normal image itself, pasted somewhere else.
 
     ``variant="rect"``: a rectangle of area ``area_ratio`` x H x W (uniform) and aspect ratio
@@ -132,26 +131,6 @@ class CutPasteSynthesizer:
     @property
     def name(self) -> str:
         return "cutpaste" if self.variant == "rect" else "cutpaste-scar"
-
-    def synthesize(self, normal, foreground, normal_index: int, seed: int, is_grey: bool = False):
-        """``per_image`` pseudo anomalies of one normal image (see the class docstring).
-
-        Parameters
-        ----------
-        normal : (H, W, 3) or (H, W) uint8 ndarray
-        foreground : (H, W) bool ndarray
-        normal_index, seed : int
-            Slot k draws from ``np.random.default_rng([seed, normal_index, k])``.
-        is_grey : bool
-            Grey target: channel 0 is used and images come back (H, W).
-
-        Returns
-        -------
-        list of PseudoAnomaly or Skipped, length ``per_image``
-        """
-        normal, foreground = _prepare(normal, foreground, is_grey)
-        return _run_slots(lambda k, rng: self._one(normal, foreground, k, rng), normal, foreground,
-                          normal_index, seed, self.per_image)
 
     def _patch_shape(self, H, W, rng):
         if self.variant == "rect":

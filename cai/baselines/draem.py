@@ -10,13 +10,13 @@ import numpy as np
 from ..engine._checks import bbox, check_image
 from ..engine.inject import match_colour_mode
 from ..engine.synthesizer import Skipped
-from ._common import _check_positive_int, _made, _prepare, _resamples, _run_slots
+from ._common import SlotSynthesizer, _check_positive_int, _made, _resamples
 from .perlin import perlin_mask
 from .textures import TextureSet, augment_texture, blend_texture, texture_set
 
 
 @dataclass
-class DRAEMSynthesizer:
+class DRAEMSynthesizer(SlotSynthesizer):
     """DRAEM-style pseudo anomalies (Zavrtanik et al. 2021).
 
     Per slot: a :func:`perlin_mask` (scales 2^0-2^5 per axis, rotated, noise > 0.5) within the
@@ -63,26 +63,6 @@ class DRAEMSynthesizer:
             raise ValueError(f"beta_max must be in [0, 1], got {self.beta_max}")
 
     name = "draem"
-
-    def synthesize(self, normal, foreground, normal_index: int, seed: int, is_grey: bool = False):
-        """``per_image`` pseudo anomalies of one normal image (see the class docstring).
-
-        Parameters
-        ----------
-        normal : (H, W, 3) or (H, W) uint8 ndarray
-        foreground : (H, W) bool ndarray
-        normal_index, seed : int
-            Slot k draws from ``np.random.default_rng([seed, normal_index, k])``.
-        is_grey : bool
-            Grey target: channel 0 is used, textures are made grey, images come back (H, W).
-
-        Returns
-        -------
-        list of PseudoAnomaly or Skipped, length ``per_image``
-        """
-        normal, foreground = _prepare(normal, foreground, is_grey)
-        return _run_slots(lambda k, rng: self._one(normal, foreground, k, rng), normal, foreground,
-                          normal_index, seed, self.per_image)
 
     def _one(self, normal, foreground, k, rng):
         H, W = foreground.shape

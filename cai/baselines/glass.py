@@ -18,7 +18,7 @@ import numpy as np
 from ..engine._checks import bbox, check_image
 from ..engine.inject import match_colour_mode
 from ..engine.synthesizer import Skipped
-from ._common import _check_positive_int, _made, _prepare, _resamples, _run_slots
+from ._common import SlotSynthesizer, _check_positive_int, _made, _resamples
 from .perlin import perlin_mask
 from .textures import TextureSet, _autocontrast, _equalize, _rotate, augment_texture, texture_set
 
@@ -101,7 +101,7 @@ def glass_mask(shape, foreground, rng, max_exponent: int = 6, threshold: float =
 
 
 @dataclass
-class GLASSSynthesizer:
+class GLASSSynthesizer(SlotSynthesizer):
     """GLASS local anomaly synthesis (``glass-las``) behind the synthesizer interface.
 
     Attributes
@@ -138,26 +138,6 @@ class GLASSSynthesizer:
         lo, hi = self.beta_range
         if not 0 <= lo <= hi <= 1:
             raise ValueError(f"beta_range must satisfy 0 <= low <= high <= 1, got {self.beta_range}")
-
-    def synthesize(self, normal, foreground, normal_index: int, seed: int, is_grey: bool = False):
-        """``per_image`` pseudo anomalies of one normal image.
-
-        Parameters
-        ----------
-        normal : (H, W, 3) or (H, W) uint8 ndarray
-        foreground : (H, W) bool ndarray
-        normal_index, seed : int
-            Slot k draws from ``np.random.default_rng([seed, normal_index, k])``.
-        is_grey : bool
-            Grey target: channel 0 is used, textures are made grey, images come back (H, W).
-
-        Returns
-        -------
-        list of PseudoAnomaly or Skipped, length ``per_image``
-        """
-        normal, foreground = _prepare(normal, foreground, is_grey)
-        return _run_slots(lambda k, rng: self._one(normal, foreground, k, rng), normal, foreground,
-                          normal_index, seed, self.per_image)
 
     def _one(self, normal, foreground, k, rng):
         H, W = foreground.shape
