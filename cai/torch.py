@@ -386,9 +386,10 @@ class CAIAnomalyGenerator(torch.nn.Module):
             raise ValueError(f"image must have 1 or 3 channels (dimension C of [B, C, H, W]), got {C} "
                              f"in shape {tuple(image.shape)}")
         x = batch.detach().to("cpu", torch.float64).numpy()
-        if not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0:
-            raise ValueError(f"image values must lie in [0, 1], got [{np.nanmin(x):.4g}, {np.nanmax(x):.4g}]"
-                             + ("" if np.isfinite(x).all() else " with NaN/inf"))
+        if not np.isfinite(x).all():
+            raise ValueError("image values must lie in [0, 1], got NaN or inf")
+        if x.min() < 0.0 or x.max() > 1.0:
+            raise ValueError(f"image values must lie in [0, 1], got [{x.min():.4g}, {x.max():.4g}]")
         fgs = _split_foreground(foreground, B, (H, W), batched)
         rngs = self._rngs(index, B, epoch)
         out, masks, self.last_info = batch.clone(), torch.zeros((B, 1, H, W), dtype=image.dtype, device=image.device), []
@@ -410,9 +411,9 @@ class CAIAnomalyGenerator(torch.nn.Module):
     def _rngs(self, index, count: int, epoch: int) -> list:
         if index is None:
             return [self._default_rng() for _ in range(count)]
-        indices = [_index_of(index, b) for b in range(count)]
         if not isinstance(index, (int, np.integer)) and len(index) != count:
             raise ValueError(f"index has {len(index)} entries for {count} images")
+        indices = [_index_of(index, b) for b in range(count)]
         return [sample_rng(self.seed, epoch, i) for i in indices]
 
     def _forward_numpy(self, image: np.ndarray, foreground, index, epoch: int):
