@@ -176,6 +176,17 @@ class _Engine:
                 slots.append((quota[i] / quota.sum(), one))
         return slots
 
+    def warm_up(self) -> int:
+        """Build the synthesizer and decode (and refine) every pattern now; returns the pattern count."""
+        if self._slots is None:
+            self._slots = self._build()
+        synth = self._slots[0][1]
+        if not hasattr(synth, "_pattern"):
+            return 0
+        for i in range(len(self._bank.long_sides)):
+            synth._pattern(i)
+        return len(self._bank.long_sides)
+
     def make(self, normal: np.ndarray, foreground: np.ndarray, index: int, rng: np.random.Generator,
              is_grey: bool):
         """(image (H, W, 3) uint8, mask (H, W) bool, info dict); mask empty when every attempt failed."""
@@ -296,6 +307,13 @@ class CAIAnomalyGenerator(torch.nn.Module):
         state = dict(self.__dict__)
         state["_stream"] = None
         return state
+
+    def warm_up(self) -> int:
+        """Open the patterns and decode (and refine) every one of them now rather than on first use,
+        e.g. in a ``DataLoader``'s ``worker_init_fn``: steady-state speed from the first sample, at the
+        price of the decoded crops in this process's private memory. Returns the number of patterns
+        (0 for synthesizers without patterns)."""
+        return self._engine.warm_up()
 
     def _default_rng(self) -> np.random.Generator:
         if self._stream is None:

@@ -246,3 +246,23 @@ def test_import_without_torch_names_the_extra():
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert "pip install 'cai-hub[torch]'" in last
+
+
+def test_warm_up_decodes_every_pattern(patterns):
+    assert CAIAnomalyGenerator(patterns).warm_up() == 18
+    assert CAIAnomalyGenerator(None, synthesizer="cutpaste").warm_up() == 0
+
+
+def test_recipe_trains_two_steps(tmp_path):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "recipes" / "train_on_the_fly" / "train.py"
+    spec = importlib.util.spec_from_file_location("train_on_the_fly", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--output_dir", str(tmp_path / "run"), "--resolution", "64", "--epochs", "2",
+                 "--train_batch_size", "2", "--dataloader_num_workers", "0", "--max_train_steps", "2", "--p", "1"])
+    state = torch.load(tmp_path / "run" / "model.pt", weights_only=False)
+    assert state["model"] == "lite0-head" and state["state_dict"]
+    log = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
+    assert len(log) == 1 and '"samples": 4, "pseudo_anomalies": 4' in log[0]  # p=1: every sample

@@ -1,0 +1,179 @@
+"""On-the-fly pseudo anomalies: how many per second one worker makes, and what DataLoader workers cost
+in memory.
+
+Throughput: ``CAIAnomalyGenerator(p=1)`` called on 256² normals (uint8 numpy, the numpy path of the same
+API the tensor path wraps) and ``CAIDataset.__getitem__`` (decode + resize + synthesis + tensor), for
+``cai``, ``draem`` and ``cutpaste``, in one process pinned to one core (OMP/numba/cv2/torch: 1 thread).
+Pseudo anomalies per second = images that got a non-empty mask / seconds; opening the patterns,
+decoding and refining each once (``warm_up()``) and the first calls (numba compilation) are not timed.
+
+Memory: ``CAIDataset`` (cai, p=1) through a ``DataLoader`` with 0, 1 and 2 workers; each item reports
+its process's RSS, PSS (shared pages split between the processes that map them) and USS (private
+pages) from ``/proc/self/smaps_rollup``; the peak per process is printed. The patterns are a
+memory-mapped arrow folder opened in each worker, so a worker's private memory should not depend on
+the number of workers.
+
+Real data when ``../shared/data`` is there: MVTec AD grid normals, real road cracks (cracks_mixed) and
+fabric stains (fabric_hsst) as the anomaly set; otherwise the embedded sample.
+
+    python benchmarks/bench_on_the_fly.py [--shared ../shared/data] [--calls 300]
+
+asv-style: ``OnTheFlySuite.setup()`` builds seeded inputs once; one ``time_*`` per synthesizer and
+``peakmem_workers`` for the memory table.
+"""
+import os
+
+for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import datasets  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from cai.imageio import list_images, load_rgb  # noqa: E402
+from cai.targets import DEFAULT_SAMPLE  # noqa: E402
+from cai.torch import CAIAnomalyGenerator, CAIDataset, prepare_pattern_folder  # noqa: E402
+
+cv2.setNumThreads(1)
+torch.set_num_threads(1)
+SYNTHESIZERS = ("cai", "draem", "cutpaste")
+
+
+def _proc_memory_kb() -> dict:
+    """RSS, PSS and USS (private clean + dirty) of this process in kB, from /proc/self/smaps_rollup."""
+    values = {}
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                values[parts[0].rstrip(":")] = int(parts[1])
+    return {"rss": values.get("Rss", 0), "pss": values.get("Pss", 0),
+            "uss": values.get("Private_Clean", 0) + values.get("Private_Dirty", 0)}
+
+
+class MemoryProbe(torch.utils.data.Dataset):
+    """A :class:`CAIDataset` whose items also carry the serving process's pid and memory."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        item = self.dataset[index]
+        mem = _proc_memory_kb()
+        return {"label": item["label"], "pid": os.getpid(), **mem}
+
+
+class OnTheFlySuite:
+    params = (SYNTHESIZERS,)
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    size = 256
+    calls = 300
+    warmup = 30
+
+    def setup_data(self):
+        work = Path(tempfile.gettempdir()) / "cai_bench_on_the_fly"
+        grid = self.shared / "mvtec_ad/grid/train/good"
+        if grid.is_dir() and (self.shared / "sources/cracks_mixed/ds").is_dir():
+            from cai.layouts.folder_pairs import load_folder_pairs
+            anomaly_set = datasets.concatenate_datasets([
+                load_folder_pairs(self.shared / "sources/cracks_mixed/ds", "crack", "cracks_mixed", images="img",
+                                  masks="masks_machine"),
+                load_folder_pairs(self.shared / "sources/fabric_hsst/dataset_samples", "stain", "fabric_hsst",
+                                  images="images", masks="annotations")])
+            self.normal_dir, self.data_label = grid, "MVTec AD grid normals, cracks_mixed + fabric_hsst defects"
+        else:
+            anomaly_set = str(DEFAULT_SAMPLE / "anomalies")
+            self.normal_dir, self.data_label = DEFAULT_SAMPLE / "normals/images", "embedded sample"
+        self.patterns = prepare_pattern_folder(anomaly_set, cache_dir=work)
+        files = list_images(self.normal_dir)[:20]
+        self.normals = [cv2.resize(load_rgb(str(f))[0], (self.size, self.size), interpolation=cv2.INTER_AREA)
+                        for f in files]
+
+    def setup(self, synthesizer="cai"):
+        if not hasattr(self, "normals"):
+            self.setup_data()
+        self.generator = CAIAnomalyGenerator(self.patterns if synthesizer == "cai" else None, p=1.0, seed=0,
+                                             synthesizer=synthesizer)
+        self.dataset = CAIDataset([str(f) for f in list_images(self.normal_dir)[:20]],
+                                  self.patterns if synthesizer == "cai" else None, p=1.0, seed=0,
+                                  synthesizer=synthesizer, size=self.size)
+        self.generator.warm_up()  # every pattern decoded and refined once, as in a long training run
+        self.dataset.generator.warm_up()
+        for i in range(self.warmup):  # numba compilation, first-call costs
+            self.generator(self.normals[i % len(self.normals)], index=10_000 + i)
+            self.dataset[i % len(self.dataset)]
+
+    def time_generator(self, synthesizer="cai"):
+        made, start = 0, time.perf_counter()
+        for i in range(self.calls):
+            made += bool(self.generator(self.normals[i % len(self.normals)], index=i)[1].any())
+        return made / (time.perf_counter() - start), made
+
+    def time_dataset_item(self, synthesizer="cai"):
+        made, start = 0, time.perf_counter()
+        self.dataset.set_epoch(1)
+        for i in range(self.calls):
+            self.dataset.set_epoch(1 + i // len(self.dataset))
+            made += int(self.dataset[i % len(self.dataset)]["label"])
+        return made / (time.perf_counter() - start), made
+
+    def peakmem_workers(self, workers=0, epochs=2):
+        dataset = CAIDataset(str(self.normal_dir), self.patterns, p=1.0, seed=0, size=self.size)
+        probe = MemoryProbe(dataset)
+        loader = torch.utils.data.DataLoader(probe, batch_size=4, num_workers=workers)
+        peak = {}
+        for epoch in range(epochs):
+            dataset.set_epoch(epoch)
+            for batch in loader:
+                for j, pid in enumerate(batch["pid"].tolist()):
+                    old = peak.get(pid, {"rss": 0, "pss": 0, "uss": 0})
+                    peak[pid] = {k: max(old[k], int(batch[k][j])) for k in old}
+        return peak, _proc_memory_kb()
+
+
+def main():
+    parser = argparse.ArgumentParser(description="pseudo anomalies per second per worker; worker memory")
+    parser.add_argument("--shared", default=str(OnTheFlySuite.shared))
+    parser.add_argument("--calls", type=int, default=300, help="timed calls per synthesizer")
+    parser.add_argument("--core", type=int, default=None, help="pin to this CPU core (default: the first allowed)")
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    allowed = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {args.core if args.core is not None else allowed[0]})
+    OnTheFlySuite.shared, OnTheFlySuite.calls = Path(args.shared), args.calls
+    datasets.disable_progress_bars()
+    suite = OnTheFlySuite()
+    suite.setup_data()
+    print(f"data: {suite.data_label}; {suite.size}x{suite.size}; one core (cpu {sorted(os.sched_getaffinity(0))}), "
+          f"{args.calls} timed calls, p=1")
+    print(f"{'synthesizer':>12} {'generator /s':>13} {'dataset item /s':>16} {'made':>9}")
+    for name in SYNTHESIZERS:
+        suite.setup(name)
+        gen_rate, made = suite.time_generator(name)
+        item_rate, made_item = suite.time_dataset_item(name)
+        print(f"{name:>12} {gen_rate:>13.1f} {item_rate:>16.1f} {made:>4}/{args.calls}")
+    if args.skip_memory:
+        return
+    os.sched_setaffinity(0, allowed)  # workers may use the other cores
+    print("\nDataLoader memory, cai, p=1, 2 epochs (kB; peak per process; PSS splits shared pages)")
+    print(f"{'workers':>7} {'process':>8} {'RSS':>9} {'PSS':>9} {'USS':>9}")
+    for workers in (0, 1, 2):
+        peak, main_mem = suite.peakmem_workers(workers)
+        for k, (pid, mem) in enumerate(sorted(peak.items())):
+            role = "main" if workers == 0 else f"worker{k}"
+            print(f"{workers:>7} {role:>8} {mem['rss']:>9} {mem['pss']:>9} {mem['uss']:>9}")
+        if workers:
+            print(f"{workers:>7} {'main':>8} {main_mem['rss']:>9} {main_mem['pss']:>9} {main_mem['uss']:>9}")
+
+
+if __name__ == "__main__":
+    main()
