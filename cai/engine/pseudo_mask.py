@@ -23,6 +23,15 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), _disk(radius)).astype(bool)
 
 
+def _channel_max(x: np.ndarray) -> np.ndarray:
+    """(H, W) largest of the channels of an (H, W, C) array: ``x.max(axis=2)``, computed as C - 1
+    element-wise maxima (the same values; numpy's reduction over a short last axis is ~20x slower)."""
+    out = x[..., 0]
+    for c in range(1, x.shape[2]):
+        out = np.maximum(out, x[..., c])
+    return out
+
+
 def grey(image: np.ndarray) -> np.ndarray:
     """(H, W) float32 luma (0-255) of an (H, W) or (H, W, 3) RGB image (ITU-R 601 weights)."""
     image = np.asarray(image, dtype=np.float32)
@@ -70,7 +79,7 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0, rule: str =
     """
     d = raw_change(normal, injected, rule)
     out = np.zeros(d.shape[:2], np.float32)
-    active = (d != 0).any(axis=2) | placed_mask if d.ndim == 3 else (d != 0) | placed_mask
+    active = (_channel_max(np.abs(d)) != 0) | placed_mask if d.ndim == 3 else (d != 0) | placed_mask
     if not active.any():
         return out
     reach = int(np.ceil(4 * sigma)) + 1  # cv2's Gaussian support for this sigma
@@ -86,7 +95,7 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0, rule: str =
         den = den[..., None]
     shift = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0)
     dev = np.abs(dw - shift)
-    out[win] = dev.max(axis=2) if dev.ndim == 3 else dev
+    out[win] = _channel_max(dev) if dev.ndim == 3 else dev
     return out
 
 
@@ -175,7 +184,7 @@ def mask_fidelity(normal, injected, mask, placed_mask, visible: float = 3.0, thr
     if change is None:
         change = detail_change(normal, injected, placed_mask, rule=rule)
     raw = np.abs(raw_change(normal, injected, rule))
-    raw = (raw.max(axis=2) if raw.ndim == 3 else raw) > threshold
+    raw = (_channel_max(raw) if raw.ndim == 3 else raw) > threshold
     return {
         "iou": float((mask & placed_mask).sum() / union) if union else 1.0,
         "visible_share": float((change[mask] >= visible).mean()) if mask.any() else 0.0,
