@@ -138,7 +138,7 @@ class _Engine:
     pickled and rebuilt on first use in the worker.
     """
 
-    def __init__(self, name: str, pattern_folder: str | None, bank: PatternBank | None, config: CAIConfig,
+    def __init__(self, name: str, pattern_folder: str | None, bank: PatternBank | None, config: CAIConfig | None,
                  texture_dir=None, normals=None, attempts: int = 3):
         self.name, self.pattern_folder, self.config = name, pattern_folder, config
         self.texture_dir, self.normals, self.attempts = texture_dir, normals, attempts
@@ -165,7 +165,7 @@ class _Engine:
         if self._bank is None:
             from .anomaly_set import open_pattern_bank
             self._bank = open_pattern_bank(self.pattern_folder)
-        base = make_synthesizer(self.name, bank=self._bank, config=self.config, per_image=10)
+        base = make_synthesizer(self.name, bank=self._bank, config=self.config or CAIConfig(), per_image=10)
         quota = np.asarray(base.config.quota, dtype=np.float64)
         slots = []
         for i, scale in enumerate(SCALES):
@@ -215,8 +215,8 @@ def _engine_for(anomaly_set, synthesizer: str, config: CAIConfig, cache_dir, cla
     from .baselines import SYNTHESIZERS
     if name.split("+")[0] not in SYNTHESIZERS:
         raise ValueError(f"unknown synthesizer {name!r}; choose one of {', '.join(SYNTHESIZERS)}")
-    if not isinstance(config, CAIConfig):
-        raise ValueError(f"config must be a CAIConfig, got {type(config).__name__}")
+    if config is not None and not isinstance(config, CAIConfig):
+        raise ValueError(f"config must be a CAIConfig or None, got {type(config).__name__}")
     if not is_cai:
         return _Engine(name, None, None, config, texture_dir, normals)
     if anomaly_set is None:
@@ -248,9 +248,11 @@ class CAIAnomalyGenerator(torch.nn.Module):
         :func:`cai.anomaly_set.load_anomaly_set` reads, or a loaded one (prepared once and saved,
         see :func:`prepare_pattern_folder`). A :class:`PatternBank` works in this process only.
         ``None`` for synthesizers that need none (``cutpaste``, ``draem``, ``glass-las``).
-    config : CAIConfig
-        CAI settings (the quota's proportions give the scale distribution of the single pseudo
-        anomaly made per image).
+    config : CAIConfig, optional
+        CAI settings (default ``CAIConfig()``; the quota's proportions give the scale distribution of
+        the single pseudo anomaly made per image). The baselines keep their own defaults unless a
+        config is given (then they take its ``threshold`` and ``max_attempts``, as in
+        :func:`cai.baselines.make_synthesizer`).
     p : float in [0, 1]
         Probability that an image gets a pseudo anomaly; otherwise it comes back unchanged with an
         empty mask.
@@ -282,7 +284,7 @@ class CAIAnomalyGenerator(torch.nn.Module):
     ((3, 64, 64), (1, 64, 64), torch.float32)
     """
 
-    def __init__(self, anomaly_set=None, config: CAIConfig = CAIConfig(), p: float = 0.5, seed: int = 0,
+    def __init__(self, anomaly_set=None, config: CAIConfig | None = None, p: float = 0.5, seed: int = 0,
                  synthesizer: str = "cai", *, texture_dir=None, normals=None, cache_dir=None, classes=None,
                  exclude_sources=()):
         super().__init__()
@@ -564,7 +566,7 @@ class CAIDataset(Dataset):
     bytes for any ``DataLoader`` worker count or order. Call :meth:`set_epoch` before each epoch.
     """
 
-    def __init__(self, normals, anomaly_set=None, config: CAIConfig = CAIConfig(), p: float = 0.5, seed: int = 0,
+    def __init__(self, normals, anomaly_set=None, config: CAIConfig | None = None, p: float = 0.5, seed: int = 0,
                  synthesizer: str = "cai", *, size=None, foreground=None, grey: bool = False,
                  image_column: str = "image", texture_dir=None, cache_dir=None, classes=None, exclude_sources=()):
         self._normals = _normals_source(normals, image_column)

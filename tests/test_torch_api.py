@@ -266,3 +266,17 @@ def test_recipe_trains_two_steps(tmp_path):
     assert state["model"] == "lite0-head" and state["state_dict"]
     log = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
     assert len(log) == 1 and '"samples": 4, "pseudo_anomalies": 4' in log[0]  # p=1: every sample
+
+
+def test_scales_follow_the_quota(patterns, normal):
+    from cai import CAIConfig
+    small = CAIAnomalyGenerator(patterns, CAIConfig(quota=(0, 0, 1)), p=1.0)
+    for i in range(5):
+        small(normal, index=i)
+        assert small.last_info[0]["scale"] == "small"
+    mixed = CAIAnomalyGenerator(patterns, p=1.0)  # 4/3/3
+    scales = set()
+    for i in range(40):
+        mixed(normal, index=i)
+        scales.add(mixed.last_info[0]["scale"])
+    assert scales == {"large", "medium", "small"}

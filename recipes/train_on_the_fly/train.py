@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from cai import CAIConfig
 from cai.eval.detector import DraemDiscriminative, Lite0SegHead, focal_loss
 from cai.eval.lite0 import TAPS, load_lite0
 from cai.targets import DEFAULT_SAMPLE
@@ -61,8 +60,8 @@ def main(argv=None):
 
     # data: a fresh pseudo anomaly per sample per epoch, the same bytes for any worker count
     needs_set = args.synthesizer.startswith("cai")
-    dataset = CAIDataset(args.normals, args.anomaly_set if needs_set else None, CAIConfig(), p=args.p,
-                         seed=args.seed, synthesizer=args.synthesizer, size=args.resolution)
+    dataset = CAIDataset(args.normals, args.anomaly_set if needs_set else None, p=args.p, seed=args.seed,
+                         synthesizer=args.synthesizer, size=args.resolution)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True,
                                          num_workers=args.dataloader_num_workers, drop_last=False,
                                          generator=torch.Generator().manual_seed(args.seed))
