@@ -32,8 +32,9 @@ def normal():
     return cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
 
 
-def _collect(ds, workers: int) -> dict:
-    loader = torch.utils.data.DataLoader(ds, batch_size=2, shuffle=False, num_workers=workers)
+def _collect(ds, workers: int, context=None) -> dict:
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, shuffle=False, num_workers=workers,
+                                         multiprocessing_context=context if workers else None)
     out = {}
     for batch in loader:
         for j, i in enumerate(batch["index"].tolist()):
@@ -58,6 +59,13 @@ def test_same_seed_epoch_index_same_bytes_for_any_worker_count(patterns, workers
     got = _collect(ds2, workers)
     assert got == reference
     assert sum(label for _, _, label in got.values()) >= 1  # something was injected
+
+
+def test_spawned_workers_reopen_the_patterns_and_agree(patterns):
+    """spawn pickles the dataset: the workers get the pattern folder's path and memory-map it."""
+    ds = CAIDataset(str(NORMALS), patterns, p=1.0, seed=4, size=SIZE)
+    reference = _collect(ds, 0)
+    assert _collect(ds, 2, context="spawn") == reference
 
 
 def test_epochs_differ_and_seeds_differ(patterns):
@@ -280,3 +288,17 @@ def test_scales_follow_the_quota(patterns, normal):
         mixed(normal, index=i)
         scales.add(mixed.last_info[0]["scale"])
     assert scales == {"large", "medium", "small"}
+
+
+def test_dataset_foreground_masks_callable_and_kind(patterns):
+    left = np.zeros((SIZE, SIZE), bool)
+    left[:, : SIZE // 2] = True
+    n = len(CAIDataset(str(NORMALS), patterns, size=SIZE))
+    for foreground in ([left] * n, lambda image: left, "all"):
+        ds = CAIDataset(str(NORMALS), patterns, p=1.0, size=SIZE, foreground=foreground)
+        masks = [ds[i]["mask"][0] for i in range(n)]
+        assert any(bool(m.any()) for m in masks)
+        if foreground != "all":
+            assert not any(bool(m[:, SIZE // 2:].any()) for m in masks)
+    with pytest.raises(ValueError, match="masks for"):
+        CAIDataset(str(NORMALS), patterns, foreground=[left])
