@@ -109,7 +109,8 @@ def prepare_pattern_folder(anomaly_set, cache_dir=None, classes=None, exclude_so
     elif isinstance(anomaly_set, datasets.Dataset):
         ds, origin = anomaly_set, ""
     else:
-        raise ValueError(f"anomaly_set must be a folder, a hub id or a datasets.Dataset, got {type(anomaly_set).__name__}")
+        raise ValueError("anomaly_set must be a folder, a hub id or a datasets.Dataset, "
+                         f"got {type(anomaly_set).__name__}")
     key = hashlib.sha1(json.dumps([origin, getattr(ds, "_fingerprint", ""), sorted(classes or []),
                                    sorted(exclude_sources)]).encode()).hexdigest()[:16]
     out = _cache_root(cache_dir) / f"patterns-{key}"
@@ -412,7 +413,8 @@ class CAIAnomalyGenerator(torch.nn.Module):
             raise ValueError(f"image values must lie in [0, 1], got [{x.min():.4g}, {x.max():.4g}]")
         fgs = _split_foreground(foreground, B, (H, W), batched)
         rngs = self._rngs(index, B, epoch)
-        out, masks, self.last_info = batch.clone(), torch.zeros((B, 1, H, W), dtype=image.dtype, device=image.device), []
+        out, self.last_info = batch.clone(), []
+        masks = torch.zeros((B, 1, H, W), dtype=image.dtype, device=image.device)
         for b in range(B):
             hwc = np.ascontiguousarray(x[b].transpose(1, 2, 0))
             u8 = _float_to_uint8(hwc if C == 3 else np.repeat(hwc, 3, axis=2))
@@ -614,7 +616,8 @@ class CAIDataset(Dataset):
             image = value if value.ndim == 3 and value.shape[2] == 3 else np.repeat(
                 value.reshape(value.shape[:2] + (1,)), 3, axis=2)
         elif isinstance(value, np.ndarray):
-            raise ValueError(f"normal {index}: arrays must be uint8 (H, W, 3) or (H, W), got {value.dtype} {value.shape}")
+            raise ValueError(f"normal {index}: arrays must be uint8 (H, W, 3) or (H, W), "
+                             f"got {value.dtype} {value.shape}")
         else:
             image = load_rgb(value)[0]
         if self.size is not None and image.shape[:2] != self.size:

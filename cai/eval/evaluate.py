@@ -336,8 +336,8 @@ def _evaluate(o: EvalOptions) -> dict:
             if o.on_the_fly:
                 def refresh(epoch, synth=synth, seed=seed):
                     t = time.perf_counter()
-                    new, new_masks, new_skipped = synthesize_all(synth, normals, foregrounds,
-                                                                 epoch_seed(seed, epoch), is_grey)
+                    new, new_masks, _ = synthesize_all(synth, normals, foregrounds,
+                                                       epoch_seed(seed, epoch), is_grey)
                     fresh.update({"made": len(new), "synthesis_seconds": time.perf_counter() - t})
                     return list(normals) + new, [np.zeros(n.shape[:2], bool) for n in normals] + new_masks
             detector = train_detector(train_images, train_masks, config, seed=seed, progress=o.progress,
@@ -351,7 +351,8 @@ def _evaluate(o: EvalOptions) -> dict:
             histograms.setdefault(name, []).append((pos, neg))
             bootstrap.save_histograms(out / "per_image" / f"{name}__seed{seed}.npz", pos, neg, test_names)
             run = {"seed": seed, **{k: v for k, v in m.items() if k != "curves"},
-                   "made": len(images), **({"made_on_the_fly": fresh["made"]} if o.on_the_fly else {}), "skipped": dict(skipped), "final_loss": detector.history[-1]["loss"],
+                   "made": len(images), **({"made_on_the_fly": fresh["made"]} if o.on_the_fly else {}),
+                   "skipped": dict(skipped), "final_loss": detector.history[-1]["loss"],
                    "synthesis_seconds": round(t_synth, 2), "wall_seconds": round(time.perf_counter() - t0, 2),
                    "cpu_seconds": round(time.process_time() - c0, 2)}
             runs.append(run)
@@ -439,5 +440,5 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in sys.argv)
 
 
-__all__ = ["EvalOptions", "EvaluationError", "evaluate", "epoch_seed", "run_evaluation", "make_synthesizers", "synthesize_all",
-           "load_normals", "PROFILE_DESCRIPTIONS"]
+__all__ = ["EvalOptions", "EvaluationError", "evaluate", "run_evaluation", "make_synthesizers", "synthesize_all",
+           "load_normals", "PROFILE_DESCRIPTIONS", "epoch_seed"]
