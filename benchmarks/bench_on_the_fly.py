@@ -171,8 +171,14 @@ def main():
               f"{made:>4}/{args.calls}")
     if args.skip_memory:
         return
+    from cai.anomaly_set import open_pattern_bank
+    bank = open_pattern_bank(suite.patterns)
+    decoded = sum(a.nbytes for i in range(len(bank.long_sides)) for a in bank.load(i))
+    arrow = sum(f.stat().st_size for f in Path(suite.patterns).glob("*.arrow"))
+    print(f"\npatterns: {len(bank.long_sides)}; arrow files {arrow / 2**20:.1f} MiB (memory-mapped, shared); "
+          f"all crops decoded {decoded / 2**20:.1f} MiB (per process, the most its pattern cache holds here)")
     os.sched_setaffinity(0, allowed)  # workers may use the other cores
-    print("\nDataLoader memory, cai, p=1, 2 epochs (kB; peak per process; PSS splits shared pages)")
+    print("DataLoader memory, cai, p=1, 2 epochs (kB; peak per process; PSS splits shared pages)")
     print(f"{'workers':>7} {'process':>8} {'RSS':>9} {'PSS':>9} {'USS':>9}")
     for workers in (0, 1, 2):
         peak, main_mem = suite.peakmem_workers(workers)
