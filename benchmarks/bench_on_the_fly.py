@@ -72,6 +72,11 @@ class MemoryProbe(torch.utils.data.Dataset):
         return {"label": item["label"], "pid": os.getpid(), **mem}
 
 
+def _warm_worker(_worker_id):
+    """worker_init_fn: decode every pattern in the worker first, so its peak holds the full cache."""
+    torch.utils.data.get_worker_info().dataset.dataset.generator.warm_up()
+
+
 class OnTheFlySuite:
     params = (SYNTHESIZERS,)
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -134,7 +139,10 @@ class OnTheFlySuite:
     def peakmem_workers(self, workers=0, epochs=2):
         dataset = CAIDataset(str(self.normal_dir), self.patterns, p=1.0, seed=0, size=self.size)
         probe = MemoryProbe(dataset)
-        loader = torch.utils.data.DataLoader(probe, batch_size=4, num_workers=workers)
+        if workers == 0:
+            dataset.generator.warm_up()
+        loader = torch.utils.data.DataLoader(probe, batch_size=4, num_workers=workers,
+                                             worker_init_fn=_warm_worker if workers else None)
         peak = {}
         for epoch in range(epochs):
             dataset.set_epoch(epoch)
