@@ -28,6 +28,8 @@ for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLA
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -159,7 +161,16 @@ def main():
     parser.add_argument("--calls", type=int, default=300, help="timed calls per synthesizer")
     parser.add_argument("--core", type=int, default=None, help="pin to this CPU core (default: the first allowed)")
     parser.add_argument("--skip-memory", action="store_true")
+    # one row set of the memory table, run in a fresh process
+    parser.add_argument("--memory-workers", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--patterns", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--normal-dir", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_workers is not None:  # only the dataset's own memory: no raw anomaly set loaded here
+        suite = OnTheFlySuite()
+        suite.patterns, suite.normal_dir = args.patterns, Path(args.normal_dir)
+        _print_memory(suite, args.memory_workers)
+        return
     allowed = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {args.core if args.core is not None else allowed[0]})
     OnTheFlySuite.shared, OnTheFlySuite.calls = Path(args.shared), args.calls
@@ -186,15 +197,21 @@ def main():
     print(f"\npatterns: {len(bank.long_sides)}; arrow files {arrow / 2**20:.1f} MiB (memory-mapped, shared); "
           f"all crops decoded {decoded / 2**20:.1f} MiB (per process, the most its pattern cache holds here)")
     os.sched_setaffinity(0, allowed)  # workers may use the other cores
-    print("DataLoader memory, cai, p=1, 2 epochs (kB; peak per process; PSS splits shared pages)")
-    print(f"{'workers':>7} {'process':>8} {'RSS':>9} {'PSS':>9} {'USS':>9}")
-    for workers in (0, 1, 2):
-        peak, main_mem = suite.peakmem_workers(workers)
-        for k, (pid, mem) in enumerate(sorted(peak.items())):
-            role = "main" if workers == 0 else f"worker{k}"
-            print(f"{workers:>7} {role:>8} {mem['rss']:>9} {mem['pss']:>9} {mem['uss']:>9}")
-        if workers:
-            print(f"{workers:>7} {'main':>8} {main_mem['rss']:>9} {main_mem['pss']:>9} {main_mem['uss']:>9}")
+    print("DataLoader memory, cai, p=1, 2 epochs, fork (kB; peak per process; PSS splits shared pages; "
+          "each row set from a fresh process)")
+    print(f"{'workers':>7} {'process':>8} {'RSS':>9} {'PSS':>9} {'USS':>9}", flush=True)
+    for workers in (0, 1, 2):  # a fresh process each: nothing decoded before the workers fork
+        subprocess.run([sys.executable, __file__, "--memory-workers", str(workers), "--patterns", suite.patterns,
+                        "--normal-dir", str(suite.normal_dir)], check=True)
+
+
+def _print_memory(suite, workers: int):
+    peak, main_mem = suite.peakmem_workers(workers)
+    for k, (pid, mem) in enumerate(sorted(peak.items())):
+        role = "main" if workers == 0 else f"worker{k}"
+        print(f"{workers:>7} {role:>8} {mem['rss']:>9} {mem['pss']:>9} {mem['uss']:>9}")
+    if workers:
+        print(f"{workers:>7} {'main':>8} {main_mem['rss']:>9} {main_mem['pss']:>9} {main_mem['uss']:>9}")
 
 
 if __name__ == "__main__":

@@ -302,3 +302,17 @@ def test_dataset_foreground_masks_callable_and_kind(patterns):
             assert not any(bool(m[:, SIZE // 2:].any()) for m in masks)
     with pytest.raises(ValueError, match="masks for"):
         CAIDataset(str(NORMALS), patterns, foreground=[left])
+
+
+def test_patterns_are_shared_read_only_views_with_the_arrow_bytes(patterns, normal):
+    from cai.anomaly_set import open_pattern_bank
+    mapped = CAIAnomalyGenerator(patterns, p=1.0, seed=6)
+    mapped.warm_up()
+    image, mask = mapped._engine._bank.load(3)
+    assert not image.flags.writeable and not mask.flags.writeable  # views of the mapped file, no copies
+    decoded = CAIAnomalyGenerator(open_pattern_bank(patterns), p=1.0, seed=6)  # decoded from arrow in-process
+    ref_image, ref_mask = decoded._engine._bank.load(3)
+    assert np.array_equal(image, ref_image) and np.array_equal(mask, ref_mask)
+    for i in range(6):  # same pixels, same refined masks: the same pseudo anomalies
+        a, b = mapped(normal, index=i), decoded(normal, index=i)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
