@@ -293,6 +293,9 @@ class _Engine:
             return 0
         for i in range(len(self._bank.long_sides)):
             synth._pattern(i)
+        if self._mapped is not None:  # fault every page of the mapped file in (shared page cache)
+            self._mapped._open()
+            int(self._mapped._pixels[::4096].sum())
         return len(self._bank.long_sides)
 
     def make(self, normal: np.ndarray, foreground: np.ndarray, index: int, rng: np.random.Generator,
