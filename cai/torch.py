@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
