@@ -40,7 +40,7 @@ import torch  # noqa: E402
 
 from cai.imageio import list_images, load_rgb  # noqa: E402
 from cai.targets import DEFAULT_SAMPLE  # noqa: E402
-from cai.torch import CAIAnomalyGenerator, CAIDataset, prepare_pattern_folder  # noqa: E402
+from cai.torch import CAIAnomalyGenerator, CAIDataset, decoded_patterns, prepare_pattern_folder  # noqa: E402
 
 cv2.setNumThreads(1)
 torch.set_num_threads(1)
@@ -191,14 +191,16 @@ def main():
     if args.skip_memory:
         return
     from cai.anomaly_set import open_pattern_bank
-    bank = open_pattern_bank(suite.patterns)
-    decoded = sum(a.nbytes for i in range(len(bank.long_sides)) for a in bank.load(i))
+    bank = open_pattern_bank(suite.patterns)  # metadata only here
     arrow = sum(f.stat().st_size for f in Path(suite.patterns).glob("*.arrow"))
-    print(f"\npatterns: {len(bank.long_sides)}; arrow files {arrow / 2**20:.1f} MiB (memory-mapped, shared); "
-          f"all crops decoded {decoded / 2**20:.1f} MiB (per process, the most its pattern cache holds here)")
+    mapped = Path(decoded_patterns(suite.patterns, Path(tempfile.gettempdir()) / "cai_bench_on_the_fly")) / "pixels.u8"
+    print(f"\npatterns: {len(bank.long_sides)}; arrow files (PNG crops) {arrow / 2**20:.1f} MiB; decoded file "
+          f"(pixels + masks + refined masks, memory-mapped read-only by every process) "
+          f"{mapped.stat().st_size / 2**20:.1f} MiB")
     os.sched_setaffinity(0, allowed)  # workers may use the other cores
-    print("DataLoader memory, cai, p=1, 2 epochs, fork (kB; peak per process; PSS splits shared pages; "
-          "each row set from a fresh process)")
+    print("DataLoader memory, cai, p=1, 2 epochs, fork (kB; peak per process; PSS splits shared pages; each row "
+          "set from a fresh process; without persistent_workers each epoch starts new workers: e0w1 = epoch 0, "
+          "worker 1)")
     print(f"{'workers':>7} {'process':>8} {'RSS':>9} {'PSS':>9} {'USS':>9}", flush=True)
     for workers in (0, 1, 2):  # a fresh process each: nothing decoded before the workers fork
         subprocess.run([sys.executable, __file__, "--memory-workers", str(workers), "--patterns", suite.patterns,
@@ -207,8 +209,8 @@ def main():
 
 def _print_memory(suite, workers: int):
     peak, main_mem = suite.peakmem_workers(workers)
-    for k, (pid, mem) in enumerate(sorted(peak.items())):
-        role = "main" if workers == 0 else f"worker{k}"
+    for k, (pid, mem) in enumerate(sorted(peak.items())):  # pids grow: epoch 0's workers first
+        role = "main" if workers == 0 else f"e{k // workers}w{k % workers}"
         print(f"{workers:>7} {role:>8} {mem['rss']:>9} {mem['pss']:>9} {mem['uss']:>9}")
     if workers:
         print(f"{workers:>7} {'main':>8} {main_mem['rss']:>9} {main_mem['pss']:>9} {main_mem['uss']:>9}")
