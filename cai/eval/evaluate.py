@@ -18,6 +18,14 @@ metric columns prefixed with the profile), ``curves.json`` + ``curves_pr.png`` +
 (first seed), ``anomaly_maps.png`` (test images, ground truth, each synthesizer's map),
 ``pseudo_anomalies.png`` (the first pseudo anomalies of each synthesizer with their masks) and
 ``train_log.jsonl`` (one line per training epoch).
+
+On the fly (``on_the_fly=True``, ``cai-hub evaluate --on-the-fly``): instead of one fixed split, the
+detector sees fresh pseudo anomalies every epoch: epoch 0 uses the split of seed ``s`` (the fixed
+split's), epoch e >= 1 a new one of synthesis seed :func:`epoch_seed` ``(s, e)``, as many per normal.
+Cost per epoch: the synthesis of ``per_image`` pseudo anomalies per normal, and, with the ``cpu``
+profile, one frozen-backbone pass over the new images (the fixed split caches those features once),
+so a run costs about ``epochs`` times the fixed split's synthesis and feature time. FD and the
+pseudo-anomaly examples use the epoch-0 split.
 """
 from __future__ import annotations
 
@@ -82,6 +90,7 @@ class EvalOptions:
     examples: int = 4
     progress: bool = True
     command: str | None = None
+    on_the_fly: bool = False  # fresh pseudo anomalies every training epoch (see the module docstring)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -175,6 +184,14 @@ def synthesize_all(synth, normals, foregrounds, seed: int, is_grey: bool, progre
             else:
                 skipped[result.reason] += 1
     return images, masks, skipped
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Synthesis seed of training epoch ``epoch`` on the fly: ``seed`` itself for epoch 0 (the fixed
+    split), else the first 63-bit word of ``np.random.SeedSequence([seed, epoch])``."""
+    if epoch == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def _per_class_ap(maps, masks, classes_of_images, classes) -> dict:
@@ -328,9 +345,18 @@ def _evaluate(o: EvalOptions) -> dict:
                 raise EvaluationError(f"{name} made no pseudo anomaly (skipped: {dict(skipped)})")
             train_images = list(normals) + images
             train_masks = [np.zeros(n.shape[:2], bool) for n in normals] + masks
+            refresh, fresh = None, Counter()
+            if o.on_the_fly:
+                def refresh(epoch, synth=synth, seed=seed):
+                    t = time.perf_counter()
+                    new, new_masks, _ = synthesize_all(synth, normals, foregrounds,
+                                                       epoch_seed(seed, epoch), is_grey)
+                    fresh.update({"made": len(new), "synthesis_seconds": time.perf_counter() - t})
+                    return list(normals) + new, [np.zeros(n.shape[:2], bool) for n in normals] + new_masks
             detector = train_detector(train_images, train_masks, config, seed=seed, progress=o.progress,
                                       log_path=log_path, desc=f"{name} seed {seed}", device=o.device,
-                                      feature_cache=features, reuse=len(normals))
+                                      feature_cache=features, reuse=len(normals), refresh=refresh)
+            t_synth += fresh["synthesis_seconds"]
             maps = detector.predict(test_images, test_shapes, feature_cache=features)
             m = pixel_metrics(maps, test_masks, return_curves=seed == o.seeds[0])
             m["per_class_ap"] = _per_class_ap(maps, test_masks, test_classes, target.defect_classes)
@@ -338,7 +364,8 @@ def _evaluate(o: EvalOptions) -> dict:
             histograms.setdefault(name, []).append((pos, neg))
             bootstrap.save_histograms(out / "per_image" / f"{name}__seed{seed}.npz", pos, neg, test_names)
             run = {"seed": seed, **{k: v for k, v in m.items() if k != "curves"},
-                   "made": len(images), "skipped": dict(skipped), "final_loss": detector.history[-1]["loss"],
+                   "made": len(images), **({"made_on_the_fly": fresh["made"]} if o.on_the_fly else {}),
+                   "skipped": dict(skipped), "final_loss": detector.history[-1]["loss"],
                    "synthesis_seconds": round(t_synth, 2), "wall_seconds": round(time.perf_counter() - t0, 2),
                    "cpu_seconds": round(time.process_time() - c0, 2)}
             runs.append(run)
@@ -372,7 +399,7 @@ def _evaluate(o: EvalOptions) -> dict:
                    "root": str(o.root), "test_root": o.test_root, "is_grey": is_grey,
                    "synthesis_shape": list(normals[0].shape[:2]),
                    "foreground": {"used": getattr(fg_fn, "kind", o.foreground), "note": getattr(fg_fn, "note", "")}},
-        "seeds": list(o.seeds), "per_image": o.per_image, "synthesizers": results,
+        "seeds": list(o.seeds), "per_image": o.per_image, "on_the_fly": o.on_the_fly, "synthesizers": results,
         "leakage_guard": {"target_sources": list(target.guard_sources), "excluded_sources": excluded,
                           "anomaly_set_sources": set_sources},
         "anomaly_set": aset, "inception": o.inception, "fd_real_images": len(real_anomalies),
@@ -427,4 +454,4 @@ def command_line() -> str:
 
 
 __all__ = ["EvalOptions", "EvaluationError", "evaluate", "run_evaluation", "make_synthesizers", "synthesize_all",
-           "load_normals", "PROFILE_DESCRIPTIONS"]
+           "load_normals", "PROFILE_DESCRIPTIONS", "epoch_seed"]

@@ -92,7 +92,8 @@ def markdown(results: dict) -> str:
              f"Seeds: {', '.join(map(str, results['seeds']))} (the seed drives both the synthesis and the detector "
              f"training); metrics in %, mean ± sample std over seeds. Test set: {tgt['test_images']} images "
              f"({', '.join(f'{k} {v}' for k, v in tgt['test_per_class'].items())}); "
-             f"{tgt['train_normals']} training normals, {results['per_image']} pseudo anomalies per normal image.",
+             f"{tgt['train_normals']} training normals, {results['per_image']} pseudo anomalies per normal image"
+             + (", fresh ones every training epoch (on the fly)." if results.get("on_the_fly") else "."),
              ""]
     fd_cols = ["FD-EfficientNet-Lite0 ↓"] + (["FID (Inception) ↓"] if results.get("inception") else [])
     boot = results.get("bootstrap") or {}

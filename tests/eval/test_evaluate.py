@@ -188,3 +188,46 @@ def test_ksdd_split_holds_out_one_commutator(shared_data):
     assert sum(x.defect_class == "crack" for x in t.test) == 52
     assert len(t.train) + len(normal_test) == 35
     assert not {p for p in t.train} & {x.path for x in t.test}
+
+
+def test_epoch_seed_keeps_epoch_0_and_varies():
+    from cai.eval.evaluate import epoch_seed
+    assert epoch_seed(3, 0) == 3
+    seeds = {epoch_seed(s, e) for s in range(3) for e in range(1, 5)}
+    assert len(seeds) == 12 and all(0 <= v < 2 ** 63 for v in seeds)
+
+
+def test_train_detector_refreshes_every_epoch_after_the_first():
+    from cai.eval.detector import get_profile, train_detector
+    rng = np.random.default_rng(0)
+    calls = []
+
+    def data(epoch):
+        calls.append(epoch)
+        images = [_texture(rng) for _ in range(4)]
+        masks = [np.zeros((SIZE, SIZE), bool) for _ in range(2)] + [np.eye(SIZE, dtype=bool)] * 2
+        return images, masks
+
+    config = get_profile("cpu", epochs=3, size=SIZE, batch_size=4)
+    fixed = train_detector(*data(0), config, progress=False)
+    calls.clear()
+    fresh = train_detector(*data(0), config, progress=False, refresh=data)
+    assert calls == [0, 1, 2]  # the initial set, then epochs 1 and 2
+    assert fixed.history[0]["loss"] != fresh.history[0]["loss"] or fixed.history[-1]["loss"] != fresh.history[-1]["loss"]
+
+
+def test_evaluate_on_the_fly(tiny, tmp_path):
+    fixed = _run(tiny, tmp_path / "fixed", synths=("cai-n",))
+    res = _run(tiny, tmp_path / "otf", synths=("cai-n",), on_the_fly=True)
+    assert res["on_the_fly"] is True and fixed["on_the_fly"] is False
+    run, run_fixed = res["synthesizers"]["cai-n"]["runs"][0], fixed["synthesizers"]["cai-n"]["runs"][0]
+    assert run["made"] == run_fixed["made"]  # epoch 0 is the fixed split
+    assert run["made_on_the_fly"] > 0  # epoch 1 (of 2) made a fresh split
+    assert run["final_loss"] != run_fixed["final_loss"]
+    assert "on the fly" in (tmp_path / "otf" / "results.md").read_text()
+    result = CliRunner().invoke(main, ["evaluate", "--target", "folder", "--root", str(tiny / "tgt"), "--test-root",
+                                       str(tiny / "test"), "--synth", "cutpaste", "--seeds", "1", "--epochs", "2",
+                                       "--size", "64", "--synth-size", "64", "--per-image", "2", "--quiet",
+                                       "--on-the-fly", "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "cli" / "results.json").read_text())["on_the_fly"] is True
