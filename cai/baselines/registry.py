@@ -29,6 +29,8 @@ CAI_MODIFIERS = {"refine": {"refine_mask": True}, "noborder": {"border": "exclud
                  "chmask": {"mask_rule": "channel"}, "luma": {"mask_rule": "luma"},
                  "gain2": {"gain": (1.0, 2.0)}, "gain3": {"gain": (1.0, 3.0)}, "x2": {"gain": (2.0, 2.0)}}
 _CAI_MIXES = {"cai-622": (6, 2, 2), "cai-262": (2, 6, 2), "cai-226": (2, 2, 6), "cai-433": (4, 3, 3)}
+# Scale mixes as modifiers, so Table 4 can run on any settings: "cai+q622" is the default with 6/2/2.
+CAI_MODIFIERS.update({f"q{name[4:]}": {"quota": mix} for name, mix in _CAI_MIXES.items()})
 
 
 def _normals_arg(normals):
@@ -50,7 +52,9 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
         Poisson or plain paste), ``cai-no-stm`` (no scale matching), ``cai-no-ils`` (no injection
         location selection), ``cai-622``, ``cai-262``, ``cai-226``, ``cai-433`` (large/medium/small
         quota mixes), ``cutpaste``, ``cutpaste-scar``, ``nsa-n``, ``nsa-m`` (NSA Normal / Mixed),
-        ``draem``.
+        ``draem``, ``glass-las``. A CAI name takes ``+modifier`` suffixes from :data:`CAI_MODIFIERS`,
+        applied in order after the variant's base settings (e.g. ``cai-paste+refine+aug``,
+        ``cai+noborder``, ``cai+q622`` = the default with the 6/2/2 scale mix).
     bank : PatternBank
         Required by the ``cai-*`` synthesizers.
     normals : sequence of (H, W[, 3]) uint8 ndarray, or (callable i -> ndarray, count)

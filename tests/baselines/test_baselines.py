@@ -1,3 +1,4 @@
+import dataclasses
 from collections import Counter
 
 import cv2
@@ -457,3 +458,29 @@ def test_make_synthesizer_errors(bank, normals):
         make_synthesizer("cutpaste", per_image=0)
     assert isinstance(make_synthesizer("draem"), DRAEMSynthesizer)
     assert make_synthesizer("cutpaste", config=CAIConfig(threshold=9, max_attempts=3)).max_attempts == 3
+
+
+def test_cai_modifiers_apply_in_order_on_the_variant_base(bank):
+    default = CAIConfig()
+    assert make_synthesizer("cai", bank=bank).config == dataclasses.replace(default, quota=(4, 3, 3))
+    # a named variant starts from the settings it was measured with, then each modifier in order
+    c = make_synthesizer("cai-paste+refine+aug", bank=bank).config
+    assert (c.mode, c.refine_mask, c.augment, c.mask_rule) == ("paste", True, True, "luma")
+    assert make_synthesizer("cai-n+chmask+luma", bank=bank).config.mask_rule == "luma"
+    assert make_synthesizer("cai+noborder", bank=bank).config.border == "exclude"
+    assert make_synthesizer("cai+gain3", bank=bank).config.gain == (1.0, 3.0)
+    # scale-mix modifiers keep the default's settings and spread the mix over per_image
+    for mods, quota in (("q622", (6, 2, 2)), ("q262", (2, 6, 2)), ("q226", (2, 2, 6)), ("q433", (4, 3, 3))):
+        c = make_synthesizer(f"cai+{mods}", bank=bank).config
+        assert c.quota == quota and (c.mode, c.refine_mask, c.augment) == (default.mode, default.refine_mask,
+                                                                          default.augment)
+    assert make_synthesizer("cai+q622", bank=bank, per_image=5).config.quota == (3, 1, 1)
+    with pytest.raises(ValueError, match=r"unknown modifier\(s\) \['q999'\]"):
+        make_synthesizer("cai+q999", bank=bank)
+    with pytest.raises(ValueError, match="cai-\\* synthesizers only"):
+        make_synthesizer("draem+refine")
+
+
+def test_cai_scale_mix_modifier_follows_its_quota(bank, normals):
+    results = make_synthesizer("cai+q226", bank=bank).synthesize(normals[0], FULL, 0, 0)
+    assert Counter(r.scale for r in results) == {"large": 2, "medium": 2, "small": 6}
