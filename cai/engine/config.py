@@ -80,8 +80,10 @@ class CAIConfig:
         bounding-box long side, hence scale matching, is unchanged (default on: chosen in two of the
         three leave-one-target-out folds; lowers FD on KolektorSDD 85.3 -> 74.5).
     gain : (float, float)
-        Contrast gain range: the injected change ``blend - normal`` is multiplied by a gain drawn
-        log-uniformly in [low, high] per pseudo anomaly (not in paste mode). (1, 1): none (paper).
+        Contrast gain range, a gain drawn log-uniformly in [low, high] per pseudo anomaly: it
+        multiplies the injected change ``blend - normal`` (Poisson modes), or in paste mode the
+        defect's deviation from its own source background (pasted = background + gain x deviation).
+        (1, 1): none (paper).
     """
 
     quota: tuple[int, int, int] = (4, 3, 3)

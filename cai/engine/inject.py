@@ -92,7 +92,9 @@ def inject_pattern(normal, foreground, pattern_image, pattern_mask, center, conf
     source background (:func:`cai.engine.refine.defect_deviation`). ``D`` vanishes on the region's
     boundary, so the Poisson solution is ``normal + D`` in closed form and no solve is needed. Pixels
     outside the foreground are then reset to the normal image. ``gain`` multiplies the change
-    ``blend - normal`` before rounding (not in paste mode).
+    ``blend - normal`` before rounding; in paste mode it multiplies the defect's deviation from its
+    own source background instead (pasted = source background + gain x deviation), a contrast
+    jitter of the pattern that keeps its background level.
 
     Parameters
     ----------
@@ -146,7 +148,13 @@ def inject_pattern(normal, foreground, pattern_image, pattern_mask, center, conf
     if mode == "paste":
         region = placed
         out = normal.copy()
-        out[placed] = source[placed]
+        if gain != 1.0 and placed.any():  # contrast: the defect's deviation from its own background x gain
+            boosted = source.astype(np.float32)
+            boosted[window] += np.float32(gain - 1.0) * defect_deviation(pattern_image, pattern_mask)[crop]
+            clipped = int(((boosted < -0.5) | (boosted > 255.5))[placed].sum())
+            out[placed] = np.clip(np.rint(boosted[placed]), 0, 255).astype(np.uint8)
+        else:
+            out[placed] = source[placed]
     elif mode == "relative":
         region = placed
         out = normal.copy()

@@ -122,3 +122,21 @@ def test_gain_scales_the_injected_change():
     d2 = double.image.astype(int) - 120
     assert np.abs(d1).max() > 20
     assert np.abs(d2 - 2 * d1).max() <= 1
+
+
+def test_paste_gain_scales_the_defect_deviation_from_its_own_background():
+    from cai.engine.inject import inject_pattern
+    image, crack, _ = _coarse_crack()
+    rgb = np.repeat(image[..., None], 3, axis=2)
+    normal = np.full((80, 80, 3), 200, np.uint8)
+    fg = np.ones((80, 80), bool)
+    plain = inject_pattern(normal, fg, rgb, crack, (40, 40), CAIConfig(mode="paste"))
+    boosted = inject_pattern(normal, fg, rgb, crack, (40, 40), CAIConfig(mode="paste"), gain=1.5)
+    placed = plain.placed_mask
+    assert (placed == boosted.placed_mask).all() and placed.sum() == crack.sum()
+    assert (plain.image[placed] == 90).all()  # paste copies the pixels
+    # the crack (90) on its ~140 background: deviation -50 -> -75 at gain 1.5
+    expected = source_background(rgb, crack)[crack] + 1.5 * defect_deviation(rgb, crack)[crack]
+    assert np.abs(boosted.image[placed].astype(float) - np.rint(expected)).max() <= 1
+    assert 60 <= boosted.image[placed].mean() <= 70
+    assert (boosted.image[~placed] == 200).all() and boosted.clipped == 0
