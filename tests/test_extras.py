@@ -32,3 +32,27 @@ def test_cai_torch_without_torch_names_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'cai-hub\[torch\]'") as info:
         import cai.torch  # noqa: F401
     assert len(str(info.value).splitlines()) == 1
+
+
+def test_crackforest_without_scipy_names_the_extra_instead_of_counting_unreadable_masks(monkeypatch, tmp_path):
+    from cai.extras import MissingExtra
+    from cai.layouts import crackforest
+    for sub in ("image", "groundTruth"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "groundTruth" / "001.mat").write_bytes(b"not read")
+    monkeypatch.setitem(sys.modules, "scipy.io", None)
+    with pytest.raises(MissingExtra, match=r"pip install 'cai-hub\[mat\]'"):
+        crackforest.iter_anomalies(tmp_path)
+
+
+def test_core_works_without_scipy():
+    """scipy is not a core dependency (only the [eval], [mat] and [test] extras pull it)."""
+    import subprocess
+    code = ("import sys; sys.modules['scipy'] = None; "
+            "import numpy as np; import cai, cai.engine, cai.build, cai.layouts, cai.cli, cai.anomaly_set, cai.targets; "
+            "from cai.engine.foreground import foreground_threshold; "
+            "im = np.full((64, 64, 3), 20, np.uint8); im[16:48, 16:48] = 200; im[30:34, 30:34] = 20; "
+            "m = foreground_threshold(im); print(int(m.sum()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == 32 * 32  # the hole is filled

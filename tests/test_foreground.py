@@ -481,3 +481,17 @@ def test_threshold_on_real_texture_falls_back():
         img = np.asarray(Image.open(f))
         m, info = foreground_threshold(img, return_info=True)
         assert info["fallback"] and m.all(), (f.name, info)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fill_holes_matches_scipy(seed):
+    from scipy import ndimage
+
+    from cai.engine.foreground import fill_holes
+    rng = np.random.default_rng(seed)
+    mask = rng.random((40, 50)) < (0.3 + 0.1 * seed)  # from sparse specks to mostly foreground
+    mask[5:30, 5:30] = True
+    mask[10:20, 12:18] = False  # a hole
+    mask[0, 20:30] = False  # background touching the border stays background
+    assert (fill_holes(mask) == ndimage.binary_fill_holes(mask)).all()
+    assert not fill_holes(np.zeros((4, 5), bool)).any() and fill_holes(np.ones((4, 5), bool)).all()

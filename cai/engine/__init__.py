@@ -1,1 +1,1 @@
-"""The CAI engine: pure stages, numpy arrays in and out (imports only numpy, scipy, cv2, numba)."""
+"""The CAI engine: pure stages, numpy arrays in and out (imports only numpy, cv2, numba)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 __all__ = ["TEXTURE_CATEGORIES", "OBJECT_CATEGORIES", "foreground_all", "foreground_threshold"]
 
@@ -44,6 +43,27 @@ _MIN_COVER, _MAX_COVER = 0.01, 0.99  # accepted foreground coverage
 # validation helpers
 # ----------------------------------------------------------------------------
 
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its holes filled: background pixels not 4-connected to the image border become
+    foreground (as ``scipy.ndimage.binary_fill_holes`` with its default structure).
+
+    Parameters
+    ----------
+    mask : (H, W) bool ndarray
+
+    Returns
+    -------
+    (H, W) bool ndarray
+    """
+    mask = np.asarray(mask, bool)
+    n, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+    outside = np.zeros(n, bool)
+    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        outside[edge] = True
+    outside[0] = True  # label 0 is the mask itself
+    return ~outside[labels] | mask
 
 def _check_image(image, name: str = "image") -> np.ndarray:
     """Validate an image and return it as an ndarray (not copied)."""
@@ -169,10 +189,10 @@ def _threshold_mask(image: np.ndarray) -> tuple[np.ndarray, dict]:
     m = raw.astype(np.uint8)
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
     m = cv2.morphologyEx(m, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE)
-    m = ndimage.binary_fill_holes(m.astype(bool))
+    m = fill_holes(m.astype(bool))
 
-    labels, n = ndimage.label(m)
-    if n > 1:
+    n, labels = cv2.connectedComponents(m.astype(np.uint8), connectivity=4)
+    if n > 2:  # background + more than one component
         areas = np.bincount(labels.ravel())[1:]
         keep = np.flatnonzero(areas >= _KEEP_FRAC * areas.max()) + 1
         m = np.isin(labels, keep)

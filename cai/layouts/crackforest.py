@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-import scipy.io
 
+from cai.extras import require
 from cai.layouts._common import (list_images, new_stats, count, fit_to_image, relative,
                                           require_dirs)
 from cai.layouts.record import RawAnomaly
@@ -50,7 +50,10 @@ def read_segmentation(path) -> np.ndarray:
     """The ``groundTruth.Segmentation`` region map of a CFD ``.mat`` (ValueError when absent).
 
     Several annotators (a 1xN struct array, as in BSDS) must agree in size; their maps are stacked
-    as (N, H, W)."""
+    as (N, H, W). Needs scipy (``pip install 'cai-hub[mat]'``)."""
+    require("mat", "reading CrackForest .mat ground truth")
+    import scipy.io
+
     mat = scipy.io.loadmat(path, simplify_cells=True)
     if "groundTruth" not in mat:
         raise ValueError(f"{path}: no 'groundTruth' variable")
@@ -64,6 +67,7 @@ def iter_anomalies(root, *, crack_values=(2,), source: str = SOURCE, license: st
                    stats: dict | None = None) -> Iterator[RawAnomaly]:
     """Yield one record per image that has a ``groundTruth/<stem>.mat``, sorted by name."""
     root = require_dirs(root, LAYOUT, "image", "groundTruth")
+    require("mat", "reading CrackForest .mat ground truth")  # before the loop, which counts read errors
     stats = new_stats(stats)
     mats = {p.stem: p for p in sorted((root / "groundTruth").glob("*.mat"))}
     pairs = []
