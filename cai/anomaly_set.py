@@ -14,6 +14,7 @@ import datasets
 import numpy as np
 
 from .engine._checks import bbox
+from . import atomic
 from .imageio import BadInput, encode_png, load_mask, load_rgb
 from .engine.synthesizer import PatternBank
 
@@ -281,13 +282,28 @@ def refined_file_name() -> str:
     return f"refined-{h.hexdigest()[:16]}.npz"
 
 
+# Refined masks shipped with the package (the embedded sample's), by patterns folder name (content key)
+# and refined_file_name() (code hash): the first demo run then needs no Poisson solve, hence no numba
+# compilation. tests/test_anomaly_set.py checks they equal a fresh computation.
+SHIPPED_REFINED = Path(__file__).parent / "data" / "default" / "refined"
+
+
+def shipped_refined_file(path) -> Path:
+    """Where cai-hub would ship the refined masks of the patterns folder ``path`` (the file need not exist)."""
+    return SHIPPED_REFINED / Path(path).name / refined_file_name()
+
+
 def ensure_refined_masks(path: str) -> Path:
     """Store ``refine_defect_mask(image, mask)`` of every pattern saved in ``path`` (once per
     anomaly-set content and refinement code: a later run finds the file) as ``path /``
-    :func:`refined_file_name`, one (h, w) bool array per pattern under the key ``str(i)``; return the file."""
+    :func:`refined_file_name`, one (h, w) bool array per pattern under the key ``str(i)``; return the file.
+    A copy shipped for the same content and code (:func:`shipped_refined_file`) is used when there is one."""
     from .engine.refine import refine_defect_mask
 
     target = Path(path) / refined_file_name()
+    shipped = shipped_refined_file(path)
+    if not target.is_file() and shipped.is_file():
+        atomic.write_bytes(target, shipped.read_bytes())
     if not target.is_file():
         bank = pattern_bank(datasets.load_from_disk(str(path)))
         arrays = {str(i): refine_defect_mask(*bank.load(i)) for i in range(len(bank.long_sides))}
@@ -346,3 +362,22 @@ def pattern_bank(ds: datasets.Dataset, cache_size: int = 4096, **prepare_kwargs)
 
     return PatternBank(long_sides=np.asarray(ds["long_side"]), anomaly_class=list(ds["anomaly_class"]),
                        source=list(ds["source"]), ids=list(ds["source_id"]), load=load)
+
+
+def write_default_refined() -> Path:
+    """Recompute the embedded sample's refined masks and write them to :data:`SHIPPED_REFINED`
+    (replacing earlier ones); run after changing cai/engine/refine.py or poisson.py::
+
+        python -c "from cai.anomaly_set import write_default_refined; write_default_refined()"
+    """
+    from .engine.refine import refine_defect_mask
+    from .targets import DEFAULT_SAMPLE
+
+    path, _, _ = cached_patterns(load_anomaly_set(str(DEFAULT_SAMPLE / "anomalies")))
+    bank = pattern_bank(datasets.load_from_disk(path))
+    arrays = {str(i): refine_defect_mask(*bank.load(i)) for i in range(len(bank.long_sides))}
+    shutil.rmtree(SHIPPED_REFINED, ignore_errors=True)
+    dest = shipped_refined_file(path)
+    dest.parent.mkdir(parents=True)
+    np.savez_compressed(dest, **arrays)
+    return dest

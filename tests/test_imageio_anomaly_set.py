@@ -120,3 +120,25 @@ def test_hf_target(tmp_path):
         load_target("folder", str(tmp_path / "missing"))
     with pytest.raises(TargetError, match="category"):
         load_target("mvtec", str(tmp_path))
+
+
+def test_shipped_refined_masks_of_the_embedded_sample_are_current(tmp_path):
+    """The first demo run takes the embedded sample's refined masks from the package instead of
+    solving (and compiling) the Poisson problems: they must be what the current code computes."""
+    from cai.anomaly_set import (SHIPPED_REFINED, cached_patterns, ensure_refined_masks, pattern_bank,
+                                 shipped_refined_file)
+    from cai.engine.refine import refine_defect_mask
+    from cai.targets import DEFAULT_SAMPLE
+
+    path, patterns, _ = cached_patterns(load_anomaly_set(str(DEFAULT_SAMPLE / "anomalies")), cache=tmp_path)
+    shipped = shipped_refined_file(path)
+    hint = 'python -c "from cai.anomaly_set import write_default_refined; write_default_refined()"'
+    assert shipped.is_file(), f"no refined masks shipped for this code and sample ({shipped}); run {hint}"
+    assert sorted(p.name for p in SHIPPED_REFINED.rglob("*.npz")) == [shipped.name]  # no stale copies
+    bank = pattern_bank(patterns)
+    with np.load(shipped) as npz:
+        assert sorted(npz.files, key=int) == [str(i) for i in range(len(bank.long_sides))]
+        for i in range(len(bank.long_sides)):
+            assert (npz[str(i)] == refine_defect_mask(*bank.load(i))).all(), f"pattern {i} is stale; run {hint}"
+    target = ensure_refined_masks(path)  # copied, not recomputed
+    assert target.parent == tmp_path / shipped.parent.name and target.read_bytes() == shipped.read_bytes()
