@@ -21,7 +21,7 @@ and deterministic). The second pass writes one shard at a time to ``.daad/tmp`` 
 (same fingerprint) keeps the finished sources and shards and writes only what is missing; a different
 fingerprint is refused unless ``overwrite=True``.
 
-Curation. The reviewer's decisions that ``daad sync`` (:mod:`daad_tools.curate`) records in
+Curation. The reviewer's decisions that ``daad sync`` (:mod:`daad_tools.sync`) records in
 ``OUT/curation.json`` (mask PNGs under ``OUT/curation_masks/``) are applied to the first-pass manifest
 before the publish decision: a rejected id is never published (reason ``curated_reject``, which wins
 over ``qa.keep_ids``), a reclassed id gets its new class (over the taxonomy and its overrides), an
@@ -45,9 +45,8 @@ import hashlib
 import io
 import json
 import os
-import shutil
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -55,14 +54,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cai import atomic
-from cai.imageio import decode_mask
 
 from . import border as border_mod
+from . import curation as curation_mod
 from . import qa as qa_mod
 from . import refine as refine_mod
-from .curation import CURATION_FILE, CURATION_MASK_DIR, CurationError, load_curation_doc
 from .card import render_card
+from .curation import CURATION_FILE, CURATION_MASK_DIR, Curation, CurationError, RowFormat, apply_decisions
 from .folder import card_counts, read_columns  # noqa: F401  (re-exported)
+from .mask_fields import MaskFields, mask_fields
 from .recipe import BuildError, Recipe, SourceSpec, load_recipe
 from .records import CLASSES, DAAD_FEATURES, RawAnomaly
 
@@ -70,9 +70,8 @@ BUILD_VERSION = 1
 WORK = ".daad"
 CHUNK = 64  # records per taxonomy call (bounds the masks held in memory)
 _CODE_FILES = ("daad_tools/records.py", "daad_tools/qa.py", "daad_tools/build.py", "daad_tools/recipe.py",
-               "daad_tools/taxonomy.py",
-               "daad_tools/curation.py", "cai/imageio.py", "daad_tools/refine.py", "daad_tools/border.py",
-               "cai/engine/refine.py", "cai/engine/poisson.py")
+               "daad_tools/taxonomy.py", "daad_tools/curation.py", "daad_tools/mask_fields.py", "cai/imageio.py",
+               "daad_tools/refine.py", "daad_tools/border.py", "cai/engine/refine.py", "cai/engine/poisson.py")
 _OUTPUT_NAMES = {"README.md", "data", "qa_report.json", "qa_report.md", WORK, "mosaics"}
 CURATED_REJECT = "curated_reject"  # QA report reason of a row rejected in curation.json
 
@@ -116,58 +115,13 @@ def _norm_license(value) -> str:
 # curation (the decisions `daad sync` records in the output folder)
 
 
-@dataclass
-class Curation:
-    """The decisions of ``<folder>/curation.json`` (format: :mod:`daad_tools.curation`).
-
-    Attributes
-    ----------
-    rejected : frozenset of str
-        Row ids never published (reason ``curated_reject``).
-    reclassed : dict
-        Row id -> class name (the ``to`` of each entry).
-    masks : dict
-        Row id -> Path of the curated mask PNG (any non-zero pixel is defect).
-    digest : str
-        sha256 over the decisions and the mask files' bytes (not the timestamps or notes).
-    """
-
-    rejected: frozenset = frozenset()
-    reclassed: dict = field(default_factory=dict)
-    masks: dict = field(default_factory=dict)
-    digest: str = ""
-
-    def ids(self) -> set:
-        return set(self.rejected) | set(self.reclassed) | set(self.masks)
-
-
 def load_curation(folder) -> Curation:
-    """The curation recorded in ``folder`` (none when it has no ``curation.json``).
-
-    Raises
-    ------
-    BuildError
-        Unreadable ``curation.json``, a class that is not a DAAD class, a missing mask file.
-    """
-    folder = Path(folder)
+    """The curation recorded in ``folder`` (:func:`daad_tools.curation.load_curation`); BuildError
+    for an unreadable ``curation.json``, a class that is not a DAAD class, a missing mask file."""
     try:
-        doc = load_curation_doc(folder)
-        reclassed = {rid: entry["to"] for rid, entry in doc["reclassed"].items()}
-        masks = {rid: folder / entry["path"] for rid, entry in doc["masks"].items()}
+        return curation_mod.load_curation(folder)
     except CurationError as exc:
         raise BuildError(str(exc)) from exc
-    except (TypeError, KeyError, AttributeError) as exc:
-        raise BuildError(f"{folder / CURATION_FILE}: malformed entry ({exc!r})") from exc
-    bad = sorted(f"{rid} -> {cls!r}" for rid, cls in reclassed.items() if cls not in CLASSES)
-    if bad:
-        raise BuildError(f"{folder / CURATION_FILE}: reclassed to no DAAD class {CLASSES}: {bad[:5]}")
-    missing = sorted(str(path) for path in masks.values() if not path.is_file())
-    if missing:
-        raise BuildError(f"{folder / CURATION_FILE}: curated mask file(s) missing: {missing[:5]}")
-    decisions = {"rejected": sorted(doc["rejected"]), "reclassed": reclassed,
-                 "masks": {rid: hashlib.sha256(path.read_bytes()).hexdigest() for rid, path in masks.items()}}
-    return Curation(frozenset(doc["rejected"]), reclassed, masks,
-                    hashlib.sha256(json.dumps(decisions, sort_keys=True).encode()).hexdigest())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,25 +252,29 @@ def _record_rows(record: RawAnomaly, cls: str, order: int, split: bool, recipe: 
         kept, dropped = _components(mask, cfg.connectivity, recipe.min_component_area)
         if kept:
             pieces = kept
-    return [{**base, "component": k, **_mask_fields(rgb, part, cfg, notes, recipe.refine)}
+    return [{**base, "component": k, **_manifest_mask_columns(mask_fields(rgb, part, cfg, notes, recipe.refine))}
             for k, part in pieces], dropped
 
 
-def _mask_fields(rgb: np.ndarray, mask: np.ndarray, cfg: qa_mod.QAConfig, notes,
-                 refine: refine_mod.RefineConfig | None = None) -> dict:
-    """The manifest fields that follow from a row's (H, W) bool mask (a source mask or a curated one),
-    with the refinement of :mod:`daad_tools.refine` when ``refine`` is enabled."""
-    from cai.imageio import encode_png
+def _manifest_mask_columns(fields: MaskFields) -> dict:
+    """The manifest columns of a row's :class:`~daad_tools.mask_fields.MaskFields` (source or curated mask)."""
+    return {"mask_png": fields.mask_png, "bbox": fields.bbox, "mask_area_ratio": fields.mask_area_ratio,
+            "content_hash": fields.content_hash, "usable": True, "flags": fields.flags,
+            "visible_share": fields.visible_share, "mask_refined_png": fields.mask_refined_png}
 
-    stats = qa_mod.mask_stats(mask, cfg.connectivity)
-    flags = qa_mod.row_flags(mask, cfg, notes, stats)
-    refined = refine_mod.row_refinement(rgb, mask, refine or refine_mod.RefineConfig())
-    if refined["flags"]:
-        flags = sorted(set(flags) | set(refined["flags"]), key=qa_mod.FLAGS.index)
-    return {"mask_png": encode_png(mask)["bytes"], "bbox": list(stats.bbox) if stats.bbox else [0, 0, 0, 0],
-            "mask_area_ratio": stats.area_ratio, "content_hash": qa_mod.content_hash(rgb, mask), "usable": True,
-            "flags": flags, "visible_share": refined["visible_share"],
-            "mask_refined_png": None if refined["mask_refined"] is None else encode_png(refined["mask_refined"])["bytes"]}
+
+def _manifest_rgb(row: dict) -> np.ndarray:
+    """(H, W, 3) uint8 of a manifest row's source image (checked against the first pass)."""
+    from cai.imageio import load_rgb
+
+    if row["file_sha256"] is None:
+        raise BuildError(f"curation.json has a mask for {row['id']!r}, whose image is unreadable")
+    return load_rgb(_source_bytes(row))[0]
+
+
+# the first-pass manifest's rows: class names, the image read from its source file
+MANIFEST_ROWS = RowFormat(flags="flags", notes="notes", class_value=str, image=_manifest_rgb,
+                          mask_columns=_manifest_mask_columns)
 
 
 def _assign_ids(rows: list) -> None:
@@ -517,35 +475,19 @@ def _first_pass(recipe: Recipe, work: Path, progress: bool, record=_record_nothi
 
 
 def _apply_curation(manifest, recipe: Recipe, curation: Curation):
-    """The manifest with the curated classes and masks applied (a rejected row is left as it is: the
-    decision drops it); returns it and the curation ids that match no row."""
+    """The manifest with the curated classes and masks applied (:func:`daad_tools.curation.apply_decisions`;
+    a rejected row stays: the decision drops it as ``curated_reject``); returns it and the curation
+    ids that match no row."""
     import pyarrow as pa
-
-    from cai.imageio import load_rgb
 
     unknown = sorted(curation.ids() - set(manifest.column("id").to_pylist()))
     if not curation.reclassed and not curation.masks:
         return manifest, unknown
-    rows = manifest.to_pylist()
-    for row in rows:
-        rid = row["id"]
-        if rid in curation.rejected:
-            continue
-        if rid in curation.reclassed:
-            row["anomaly_class"] = curation.reclassed[rid]
-        if rid in curation.masks:
-            if row["file_sha256"] is None:
-                raise BuildError(f"curation.json has a mask for {rid!r}, whose image is unreadable")
-            rgb, _ = load_rgb(_source_bytes(row))
-            try:
-                mask = decode_mask(str(curation.masks[rid]))
-            except (OSError, ValueError) as exc:
-                raise BuildError(f"curated mask of {rid!r} ({curation.masks[rid]}): {exc}") from exc
-            if mask.shape != rgb.shape[:2]:
-                raise BuildError(f"curated mask of {rid!r} ({curation.masks[rid]}) is {mask.shape[1]}x{mask.shape[0]}, "
-                                 f"the image {rgb.shape[1]}x{rgb.shape[0]} (W x H)")
-            row.update(_mask_fields(rgb, mask, recipe.qa, [n for n in row["notes"] if n != "border_trimmed"],
-                                    recipe.refine))
+    try:
+        rows, _ = apply_decisions(manifest.to_pylist(), curation.decisions(), MANIFEST_ROWS, recipe.qa,
+                                  drop_rejected=False, refine=recipe.refine)
+    except CurationError as exc:
+        raise BuildError(str(exc)) from exc
     return pa.Table.from_pylist(rows, schema=_manifest_schema()), unknown
 
 

@@ -1,4 +1,5 @@
-"""``cai-hub daad curate`` and ``cai-hub daad sync``: click commands over :mod:`daad_tools.curate`.
+"""``cai-hub daad curate`` and ``cai-hub daad sync``: click commands over :mod:`daad_tools.fiftyone_backend`
+and :mod:`daad_tools.sync`.
 
 Register them on a group with ``group.add_command(curate_cmd)`` / ``group.add_command(sync_cmd)``
 (or ``for cmd in COMMANDS: group.add_command(cmd)``).
@@ -68,7 +69,8 @@ def curate_cmd(folder, name, port, address, media_dir, overwrite, no_launch):
     """
     _fiftyone_defaults()
     require_extra("curate", "cai-hub daad curate")
-    from .curate import CurationError, launch_app, load_into_fiftyone
+    from .curation import CurationError
+    from .fiftyone_backend import launch_app, load_into_fiftyone
 
     try:
         with sigterm_as_interrupt():
@@ -91,7 +93,8 @@ def sync_cmd(folder, name):
     """Write the FiftyOne edits back into the DAAD folder (shards + curation.json); prints a JSON report."""
     _fiftyone_defaults()
     require_extra("curate", "cai-hub daad sync")
-    from .curate import CurationError, sync_from_fiftyone
+    from .curation import CurationError
+    from .sync import sync_from_fiftyone
 
     try:
         report = sync_from_fiftyone(name, folder)

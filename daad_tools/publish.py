@@ -10,19 +10,13 @@ from pathlib import Path
 from .card import render_card
 from .folder import read_columns
 from .recipe import BuildError
+from .shards import link_or_copy
 
 UPLOAD_PATTERNS = ["data/*.parquet", "README.md", "qa_report.json", "qa_report.md", "mosaics/*.png"]
 
 
 class PublishError(RuntimeError):
     """The folder cannot be pushed (not a DAAD build, not logged in, nothing left after the filter)."""
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def stage_folder(folder, dest, exclude_licenses=(), load_id: str | None = None) -> dict:
@@ -42,7 +36,7 @@ def stage_folder(folder, dest, exclude_licenses=(), load_id: str | None = None) 
         raise PublishError(f"{folder} has no data/train-*.parquet shards (not a built DAAD folder?)")
     (dest / "data").mkdir(parents=True, exist_ok=True)
     for f in files:
-        _link_or_copy(f, dest / "data" / f.name)
+        link_or_copy(f, dest / "data" / f.name)
     for name in ("qa_report.json", "qa_report.md"):
         if (folder / name).is_file():
             shutil.copy2(folder / name, dest / name)

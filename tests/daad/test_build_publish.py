@@ -345,7 +345,7 @@ def test_card_content(fake, tmp_path):
 
 
 def _write_curation(folder: Path, rejected=(), reclassed=None, masks=None) -> None:
-    """curation.json (+ curation_masks/*.png) in the format `daad sync` writes (daad_tools.curate)."""
+    """curation.json (+ curation_masks/*.png) in the format `daad sync` writes (daad_tools.curation)."""
     (folder / "curation_masks").mkdir(parents=True, exist_ok=True)
     doc = {"format": "cai-hub/daad-curation", "version": 1, "updated": "2025-01-01T00:00:00+00:00",
            "rejected": {rid: {"reason": "curation"} for rid in rejected},

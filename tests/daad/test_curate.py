@@ -23,8 +23,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from daad_tools import curate
+from daad_tools.curation import CurationError, read_mask
+from daad_tools.fiftyone_backend import launch_app, load_into_fiftyone, private_database
+from daad_tools.mask_fields import bbox_and_ratio
 from daad_tools.records import CLASSES, DAAD_FEATURES
+from daad_tools.shards import list_shards
+from daad_tools.sync import sync_from_fiftyone
 
 H, W = 24, 32
 
@@ -45,7 +49,7 @@ def fo(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
-        with curate.private_database(root / "db") as uri:
+        with private_database(root / "db") as uri:
             import fiftyone
 
             fiftyone.config.do_not_track = True
@@ -90,7 +94,7 @@ def _rows():
         rows["original_label"].append(cls)
         rows["original_file"].append(row_id.split("/")[1])
         rows["license"].append("CC-BY-4.0")
-        rows["bbox"].append([0, 0, 0, 0] if mask is None else curate._mask_stats(mask > 0)[0])
+        rows["bbox"].append([0, 0, 0, 0] if mask is None else bbox_and_ratio(mask > 0)[0])
         rows["mask_area_ratio"].append(0.0 if mask is None else float((mask > 0).mean()))
         rows["width"].append(W)
         rows["height"].append(H)
@@ -114,7 +118,7 @@ def daad_folder(tmp_path):
 def loaded(fo, daad_folder, tmp_path, request):
     folder, rows, specs = daad_folder
     name = f"daad-{request.node.name}"[:60]
-    dataset = curate.load_into_fiftyone(folder, name=name, media_dir=tmp_path / "media", overwrite=True)
+    dataset = load_into_fiftyone(folder, name=name, media_dir=tmp_path / "media", overwrite=True)
     yield dataset, folder, rows, specs
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
@@ -162,24 +166,24 @@ def test_decode_mask_binarises_any_encoding(scale, mode):
     image = Image.fromarray(m).convert(mode)  # RGBA/LA: opaque alpha everywhere, which must not count
     buf = io.BytesIO()
     image.save(buf, format="PNG")
-    got = curate._decode_mask(buf.getvalue())
+    got = read_mask(buf.getvalue())
     assert got.dtype == bool and got.shape == (5, 6)
     np.testing.assert_array_equal(got, m > 0)
-    np.testing.assert_array_equal(curate._decode_mask(m * 3), m > 0)  # an in-memory array too
+    np.testing.assert_array_equal(read_mask(m * 3), m > 0)  # an in-memory array too
 
 
 def test_mask_stats_half_open_bbox():
     m = np.zeros((6, 8), bool)
     m[2:4, 3:7] = True
-    bbox, ratio = curate._mask_stats(m)
+    bbox, ratio = bbox_and_ratio(m)
     assert bbox == [2, 3, 4, 7]
     assert ratio == pytest.approx(8 / 48)
-    assert curate._mask_stats(np.zeros((3, 3), bool)) == ([0, 0, 0, 0], 0.0)
+    assert bbox_and_ratio(np.zeros((3, 3), bool)) == ([0, 0, 0, 0], 0.0)
 
 
 def test_missing_shards_is_an_error(tmp_path):
-    with pytest.raises(curate.CurationError, match="no data/"):
-        curate._shards(tmp_path)
+    with pytest.raises(CurationError, match="no data/"):
+        list_shards(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,21 +230,21 @@ def test_load_rerun_reuses_edits_refuses_other_content_overwrite_reloads(loaded,
     first.tags.append("reject")
     first.save()
 
-    again = curate.load_into_fiftyone(folder, name=name, media_dir=tmp_path / "media")
+    again = load_into_fiftyone(folder, name=name, media_dir=tmp_path / "media")
     assert len(again) == len(specs)
     assert again.match_tags("reject").values("daad_id") == [first["daad_id"]]  # edits kept
-    with pytest.raises(curate.CurationError, match="holds the files of FiftyOne dataset"):
-        curate.load_into_fiftyone(folder, name="another-name", media_dir=tmp_path / "media")
+    with pytest.raises(CurationError, match="holds the files of FiftyOne dataset"):
+        load_into_fiftyone(folder, name="another-name", media_dir=tmp_path / "media")
     assert not fo.dataset_exists("another-name")
 
     other = tmp_path / "other"
     shutil.copytree(folder, other)
     ds = datasets.load_dataset(str(other), split="train", cache_dir=str(tmp_path / "hf"))
     ds.select(range(2)).to_parquet(str(other / "data" / "train-00000-of-00001.parquet"))
-    with pytest.raises(curate.CurationError, match="other content"):
-        curate.load_into_fiftyone(other, name=name)
+    with pytest.raises(CurationError, match="other content"):
+        load_into_fiftyone(other, name=name)
 
-    fresh = curate.load_into_fiftyone(other, name=name, media_dir=tmp_path / "media", overwrite=True)
+    fresh = load_into_fiftyone(other, name=name, media_dir=tmp_path / "media", overwrite=True)
     assert len(fresh) == 2 and len(fresh.match_tags("reject")) == 0
 
 
@@ -275,7 +279,7 @@ def test_sync_applies_reject_reclass_and_mask_edits(loaded, fo, tmp_path):
     s["src_b/img4.png"]["ground_truth"] = fo.Segmentation(mask_path=str(new_file))
     s["src_b/img4.png"].save()
 
-    report = curate.sync_from_fiftyone(dataset.name, folder)
+    report = sync_from_fiftyone(dataset.name, folder)
     assert (report.rejected, report.reclassed, report.masks_replaced, report.masks_added) == (1, 1, 2, 1)
     assert report.rows_before == 5 and report.rows_after == 4 and report.missing_ids == []
     assert report.shards_rewritten == ["data/train-00000-of-00001.parquet"]
@@ -323,12 +327,12 @@ def test_sync_applies_reject_reclass_and_mask_edits(loaded, fo, tmp_path):
     assert "qa:trivial" not in _by_id(dataset)["src_b/img2.jpg@1"].tags
     assert sorted(dataset.load_saved_view("qa_trivial").values("daad_id")) == ["src_b/img4.png"]
     shard_bytes = (folder / "data" / "train-00000-of-00001.parquet").read_bytes()
-    again = curate.sync_from_fiftyone(dataset.name, folder)
+    again = sync_from_fiftyone(dataset.name, folder)
     assert (again.rejected, again.reclassed, again.masks_replaced, again.masks_added) == (0, 0, 0, 0)
     assert again.unchanged == 4
     assert (folder / "data" / "train-00000-of-00001.parquet").read_bytes() == shard_bytes
     # and reloading the same name reuses it (the fingerprint follows the sync)
-    assert len(curate.load_into_fiftyone(folder, name=dataset.name)) == 4
+    assert len(load_into_fiftyone(folder, name=dataset.name)) == 4
 
 
 def _split_in_two_shards(folder, tmp_path):
@@ -361,7 +365,7 @@ def test_sync_shard_layout(fo, daad_folder, tmp_path, reject_ids, reclass, names
     first = (folder / "data" / "train-00000-of-00002.parquet").read_bytes()
     name = "daad-two-shards"
     try:
-        dataset = curate.load_into_fiftyone(folder, name=name, media_dir=tmp_path / "m", overwrite=True)
+        dataset = load_into_fiftyone(folder, name=name, media_dir=tmp_path / "m", overwrite=True)
         for sample in dataset.match({"daad_id": {"$in": reject_ids}}):
             sample.tags.append("reject")
             sample.save()
@@ -369,7 +373,7 @@ def test_sync_shard_layout(fo, daad_folder, tmp_path, reject_ids, reclass, names
             sample = dataset.match({"daad_id": reclass}).first()
             sample.tags.append("reclass:crack")
             sample.save()
-        report = curate.sync_from_fiftyone(name, folder)
+        report = sync_from_fiftyone(name, folder)
         assert report.rejected == len(reject_ids)
         assert report.shards_rewritten == rewritten and report.shards_removed == removed
         assert _shard_names(folder) == names_after
@@ -390,7 +394,7 @@ def test_sync_resaved_mask_with_same_pixels_is_no_edit(loaded, fo):
     seg = _by_id(dataset)["src_a/img0.png"]["ground_truth"]
     same = (np.asarray(Image.open(seg.mask_path)) > 0).astype(np.uint8)  # 0/1 instead of 0/255
     Path(seg.mask_path).write_bytes(_png(same))
-    report = curate.sync_from_fiftyone(dataset.name, folder)
+    report = sync_from_fiftyone(dataset.name, folder)
     assert (report.masks_replaced, report.unchanged) == (0, 5)
     assert not (folder / "curation.json").exists()
 
@@ -400,8 +404,8 @@ def test_sync_refuses_to_empty_the_folder(loaded, fo):
     dataset.tag_samples("reject")
     shard = folder / "data" / "train-00000-of-00001.parquet"
     before = shard.read_bytes()
-    with pytest.raises(curate.CurationError, match="folder would be empty"):
-        curate.sync_from_fiftyone(dataset.name, folder)
+    with pytest.raises(CurationError, match="folder would be empty"):
+        sync_from_fiftyone(dataset.name, folder)
     assert shard.read_bytes() == before and not (folder / "curation.json").exists()
 
 
@@ -417,8 +421,8 @@ def test_sync_invalid_edits_write_nothing(loaded, fo, tmp_path):
     s["src_a/img1.png#crack"].save()
     Path(s["src_b/img2.jpg@1"]["ground_truth"].mask_path).write_bytes(_png(np.zeros((H, W), np.uint8)))
 
-    with pytest.raises(curate.CurationError) as err:
-        curate.sync_from_fiftyone(dataset.name, folder)
+    with pytest.raises(CurationError) as err:
+        sync_from_fiftyone(dataset.name, folder)
     msg = str(err.value)
     assert "nothing written" in msg
     assert "src_a/img1.png#crack: reclass:dent is not a DAAD class" in msg
@@ -430,8 +434,8 @@ def test_sync_invalid_edits_write_nothing(loaded, fo, tmp_path):
 
 
 def test_sync_unknown_dataset_is_an_error(fo, daad_folder):
-    with pytest.raises(curate.CurationError, match="no FiftyOne dataset"):
-        curate.sync_from_fiftyone("no-such-dataset", daad_folder[0])
+    with pytest.raises(CurationError, match="no FiftyOne dataset"):
+        sync_from_fiftyone("no-such-dataset", daad_folder[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,7 +447,7 @@ def test_app_serves_http_on_loopback_then_closes(loaded, fo, capsys):
 
     dataset = loaded[0]
     port = _free_port()
-    session = curate.launch_app(dataset, port=port, address="127.0.0.1", wait=False)
+    session = launch_app(dataset, port=port, address="127.0.0.1", wait=False)
     try:
         assert f"http://127.0.0.1:{port}/" in capsys.readouterr().out
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as resp:
@@ -520,7 +524,7 @@ def test_real_build_output_round_trip(fo, shared_data, tmp_path):
 
     name = "daad-real"
     try:
-        dataset = curate.load_into_fiftyone(folder, name=name, media_dir=tmp_path / "m", overwrite=True)
+        dataset = load_into_fiftyone(folder, name=name, media_dir=tmp_path / "m", overwrite=True)
         assert sorted(dataset.values("daad_id")) == sorted(ids)
         sample = dataset.match({"daad_id": ids[0]}).first()
         seg = sample["ground_truth"]
@@ -528,7 +532,7 @@ def test_real_build_output_round_trip(fo, shared_data, tmp_path):
             assert np.asarray(Image.open(seg.mask_path)).shape == (im.height, im.width)
         dataset.match({"daad_id": ids[1]}).tag_samples("reject")
         dataset.match({"daad_id": ids[2]}).tag_samples("reclass:impurity")
-        report = curate.sync_from_fiftyone(name, folder)
+        report = sync_from_fiftyone(name, folder)
         assert (report.rejected, report.reclassed) == (1, 1)
 
         counts = card_counts(folder)  # the build's own readers see the edits
@@ -557,7 +561,7 @@ def _build_and_load(fo, tmp_path, monkeypatch, name):
     monkeypatch.setattr(tb.build_mod, "_taxonomy_module", tb._fake_taxonomy)
     recipe, folder = tb._recipe(tmp_path), tmp_path / "daad"
     tb.build_daad(recipe, folder, progress=False)
-    dataset = curate.load_into_fiftyone(folder, name=name, media_dir=tmp_path / "m", overwrite=True)
+    dataset = load_into_fiftyone(folder, name=name, media_dir=tmp_path / "m", overwrite=True)
     return tb, recipe, folder, dataset
 
 
@@ -567,7 +571,7 @@ def _published(folder):
     rows = read_columns(folder, ["id", "anomaly_class", "mask", "bbox", "mask_area_ratio", "content_hash",
                                  "qa_flags"]).to_pylist()
     for r in rows:
-        r["mask"] = curate._decode_mask(r["mask"]["bytes"]).tolist()
+        r["mask"] = read_mask(r["mask"]["bytes"]).tolist()
         r["mask_area_ratio"] = round(r["mask_area_ratio"], 12)
     return sorted(rows, key=lambda r: r["id"])
 
@@ -588,7 +592,7 @@ def test_build_after_sync_publishes_the_curation(fo, tmp_path, monkeypatch):
         edited = np.zeros((48, 64), np.uint8)
         edited[30:44, 35:60] = 255
         Path(s["alpha/a3.png"]["ground_truth"].mask_path).write_bytes(_png(edited))
-        sync = curate.sync_from_fiftyone(name, folder)
+        sync = sync_from_fiftyone(name, folder)
         assert (sync.rejected, sync.reclassed, sync.masks_replaced) == (1, 1, 1)
         assert sync.qa_report == "refreshed"
 
@@ -630,7 +634,7 @@ def test_sync_marks_the_qa_report_stale_when_it_cannot_recompute_it(fo, tmp_path
         tb, recipe, folder, dataset = _build_and_load(fo, tmp_path, monkeypatch, name)
         shutil.rmtree(folder / ".daad")  # no cached first pass to recompute from
         dataset.match({"daad_id": "alpha/a1.png"}).tag_samples("reject")
-        sync = curate.sync_from_fiftyone(name, folder)
+        sync = sync_from_fiftyone(name, folder)
         assert sync.qa_report.startswith("stale: ") and "run.json" in sync.qa_report
         assert json.loads((folder / "qa_report.json").read_text())["stale"].startswith("stale: curation.json changed")
         assert (folder / "qa_report.md").read_text().startswith("> **stale: ")
