@@ -371,9 +371,8 @@ def write_default_refined() -> Path:
         python -c "from cai.anomaly_set import write_default_refined; write_default_refined()"
     """
     from .engine.refine import refine_defect_mask
-    from .targets import DEFAULT_SAMPLE
 
-    path, _, _ = cached_patterns(load_anomaly_set(str(DEFAULT_SAMPLE / "anomalies")))
+    path, _, _ = cached_patterns(load_anomaly_set(str(SHIPPED_REFINED.parent / "anomalies")))
     bank = pattern_bank(datasets.load_from_disk(path))
     arrays = {str(i): refine_defect_mask(*bank.load(i)) for i in range(len(bank.long_sides))}
     shutil.rmtree(SHIPPED_REFINED, ignore_errors=True)

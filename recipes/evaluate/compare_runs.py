@@ -10,6 +10,10 @@ against T's best baseline and against every other candidate.
 
     python recipes/evaluate/compare_runs.py runs/* --reference cai-n \
         --candidates cai-n,cai-paste,cai-paste+refine --baselines cutpaste,nsa-n,nsa-m,draem,glass-las
+
+With ``--tagged TAG=FOLDER`` (repeatable) the synthesizers of FOLDER are named ``<synth>@TAG`` and each
+is also compared with the untagged run of the same synthesizer, e.g. ``--tagged otf=runs/otf/grid``
+for ``evaluate --on-the-fly`` against the fixed split.
 """
 from __future__ import annotations
 
@@ -39,8 +43,19 @@ def main():
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--fd", action="append", default=[], metavar="TARGET=FILE",
                     help="FD-Lite0 values from recipes/evaluate/authenticity.py for runs that did not record them")
+    ap.add_argument("--tagged", action="append", default=[], metavar="TAG=FOLDER",
+                    help="a run whose synthesizers are named <synth>@TAG (and compared with <synth>)")
     args = ap.parse_args()
     targets = load_runs(args.runs)
+    tagged = []
+    for spec in args.tagged:
+        tag, _, folder = spec.partition("=")
+        if not tag or not folder:
+            ap.error(f"--tagged {spec!r}: expected TAG=FOLDER")
+        for tname, synths in load_runs([folder]).items():
+            for s, e in synths.items():
+                targets.setdefault(tname, {})[f"{s}@{tag}"] = e
+                tagged.append((tname, s, tag))
     fill_fd(targets, args.fd)
     out = {"per_target": {}, "loo": {}}
     for tname, synths in targets.items():
@@ -55,6 +70,14 @@ def main():
             print(f"| {s} | {len(e.seeds)} | {100 * e.pixel_ap:.1f} | {'n/a' if fd is None else f'{fd:.1f}'} | "
                   f"{describe(d) if d else 'reference' if s == args.reference else 'n/a'} |")
         out["per_target"][tname] = rows
+        pairs = [(s, t) for n, s, t in tagged if n == tname and s in synths]
+        if pairs:
+            print(f"\n{tname}: tagged run vs the untagged run of the same synthesizer (matched seeds)\n")
+            for s, t in pairs:
+                d = compare(synths[f"{s}@{t}"], synths[s], args.n_boot)
+                rows[f"{s}@{t}"]["vs_untagged"] = d
+                print(f"- `{s}@{t}` {100 * synths[f'{s}@{t}'].pixel_ap:.1f} vs `{s}` {100 * synths[s].pixel_ap:.1f}: "
+                      f"{describe(d)}")
     candidates = [c for c in args.candidates.split(",") if c]
     baselines = [b for b in args.baselines.split(",") if b]
     if candidates:
