@@ -12,8 +12,8 @@ One run prints, each a separate build into a fresh output folder:
 1. cold: a fresh process (imports, numba cache load) with an empty pattern cache (patterns prepared);
 2. steady state, one process, ``--num-proc 1``, pattern cache warm, solver loaded — per mode:
    the default (``paste``) and ``--mode normal`` with our solver and with ``cv2.seamlessClone`` as
-   the blend (the same swap as ``bench_pipeline.py``: only ``cai.engine.inject.poisson_blend`` changes;
-   the cv2 comparison concerns Poisson modes only; paste uses no solver), each at PNG level 1 (the
+   the blend (``_common.cv2_blend``, the same swap as ``bench_pipeline.py``: only
+   ``cai.engine.inject.poisson_blend`` changes; the cv2 comparison concerns Poisson modes only; paste uses no solver), each at PNG level 1 (the
    default) and 6 (``--png-level 6``, the level before issue 11: same pixels), with a per-stage breakdown;
 3. peak RSS of a whole run (fresh process) for ``--rss-normals`` (default 100 and 1000 normals);
 4. throughput for ``--num-proc 1`` vs ``2`` (steady state, same process).
@@ -46,24 +46,12 @@ from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+from _common import cv2_blend  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
 cv2.setNumThreads(1)
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
 SHARED = REPO.parent / "shared" / "data"
-
-
-def cv2_blend(target, source, region, mode="normal"):
-    """Drop-in for ``poisson_blend`` on cv2.seamlessClone (as in bench_pipeline.py)."""
-    grey = target.ndim == 2
-    t = cv2.cvtColor(target, cv2.COLOR_GRAY2BGR) if grey else np.ascontiguousarray(target)
-    s = cv2.cvtColor(source, cv2.COLOR_GRAY2BGR) if grey else np.ascontiguousarray(source)
-    rows, cols = np.nonzero(region)
-    center = (int((cols.min() + cols.max() + 1) // 2), int((rows.min() + rows.max() + 1) // 2))
-    flag = cv2.NORMAL_CLONE if mode == "normal" else cv2.MIXED_CLONE
-    out = cv2.seamlessClone(s, t, region.astype(np.uint8) * 255, center, flag)
-    return (out[..., 0] if grey else out).astype(np.float32)
 
 
 def make_normals(shared: Path, n: int, folder: Path) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import cv2_blend  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
 import cai.engine.inject  # noqa: E402
 from cai.anomaly_set import open_pattern_bank, prepare_patterns  # noqa: E402
@@ -32,18 +33,6 @@ from cai.layouts.folder_pairs import load_folder_pairs  # noqa: E402
 
 cv2.setNumThreads(1)
 OUR_BLEND = cai.engine.inject.poisson_blend
-
-
-def cv2_blend(target, source, region, mode="normal"):
-    """Drop-in for ``poisson_blend`` on cv2.seamlessClone (3-channel uint8 only, solves the bbox)."""
-    grey = target.ndim == 2
-    t = cv2.cvtColor(target, cv2.COLOR_GRAY2BGR) if grey else np.ascontiguousarray(target)
-    s = cv2.cvtColor(source, cv2.COLOR_GRAY2BGR) if grey else np.ascontiguousarray(source)
-    rows, cols = np.nonzero(region)
-    center = (int((cols.min() + cols.max() + 1) // 2), int((rows.min() + rows.max() + 1) // 2))
-    flag = cv2.NORMAL_CLONE if mode == "normal" else cv2.MIXED_CLONE
-    out = cv2.seamlessClone(s, t, region.astype(np.uint8) * 255, center, flag)
-    return (out[..., 0] if grey else out).astype(np.float32)
 
 
 class PipelineSuite:

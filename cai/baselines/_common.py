@@ -51,16 +51,10 @@ def _made(normal, image, mask, placed, k, anomaly_class, str_ratio, resize_ratio
         fidelity=mask_fidelity(normal, image, mask, placed, threshold=threshold), resamples=resamples)
 
 
-def _run_slots(one, normal, foreground, normal_index, seed, per_image):
-    """``one(k, rng)`` for every slot, or ``Skipped(k, "empty_foreground")`` for all of them."""
-    if not foreground.any():
-        return [Skipped(k, "empty_foreground") for k in range(per_image)]
-    return [one(k, _slot_rng(seed, normal_index, k)) for k in range(per_image)]
-
-
 class SlotSynthesizer:
-    """``synthesize`` for baselines whose slot k is ``self._one(normal, foreground, k, rng)`` and whose
-    ``per_image`` attribute sets the number of slots (CutPaste, DRAEM, GLASS-LAS)."""
+    """``synthesize`` for baselines whose slot k of normal image ``normal_index`` is
+    ``self._one(normal, foreground, normal_index, k, rng)`` and whose ``per_image`` attribute sets
+    the number of slots (CutPaste, DRAEM, GLASS-LAS, NSA)."""
 
     def synthesize(self, normal, foreground, normal_index: int, seed: int, is_grey: bool = False):
         """``per_image`` pseudo anomalies of one normal image (see the class docstring).
@@ -76,8 +70,11 @@ class SlotSynthesizer:
 
         Returns
         -------
-        list of PseudoAnomaly or Skipped, length ``per_image``
+        list of PseudoAnomaly or Skipped, length ``per_image``; all ``Skipped(k, "empty_foreground")``
+        when the foreground is empty
         """
         normal, foreground = _prepare(normal, foreground, is_grey)
-        return _run_slots(lambda k, rng: self._one(normal, foreground, k, rng), normal, foreground,
-                          normal_index, seed, self.per_image)
+        if not foreground.any():
+            return [Skipped(k, "empty_foreground") for k in range(self.per_image)]
+        return [self._one(normal, foreground, normal_index, k, _slot_rng(seed, normal_index, k))
+                for k in range(self.per_image)]

@@ -144,7 +144,7 @@ class CutPasteSynthesizer(SlotSynthesizer):
         h = max(1, int(round(rng.uniform(10, 25) * s)))
         return min(h, H), min(w, W), float(rng.uniform(-45, 45))
 
-    def _one(self, normal, foreground, k, rng):
+    def _one(self, normal, foreground, normal_index, k, rng):
         H, W = foreground.shape
         resamples = _resamples()
         for attempt in range(1, self.max_attempts + 1):

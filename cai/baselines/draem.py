@@ -4,19 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import cv2
 import numpy as np
 
-from ..engine._checks import bbox, check_image
-from ..engine.inject import match_colour_mode
-from ..engine.synthesizer import Skipped
-from ._common import SlotSynthesizer, _check_positive_int, _made, _resamples
 from .perlin import perlin_mask
-from .textures import TextureSet, augment_texture, blend_texture, texture_set
+from .textures import TextureSet, TextureSlotSynthesizer, augment_texture, blend_texture, texture_set
 
 
 @dataclass
-class DRAEMSynthesizer(SlotSynthesizer):
+class DRAEMSynthesizer(TextureSlotSynthesizer):
     """DRAEM-style pseudo anomalies (Zavrtanik et al. 2021).
 
     Per slot: a :func:`perlin_mask` (scales 2^0-2^5 per axis, rotated, noise > 0.5) within the
@@ -55,32 +50,18 @@ class DRAEMSynthesizer(SlotSynthesizer):
     fidelity_threshold: int = 7
 
     def __post_init__(self):
-        if not isinstance(self.textures, TextureSet):
-            self.textures = TextureSet.from_arrays(self.textures)
-        _check_positive_int(self.per_image, "per_image")
-        _check_positive_int(self.max_attempts, "max_attempts")
+        super().__post_init__()
         if not 0 <= self.beta_max <= 1:
             raise ValueError(f"beta_max must be in [0, 1], got {self.beta_max}")
 
     name = "draem"
+    anomaly_class = "draem"
 
-    def _one(self, normal, foreground, k, rng):
-        H, W = foreground.shape
-        resamples = _resamples()
-        for attempt in range(1, self.max_attempts + 1):
-            mask = perlin_mask((H, W), rng, self.threshold, self.max_exponent, self.rotate) & foreground
-            if not mask.any():
-                resamples["empty_mask"] += 1
-                continue
-            t = int(rng.integers(len(self.textures.ids)))
-            texture = match_colour_mode(check_image(self.textures.load(t), "texture"), normal.ndim == 2)
-            if texture.shape[:2] != (H, W):
-                texture = cv2.resize(texture, (W, H), interpolation=cv2.INTER_AREA
-                                     if texture.shape[0] * texture.shape[1] > H * W else cv2.INTER_LINEAR)
-            texture, _ = augment_texture(texture, rng, self.n_ops)
-            opacity = 1.0 - float(rng.uniform(0, self.beta_max))
-            image = blend_texture(normal, texture, mask, opacity)
-            r0, c0, r1, c1 = bbox(mask)
-            return _made(normal, image, mask, mask.copy(), k, "draem", 0.0, 0.0, ((r0 + r1 - 1) // 2, (c0 + c1 - 1) // 2),
-                         f"texture:{self.textures.ids[t]}", "texture", attempt, resamples, self.fidelity_threshold)
-        return Skipped(k, "max_attempts", "", resamples)
+    def _mask(self, foreground, rng):
+        return perlin_mask(foreground.shape, rng, self.threshold, self.max_exponent, self.rotate) & foreground
+
+    def _augment(self, texture, rng):
+        return augment_texture(texture, rng, self.n_ops)[0]
+
+    def _blend(self, normal, texture, mask, rng):
+        return blend_texture(normal, texture, mask, 1.0 - float(rng.uniform(0, self.beta_max)))

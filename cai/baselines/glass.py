@@ -15,12 +15,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..engine._checks import bbox, check_image
-from ..engine.inject import match_colour_mode
-from ..engine.synthesizer import Skipped
-from ._common import SlotSynthesizer, _check_positive_int, _made, _resamples
 from .perlin import perlin_mask
-from .textures import TextureSet, _autocontrast, _equalize, _rotate, augment_texture, texture_set
+from .textures import (TextureSet, TextureSlotSynthesizer, _autocontrast, _equalize, _rotate, augment_texture,
+                       texture_set)
 
 
 def _contrast(x, rng, colour):
@@ -101,7 +98,7 @@ def glass_mask(shape, foreground, rng, max_exponent: int = 6, threshold: float =
 
 
 @dataclass
-class GLASSSynthesizer(SlotSynthesizer):
+class GLASSSynthesizer(TextureSlotSynthesizer):
     """GLASS local anomaly synthesis (``glass-las``) behind the synthesizer interface.
 
     Attributes
@@ -129,37 +126,24 @@ class GLASSSynthesizer(SlotSynthesizer):
     fidelity_threshold: int = 7
 
     name = "glass-las"
+    anomaly_class = "glass"
 
     def __post_init__(self):
-        if not isinstance(self.textures, TextureSet):
-            self.textures = TextureSet.from_arrays(self.textures)
-        _check_positive_int(self.per_image, "per_image")
-        _check_positive_int(self.max_attempts, "max_attempts")
+        super().__post_init__()
         lo, hi = self.beta_range
         if not 0 <= lo <= hi <= 1:
             raise ValueError(f"beta_range must satisfy 0 <= low <= high <= 1, got {self.beta_range}")
 
-    def _one(self, normal, foreground, k, rng):
-        H, W = foreground.shape
-        resamples = _resamples()
-        for attempt in range(1, self.max_attempts + 1):
-            mask = glass_mask((H, W), foreground, rng, self.max_exponent)
-            if not mask.any():
-                resamples["empty_mask"] += 1
-                continue
-            t = int(rng.integers(len(self.textures.ids)))
-            texture = match_colour_mode(check_image(self.textures.load(t), "texture"), normal.ndim == 2)
-            if texture.shape[:2] != (H, W):
-                texture = cv2.resize(texture, (W, H), interpolation=cv2.INTER_AREA
-                                     if texture.shape[0] * texture.shape[1] > H * W else cv2.INTER_LINEAR)
-            texture, _ = glass_augment(texture, rng, self.n_ops)
-            beta = float(np.clip(rng.normal(self.beta_mean, self.beta_std), *self.beta_range))
-            m = mask[..., None] if normal.ndim == 3 else mask
-            img = normal.astype(np.float64)
-            out = img * (1 - m) + (1 - beta) * texture.astype(np.float64) * m + beta * img * m
-            image = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-            r0, c0, r1, c1 = bbox(mask)
-            return _made(normal, image, mask, mask.copy(), k, "glass", 0.0, 0.0,
-                         ((r0 + r1 - 1) // 2, (c0 + c1 - 1) // 2), f"texture:{self.textures.ids[t]}", "texture",
-                         attempt, resamples, self.fidelity_threshold)
-        return Skipped(k, "max_attempts", "", resamples)
+    def _mask(self, foreground, rng):
+        return glass_mask(foreground.shape, foreground, rng, self.max_exponent)
+
+    def _augment(self, texture, rng):
+        return glass_augment(texture, rng, self.n_ops)[0]
+
+    def _blend(self, normal, texture, mask, rng):
+        """``normal * (1 - m) + (1 - beta) * texture * m + beta * normal * m``, rounded to uint8."""
+        beta = float(np.clip(rng.normal(self.beta_mean, self.beta_std), *self.beta_range))
+        m = mask[..., None] if normal.ndim == 3 else mask
+        img = normal.astype(np.float64)
+        out = img * (1 - m) + (1 - beta) * texture.astype(np.float64) * m + beta * img * m
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)

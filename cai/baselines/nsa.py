@@ -14,14 +14,7 @@ from ..engine.location import select_center
 from ..engine.poisson import poisson_blend
 from ..engine.scale import bbox_long_side
 from ..engine.synthesizer import Skipped
-from ._common import (
-    _box_slices,
-    _check_positive_int,
-    _made,
-    _prepare,
-    _resamples,
-    _run_slots,
-)
+from ._common import SlotSynthesizer, _box_slices, _check_positive_int, _made, _resamples
 
 
 def _half_side(bounds, side: int, rng) -> int:
@@ -39,7 +32,7 @@ def _other_index(count: int, normal_index: int, rng) -> int:
 
 
 @dataclass
-class NSASynthesizer:
+class NSASynthesizer(SlotSynthesizer):
     """Natural Synthetic Anomalies (Schlüter et al. 2022), Normal or Mixed gradient Poisson blending.
 
     Per slot: another normal image ``j != normal_index`` of the same target is drawn; a rectangle
@@ -56,7 +49,8 @@ class NSASynthesizer:
     ----------
     normals : sequence of (H, W[, 3]) uint8 ndarray, or callable i -> ndarray
         The target's normal images, indexed like the ``normal_index`` passed to :meth:`synthesize`
-        (so that the image itself is excluded). A source of another size is resized to the target's.
+        (so that the image itself is excluded). A source is made grey for a grey target and, at another
+        size, resized to the target's.
     count : int or None
         Number of normals; required when ``normals`` is a callable. At least 2.
     mode : {"normal", "mixed"}
@@ -112,26 +106,6 @@ class NSASynthesizer:
     @property
     def name(self) -> str:
         return "nsa-n" if self.mode == "normal" else "nsa-m"
-
-    def synthesize(self, normal, foreground, normal_index: int, seed: int, is_grey: bool = False):
-        """``per_image`` pseudo anomalies of normal image ``normal_index`` (see the class docstring).
-
-        Parameters
-        ----------
-        normal : (H, W, 3) or (H, W) uint8 ndarray
-        foreground : (H, W) bool ndarray
-        normal_index, seed : int
-            Slot k draws from ``np.random.default_rng([seed, normal_index, k])``.
-        is_grey : bool
-            Grey target: channel 0 is used, sources are made grey, images come back (H, W).
-
-        Returns
-        -------
-        list of PseudoAnomaly or Skipped, length ``per_image``
-        """
-        normal, foreground = _prepare(normal, foreground, is_grey)
-        return _run_slots(lambda k, rng: self._one(normal, foreground, normal_index, k, rng), normal, foreground,
-                          normal_index, seed, self.per_image)
 
     def _source(self, j: int, normal):
         src = check_image(self._load(j), f"normals[{j}]")

@@ -9,9 +9,12 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from ..engine._checks import as_bool_mask, check_image
+from ..engine._checks import as_bool_mask, bbox, check_image
+from ..engine.inject import match_colour_mode
+from ..engine.synthesizer import Skipped
 from ..imageio import IMAGE_EXTENSIONS, list_images
 from ..targets import DEFAULT_SAMPLE
+from ._common import SlotSynthesizer, _check_positive_int, _made, _resamples
 
 #: Textures DRAEM uses by default: the embedded sample's anomaly photographs (cracks, stains).
 DEFAULT_TEXTURE_DIR = DEFAULT_SAMPLE / "anomalies" / "images"
@@ -225,3 +228,48 @@ def texture_set(texture_dir=None, include_default: bool = True, cache_size: int 
         return load_rgb(str(paths[i]))[0]
 
     return TextureSet(ids=ids, load=load)
+
+
+def fit_texture(texture, normal) -> np.ndarray:
+    """``texture`` ((h, w[, 3]) uint8) in the colour mode and at the (H, W) size of ``normal``
+    (INTER_AREA when shrinking, else INTER_LINEAR): (H, W[, 3]) uint8."""
+    H, W = normal.shape[:2]
+    texture = match_colour_mode(check_image(texture, "texture"), normal.ndim == 2)
+    if texture.shape[:2] != (H, W):
+        texture = cv2.resize(texture, (W, H), interpolation=cv2.INTER_AREA
+                             if texture.shape[0] * texture.shape[1] > H * W else cv2.INTER_LINEAR)
+    return texture
+
+
+class TextureSlotSynthesizer(SlotSynthesizer):
+    """The slot of the texture baselines (DRAEM, GLASS-LAS), drawing from ``rng`` in this order:
+    ``_mask(foreground, rng)`` -> (H, W) bool mask in the foreground (redrawn while empty); a texture
+    index uniform over ``self.textures``, the texture fitted to the image (:func:`fit_texture`);
+    ``_augment(texture, rng)`` -> (H, W[, 3]) uint8; ``_blend(normal, texture, mask, rng)`` -> the
+    (H, W[, 3]) uint8 image. ``mask`` = ``placed_mask``; ``center`` is the mask's bbox centre.
+
+    Subclasses are dataclasses with ``textures``, ``per_image``, ``max_attempts`` and
+    ``fidelity_threshold`` fields and an ``anomaly_class`` name.
+    """
+
+    def __post_init__(self):
+        if not isinstance(self.textures, TextureSet):
+            self.textures = TextureSet.from_arrays(self.textures)
+        _check_positive_int(self.per_image, "per_image")
+        _check_positive_int(self.max_attempts, "max_attempts")
+
+    def _one(self, normal, foreground, normal_index, k, rng):
+        resamples = _resamples()
+        for attempt in range(1, self.max_attempts + 1):
+            mask = self._mask(foreground, rng)
+            if not mask.any():
+                resamples["empty_mask"] += 1
+                continue
+            t = int(rng.integers(len(self.textures.ids)))
+            texture = self._augment(fit_texture(self.textures.load(t), normal), rng)
+            image = self._blend(normal, texture, mask, rng)
+            r0, c0, r1, c1 = bbox(mask)
+            return _made(normal, image, mask, mask.copy(), k, self.anomaly_class, 0.0, 0.0,
+                         ((r0 + r1 - 1) // 2, (c0 + c1 - 1) // 2), f"texture:{self.textures.ids[t]}", "texture",
+                         attempt, resamples, self.fidelity_threshold)
+        return Skipped(k, "max_attempts", "", resamples)

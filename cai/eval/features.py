@@ -118,6 +118,16 @@ def _resized_batch(images, size: int, interpolation) -> np.ndarray:
     return np.stack(out)
 
 
+def _features_in_batches(images, batch_size: int, size: int, interpolation, embed) -> np.ndarray:
+    """(N, D) float64: ``embed`` ((n, size, size, 3) uint8 ndarray -> (n, D) tensor) on ``images``
+    ((H, W[, 3]) uint8) resized by :func:`_resized_batch`, ``batch_size`` at a time."""
+    images = list(images)
+    if not images:
+        raise ValueError("no image given")
+    return np.concatenate([embed(_resized_batch(images[start:start + batch_size], size, interpolation)).double().numpy()
+                           for start in range(0, len(images), batch_size)])
+
+
 class Lite0Features:
     """EfficientNet-Lite0 global-pooled features (1280-d) of uint8 RGB or grey images.
 
@@ -135,14 +145,8 @@ class Lite0Features:
     @torch.no_grad()
     def __call__(self, images) -> np.ndarray:
         """(N, 1280) float64 features of a sequence of (H, W[, 3]) uint8 images."""
-        images = list(images)
-        if not images:
-            raise ValueError("no image given")
-        feats = []
-        for start in range(0, len(images), self.batch_size):
-            batch = _resized_batch(images[start:start + self.batch_size], self.size, cv2.INTER_LINEAR)
-            feats.append(self.model.pooled(preprocess(batch)).double().numpy())
-        return np.concatenate(feats)
+        return _features_in_batches(images, self.batch_size, self.size, cv2.INTER_LINEAR,
+                                    lambda batch: self.model.pooled(preprocess(batch)))
 
 
 class InceptionFeatures:
@@ -179,18 +183,16 @@ class InceptionFeatures:
         except (RuntimeError, TypeError):
             return self.model(x)
 
+    def _embed(self, batch: np.ndarray) -> torch.Tensor:
+        """(n, 2048) features of an (n, size, size, 3) uint8 batch."""
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+        y = self._run(x).reshape(len(batch), -1)
+        if y.shape[1] != self.dim:
+            raise ValueError(f"{self.path} gives {y.shape[1]} features per image, expected {self.dim} "
+                             "(the Inception-v3 pool3 layer)")
+        return y
+
     @torch.no_grad()
     def __call__(self, images) -> np.ndarray:
-        images = list(images)
-        if not images:
-            raise ValueError("no image given")
-        feats = []
-        for start in range(0, len(images), self.batch_size):
-            batch = _resized_batch(images[start:start + self.batch_size], self.size, cv2.INTER_CUBIC)
-            x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-            y = self._run(x).reshape(len(batch), -1)
-            if y.shape[1] != self.dim:
-                raise ValueError(f"{self.path} gives {y.shape[1]} features per image, expected {self.dim} "
-                                 "(the Inception-v3 pool3 layer)")
-            feats.append(y.double().numpy())
-        return np.concatenate(feats)
+        """(N, 2048) float64 features of a sequence of (H, W[, 3]) uint8 images."""
+        return _features_in_batches(images, self.batch_size, self.size, cv2.INTER_CUBIC, self._embed)

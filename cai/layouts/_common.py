@@ -75,6 +75,17 @@ def require_dirs(root, layout: str, *subdirs) -> Path:
     return root
 
 
+def select_subsets(root, layout: str, present: list, requested, problem: str, noun: str) -> list:
+    """The subset folders to read: ``present`` when ``requested`` is None, else ``requested`` (a name
+    or a list of names); raises :class:`LayoutError` ``"<problem> for <missing names or 'any <noun>'>"``
+    when none is present or a requested one is not."""
+    chosen = present if requested is None else [requested] if isinstance(requested, str) else list(requested)
+    missing = sorted(set(chosen) - set(present))
+    if not present or missing:
+        raise layout_error(root, layout, f"{problem} for {missing or 'any ' + noun}")
+    return chosen
+
+
 def stem_index(folder: Path, extensions=IMAGE_EXTENSIONS) -> dict[str, Path]:
     """``{stem: path}`` of the image files in ``folder`` (the first by name when a stem repeats)."""
     index = {}
@@ -331,3 +342,64 @@ def records_per_class(items: Iterable[Item], class_names: dict, *, source: str, 
             continue
         for k in present:
             yield record(labels == k, str(class_names.get(k, f"class_{k}")), k)
+
+
+def photo_in_folders(name: str, folders, root: Path) -> tuple[str, Path] | None:
+    """``(original_file, absolute path)`` of the first ``folder / name`` that is a file (None when
+    none is); ``original_file`` is the path relative to ``root``, else ``name`` itself."""
+    photo = next((f / name for f in folders if name and (f / name).is_file()), None)
+    if photo is None:
+        return None
+    photo = photo.resolve()
+    return (relative(photo, root) if photo.is_relative_to(root) else name), photo
+
+
+def records_per_label(masks: dict, *, original_file: str, image_path: Path, source: str, license: str,
+                      domain: str, source_kind: str, stats: dict, notes=(), label_notes: dict | None = None
+                      ) -> Iterator[RawAnomaly]:
+    """One record per label of ``masks`` ({label: (rows, cols) bool mask drawn on the displayed image,
+    or None}), in sorted label order.
+
+    Each mask is fitted to the displayed image (:func:`fit_to_image`, ``mask_orientation="display"``);
+    a None mask gives ``mask=None`` with note ``mask_unreadable``, an all-false one note ``mask_empty``.
+    ``component`` is 0 when there is one label, else 1..n. Notes: ``notes``, then
+    ``label_notes[label]``, then those of the fit.
+    """
+    label_notes = label_notes or {}
+    names = sorted(masks)
+    for k, label in enumerate(names, start=1):
+        mask, fit_notes = (fit_to_image(masks[label], image_path, mask_orientation="display")
+                           if masks[label] is not None else (None, ["mask_unreadable"]))
+        extra = [] if mask is None or mask.any() else ["mask_empty"]
+        yield count(stats, RawAnomaly(
+            source=source, original_file=original_file, image_path=image_path, mask=mask, original_label=label,
+            source_kind=source_kind, source_domain=domain, license=license,
+            component=0 if len(names) == 1 else k,
+            notes=list(notes) + label_notes.get(label, []) + fit_notes + extra))
+
+
+def records_from_shapes(masks: dict, skipped: dict, shape_notes: list, *, original_file: str, image_path: Path,
+                        source: str, license: str, domain: str, source_kind: str, stats: dict,
+                        image_notes=()) -> Iterator[RawAnomaly]:
+    """Records of one annotated image from its rasterised shapes (labelme, CVAT).
+
+    ``masks`` is {label: (rows, cols) bool union of its shapes}, ``skipped`` {shape type: count}
+    (added to ``stats["shapes_skipped"]``), ``shape_notes`` the ``shape_invalid:<label>`` notes.
+    Only malformed shapes: one ``mask=None`` record labelled by the first of them (QA rejects it);
+    no shape at all: a normal image, counted in ``stats["skipped_normal"]``; else
+    :func:`records_per_label`. Every record's notes start with ``image_notes`` + ``shape_notes``.
+    """
+    for kind, n in skipped.items():
+        stats["shapes_skipped"][kind] = stats["shapes_skipped"].get(kind, 0) + n
+    notes = list(image_notes) + list(shape_notes)
+    if not masks and shape_notes:
+        yield count(stats, RawAnomaly(
+            source=source, original_file=original_file, image_path=image_path, mask=None,
+            original_label=shape_notes[0].split(":", 1)[1], source_kind=source_kind, source_domain=domain,
+            license=license, component=0, notes=notes))
+    elif not masks:
+        stats["skipped_normal"] += 1
+    else:
+        yield from records_per_label(masks, original_file=original_file, image_path=image_path, source=source,
+                                     license=license, domain=domain, source_kind=source_kind, stats=stats,
+                                     notes=notes)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from cai.layouts._common import (Item, layout_error, list_images, new_stats,
-                                          records_from_items, relative, require_dirs,
-                                          stem_index)
+from cai.layouts._common import (Item, list_images, new_stats, records_from_items, relative, require_dirs,
+                                 select_subsets, stem_index)
 from cai.layouts.record import RawAnomaly
 
 SOURCE = "btad"
@@ -31,10 +30,7 @@ def iter_anomalies(root, *, products=None, source: str = SOURCE, license: str = 
     """Yield every ``test/ko`` image of ``products`` (default: every folder with ``test/ko``)."""
     root = require_dirs(root, LAYOUT)
     present = sorted(p.name for p in root.iterdir() if (p / "test" / "ko").is_dir())
-    products = present if products is None else [products] if isinstance(products, str) else list(products)
-    missing = sorted(set(products) - set(present))
-    if not present or missing:
-        raise layout_error(root, LAYOUT, f"no <NN>/test/ko folder for {missing or 'any product'}")
+    products = select_subsets(root, LAYOUT, present, products, "no <NN>/test/ko folder", "product")
     stats = new_stats(stats)
     items = []
     for product in sorted(products):

@@ -33,7 +33,8 @@ from typing import Iterator
 import numpy as np
 
 import cai.layouts._shapes as _shapes
-from cai.layouts._common import count, fit_to_image, layout_error, new_stats, relative, require_dirs
+from cai.layouts._common import (layout_error, new_stats, photo_in_folders, read_header, records_per_label,
+                                 require_dirs)
 from cai.layouts.record import RawAnomaly
 
 SOURCE = "coco"
@@ -137,14 +138,11 @@ def _records(root, doc, folders, source, license, domain, source_kind, stats):
     stats["annotations_orphan"] += sum(len(v) for k, v in by_image.items() if k not in images)
     entries = []
     for image_id, info in images.items():
-        name = str(info["file_name"]).replace("\\", "/")
-        photo = next((f / name for f in folders if (f / name).is_file()), None)
-        if photo is None:
+        found = photo_in_folders(str(info["file_name"]).replace("\\", "/"), folders, root)
+        if found is None:
             stats["skipped_no_image"] += 1
             continue
-        photo = photo.resolve()
-        entries.append((relative(photo, root) if photo.is_relative_to(root) else name, photo, info,
-                        by_image.get(image_id, [])))
+        entries.append((*found, info, by_image.get(image_id, [])))
     for original, photo, info, anns in sorted(entries, key=lambda e: e[0]):
         stats["images"] += 1
         if not anns:
@@ -152,7 +150,6 @@ def _records(root, doc, folders, source, license, domain, source_kind, stats):
             continue
         size = (int(info.get("height") or 0), int(info.get("width") or 0))
         if size[0] < 1 or size[1] < 1:
-            from cai.layouts._common import read_header
             try:
                 size = read_header(photo).display_shape
             except Exception:  # noqa: BLE001 - QA rejects the undecodable image later
@@ -172,12 +169,6 @@ def _records(root, doc, folders, source, license, domain, source_kind, stats):
                 continue
             masks[label] = masks[label] | mask if label in masks else mask
             notes.setdefault(label, []).extend(n for n in more if n not in notes[label])
-        names = sorted(set(masks) | set(notes))
-        for k, label in enumerate(names, start=1):
-            mask, fit_notes = (fit_to_image(masks[label], photo, mask_orientation="display")
-                               if label in masks else (None, ["mask_unreadable"]))
-            extra = [] if mask is None or mask.any() else ["mask_empty"]
-            yield count(stats, RawAnomaly(
-                source=source, original_file=original, image_path=photo, mask=mask, original_label=label,
-                source_kind=source_kind, source_domain=domain, license=license,
-                component=0 if len(names) == 1 else k, notes=notes.get(label, []) + fit_notes + extra))
+        yield from records_per_label({label: masks.get(label) for label in set(masks) | set(notes)},
+                                     original_file=original, image_path=photo, source=source, license=license,
+                                     domain=domain, source_kind=source_kind, stats=stats, label_notes=notes)

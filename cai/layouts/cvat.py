@@ -33,7 +33,8 @@ from typing import Iterator
 import numpy as np
 
 import cai.layouts._shapes as _shapes
-from cai.layouts._common import count, fit_to_image, layout_error, new_stats, relative, require_dirs
+from cai.layouts._common import (layout_error, new_stats, photo_in_folders, read_header, records_from_shapes,
+                                 require_dirs)
 from cai.layouts.record import RawAnomaly
 
 SOURCE = "cvat"
@@ -134,37 +135,17 @@ def iter_anomalies(root, *, annotations: str = "annotations.xml", images: str | 
 def _records(root, elements, folders, source, license, domain, source_kind, stats):
     entries = []
     for element in elements:
-        name = str(element.get("name") or "").replace("\\", "/")
-        photo = next((f / name for f in folders if name and (f / name).is_file()), None)
-        if photo is None:
+        found = photo_in_folders(str(element.get("name") or "").replace("\\", "/"), folders, root)
+        if found is None:
             stats["skipped_no_image"] += 1
             continue
-        photo = photo.resolve()
-        entries.append((relative(photo, root) if photo.is_relative_to(root) else name, photo, element))
+        entries.append((*found, element))
     for original, photo, element in sorted(entries, key=lambda e: e[0]):
         stats["images"] += 1
         try:
             size = (int(element.get("height")), int(element.get("width")))
         except (TypeError, ValueError):
-            from cai.layouts._common import read_header
             size = read_header(photo).display_shape
-        masks, skipped, notes = image_masks(element, size)
-        for kind, n in skipped.items():
-            stats["shapes_skipped"][kind] = stats["shapes_skipped"].get(kind, 0) + n
-        if not masks and notes:  # only malformed shapes: a row without mask (QA rejects it), not a normal image
-            yield count(stats, RawAnomaly(
-                source=source, original_file=original, image_path=photo, mask=None,
-                original_label=notes[0].split(":", 1)[1], source_kind=source_kind, source_domain=domain,
-                license=license, component=0, notes=notes))
-            continue
-        if not masks:
-            stats["skipped_normal"] += 1
-            continue
-        names = sorted(masks)
-        for k, label in enumerate(names, start=1):
-            mask, fit_notes = fit_to_image(masks[label], photo, mask_orientation="display")
-            extra = [] if mask is None or mask.any() else ["mask_empty"]
-            yield count(stats, RawAnomaly(
-                source=source, original_file=original, image_path=photo, mask=mask, original_label=label,
-                source_kind=source_kind, source_domain=domain, license=license,
-                component=0 if len(names) == 1 else k, notes=notes + fit_notes + extra))
+        yield from records_from_shapes(*image_masks(element, size), original_file=original, image_path=photo,
+                                       source=source, license=license, domain=domain, source_kind=source_kind,
+                                       stats=stats)

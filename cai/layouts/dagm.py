@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from cai.layouts._common import (Item, layout_error, list_images, new_stats, records_from_items,
-                                          relative, require_dirs)
+from cai.layouts._common import (Item, list_images, new_stats, records_from_items, relative, require_dirs,
+                                 select_subsets)
 from cai.layouts.record import RawAnomaly
 
 SOURCE = "dagm2007"
@@ -49,10 +49,7 @@ def iter_anomalies(root, *, classes=None, parts=PARTS, source: str = SOURCE, lic
     root = require_dirs(root, LAYOUT)
     present = sorted(p.name for p in root.iterdir()
                      if p.is_dir() and p.name.startswith("Class") and any((p / part).is_dir() for part in parts))
-    classes = present if classes is None else [classes] if isinstance(classes, str) else list(classes)
-    missing = sorted(set(classes) - set(present))
-    if not present or missing:
-        raise layout_error(root, LAYOUT, f"no Class<N>/Train|Test folder for {missing or 'any class'}")
+    classes = select_subsets(root, LAYOUT, present, classes, "no Class<N>/Train|Test folder", "class")
     stats = new_stats(stats)
     items = []
     for name in sorted(classes):

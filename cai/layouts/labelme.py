@@ -43,8 +43,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 import cai.layouts._shapes as _shapes
-from cai.layouts._common import (IMAGE_EXTENSIONS, count, fit_to_image, layout_error, new_stats, read_header,
-                                          relative, require_dirs)
+from cai.layouts._common import (IMAGE_EXTENSIONS, layout_error, new_stats, read_header, records_from_shapes,
+                                 relative, require_dirs)
 from cai.layouts.record import RawAnomaly
 
 SOURCE = "labelme"
@@ -228,23 +228,6 @@ def _records(root, files, images, cache_dir, source, license, domain, source_kin
                 stats["skipped_no_image"] += 1
                 continue
             size = display
-        masks, skipped, more = label_masks(doc, size)
-        for kind, n in skipped.items():
-            stats["shapes_skipped"][kind] = stats["shapes_skipped"].get(kind, 0) + n
-        if not masks and more:  # only malformed shapes: a row without mask (QA rejects it), not a normal image
-            yield count(stats, RawAnomaly(
-                source=source, original_file=original, image_path=photo, mask=None,
-                original_label=more[0].split(":", 1)[1], source_kind=source_kind, source_domain=domain,
-                license=license, component=0, notes=notes + more))
-            continue
-        if not masks:
-            stats["skipped_normal"] += 1
-            continue
-        names = sorted(masks)
-        for k, label in enumerate(names, start=1):
-            mask, fit_notes = fit_to_image(masks[label], photo, mask_orientation="display")
-            extra = [] if mask is None or mask.any() else ["mask_empty"]
-            yield count(stats, RawAnomaly(
-                source=source, original_file=original, image_path=photo, mask=mask, original_label=label,
-                source_kind=source_kind, source_domain=domain, license=license,
-                component=0 if len(names) == 1 else k, notes=notes + more + fit_notes + extra))
+        yield from records_from_shapes(*label_masks(doc, size), original_file=original, image_path=photo,
+                                       source=source, license=license, domain=domain, source_kind=source_kind,
+                                       stats=stats, image_notes=notes)

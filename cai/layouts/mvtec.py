@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from cai.layouts._common import (Item, layout_error, list_images, new_stats,
-                                          records_from_items, relative, require_dirs,
-                                          stem_index)
+from cai.layouts._common import (Item, list_images, new_stats, records_from_items, relative, require_dirs,
+                                 select_subsets, stem_index)
 from cai.layouts.record import RawAnomaly
 
 SOURCE = "mvtec_ad"
@@ -31,13 +30,7 @@ def iter_anomalies(root, *, categories=None, source: str = SOURCE, license: str 
     """Yield every defect image of ``categories`` (default: every folder with a ``test/``)."""
     root = require_dirs(root, LAYOUT)
     present = sorted(p.name for p in root.iterdir() if (p / "test").is_dir())
-    if categories is None:
-        categories = present
-    elif isinstance(categories, str):
-        categories = [categories]
-    missing = sorted(set(categories) - set(present))
-    if not present or missing:
-        raise layout_error(root, LAYOUT, f"no <category>/test folder for {missing or 'any category'}")
+    categories = select_subsets(root, LAYOUT, present, categories, "no <category>/test folder", "category")
     stats = new_stats(stats)
     items = []
     for category in sorted(categories):

@@ -20,9 +20,8 @@ import csv
 from pathlib import Path
 from typing import Iterator
 
-from cai.layouts._common import (Item, layout_error, list_images, new_stats,
-                                          records_from_items, relative, require_dirs,
-                                          stem_index)
+from cai.layouts._common import (Item, layout_error, list_images, new_stats, records_from_items, relative,
+                                 require_dirs, select_subsets, stem_index)
 from cai.layouts.record import RawAnomaly
 
 SOURCE = "visa"
@@ -61,10 +60,7 @@ def iter_anomalies(root, *, objects=None, split_csv: str | None = SPLIT_CSV, sou
     else:
         rows = None
         present = sorted(p.name for p in root.iterdir() if (p / "Data" / "Images" / "Anomaly").is_dir())
-    objects = present if objects is None else [objects] if isinstance(objects, str) else list(objects)
-    missing = sorted(set(objects) - set(present))
-    if not present or missing:
-        raise layout_error(root, LAYOUT, f"no anomaly images for {missing or 'any object'}")
+    objects = select_subsets(root, LAYOUT, present, objects, "no anomaly images", "object")
     stats = new_stats(stats)
     labels = {obj: _defect_labels(root, obj) for obj in objects}
     items = []
