@@ -43,8 +43,12 @@ def target_name(folder: Path) -> str:
     return Path(folder).name.rsplit("_", 1)[-1]
 
 
+ON_THE_FLY_TAG = "@otf"
+
+
 def load_runs(folders) -> dict[str, dict[str, SynthRuns]]:
-    """target -> synthesizer -> :class:`SynthRuns`, pooled over ``folders``."""
+    """target -> synthesizer -> :class:`SynthRuns`, pooled over ``folders``. The synthesizers of a run
+    made with ``--on-the-fly`` (its results.json says so) are named ``<synth>@otf``."""
     targets: dict[str, dict[str, SynthRuns]] = {}
     for folder in map(Path, folders):
         name = target_name(folder)
@@ -67,7 +71,7 @@ def load_runs(folders) -> dict[str, dict[str, SynthRuns]]:
             other = next(iter(pooled.values()), None)
             if other is not None and other.images != entry.images:
                 raise ValueError(f"{folder}: scored other test images than the earlier runs on {name}")
-            pooled[synth] = entry
+            pooled[synth + ON_THE_FLY_TAG if results and results.get("on_the_fly") else synth] = entry
     return targets
 
 

@@ -1,5 +1,5 @@
 """Gather evaluation runs into the Markdown tables of the README (CPU-scale counterparts of the
-paper's Tables 1 and 3). Nothing is typed by hand: every metric comes from a results.json written by
+paper's Tables 1, 3 and 4). Nothing is typed by hand: every metric comes from a results.json written by
 `cai-hub evaluate`, every Δ and interval from the runs' per-image histograms (paired bootstrap over test
 images, 2000 resamples, matched seeds: `cai.eval.bootstrap`).
 
@@ -17,7 +17,8 @@ TARGETS = (("grid", "MVTec grid"), ("hazelnut", "MVTec hazelnut"), ("ksdd", "Kol
 DEFAULT = "cai"
 TABLE1 = ("cai", "cutpaste", "nsa-n", "nsa-m", "draem", "glass-las")
 TABLE3 = ("cai", "cai-n", "cai-paste", "cai-r", "cai-mix", "cai-n+refine", "cai-paste+refine",
-          "cai-paste+refine+aug", "cai-paste+refine+chmask", "cai-n+gain3")
+          "cai-paste+refine+aug", "cai-paste+refine+chmask", "cai-n+gain3", "cai+gain2", "cai+noborder")
+TABLE4 = ("cai", "cai+q622", "cai+q262", "cai+q226")  # scale mixes large/medium/small of the default
 METRICS = (("pixel_auroc", "P-AUROC"), ("pixel_ap", "P-AP"), ("pro", "PRO"), ("image_auroc", "I-AUROC"))
 
 
@@ -70,6 +71,8 @@ def main():
                 f"Δ P-AP: {DEFAULT} − row [95% CI]", default_minus)
     out += table("Table 3 (CPU scale): CAI ablations and the quality variants", targets, TABLE3,
                  f"Δ P-AP: row − {DEFAULT} [95% CI]", minus_default)
+    out += table("Table 4 (CPU scale): scale mix large/medium/small per 10 pseudo anomalies (`cai` = 4/3/3)",
+                 targets, TABLE4, f"Δ P-AP: row − {DEFAULT} [95% CI]", minus_default)
     print("\n".join(out))
 
 

@@ -11,9 +11,8 @@ against T's best baseline and against every other candidate.
     python recipes/evaluate/compare_runs.py runs/* --reference cai-n \
         --candidates cai-n,cai-paste,cai-paste+refine --baselines cutpaste,nsa-n,nsa-m,draem,glass-las
 
-With ``--tagged TAG=FOLDER`` (repeatable) the synthesizers of FOLDER are named ``<synth>@TAG`` and each
-is also compared with the untagged run of the same synthesizer, e.g. ``--tagged otf=runs/otf/grid``
-for ``evaluate --on-the-fly`` against the fixed split.
+Runs made with ``evaluate --on-the-fly`` are named ``<synth>@otf`` (:func:`cai.eval.collect.load_runs`);
+each is also compared with the fixed-split run of the same synthesizer (matched seeds).
 """
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cai.eval.bootstrap import describe
-from cai.eval.collect import compare, fill_fd, load_runs
+from cai.eval.collect import ON_THE_FLY_TAG, compare, fill_fd, load_runs
 
 
 def fd_ok(entry, ref, tolerance: float) -> bool:
@@ -43,19 +42,8 @@ def main():
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--fd", action="append", default=[], metavar="TARGET=FILE",
                     help="FD-Lite0 values from recipes/evaluate/authenticity.py for runs that did not record them")
-    ap.add_argument("--tagged", action="append", default=[], metavar="TAG=FOLDER",
-                    help="a run whose synthesizers are named <synth>@TAG (and compared with <synth>)")
     args = ap.parse_args()
     targets = load_runs(args.runs)
-    tagged = []
-    for spec in args.tagged:
-        tag, _, folder = spec.partition("=")
-        if not tag or not folder:
-            ap.error(f"--tagged {spec!r}: expected TAG=FOLDER")
-        for tname, synths in load_runs([folder]).items():
-            for s, e in synths.items():
-                targets.setdefault(tname, {})[f"{s}@{tag}"] = e
-                tagged.append((tname, s, tag))
     fill_fd(targets, args.fd)
     out = {"per_target": {}, "loo": {}}
     for tname, synths in targets.items():
@@ -70,14 +58,15 @@ def main():
             print(f"| {s} | {len(e.seeds)} | {100 * e.pixel_ap:.1f} | {'n/a' if fd is None else f'{fd:.1f}'} | "
                   f"{describe(d) if d else 'reference' if s == args.reference else 'n/a'} |")
         out["per_target"][tname] = rows
-        pairs = [(s, t) for n, s, t in tagged if n == tname and s in synths]
+        pairs = [s[:-len(ON_THE_FLY_TAG)] for s in synths
+                 if s.endswith(ON_THE_FLY_TAG) and s[:-len(ON_THE_FLY_TAG)] in synths]
         if pairs:
-            print(f"\n{tname}: tagged run vs the untagged run of the same synthesizer (matched seeds)\n")
-            for s, t in pairs:
-                d = compare(synths[f"{s}@{t}"], synths[s], args.n_boot)
-                rows[f"{s}@{t}"]["vs_untagged"] = d
-                print(f"- `{s}@{t}` {100 * synths[f'{s}@{t}'].pixel_ap:.1f} vs `{s}` {100 * synths[s].pixel_ap:.1f}: "
-                      f"{describe(d)}")
+            print(f"\n{tname}: on the fly vs the fixed split, same synthesizer and seeds\n")
+            for s in pairs:
+                otf = s + ON_THE_FLY_TAG
+                d = compare(synths[otf], synths[s], args.n_boot)
+                rows[otf]["vs_fixed_split"] = d
+                print(f"- `{otf}` {100 * synths[otf].pixel_ap:.1f} vs `{s}` {100 * synths[s].pixel_ap:.1f}: {describe(d)}")
     candidates = [c for c in args.candidates.split(",") if c]
     baselines = [b for b in args.baselines.split(",") if b]
     if candidates:

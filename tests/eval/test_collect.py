@@ -51,3 +51,13 @@ def test_runs_on_other_test_images_are_refused(tmp_path):
     b = _run(tmp_path / "w2_grid", "grid", ["draem"], [1.0], images=("good/x.png", "crack/b.png", "crack/c.png"))
     with pytest.raises(ValueError, match="other test images"):
         load_runs([a, b])
+
+
+def test_on_the_fly_runs_are_named_apart_from_the_fixed_split(tmp_path):
+    fixed = _run(tmp_path / "cai_grid", "grid", ["cai"], [1.0])
+    otf = _run(tmp_path / "otf_grid", "grid", ["cai"], [3.0])
+    results = json.loads((otf / "results.json").read_text())
+    (otf / "results.json").write_text(json.dumps({**results, "on_the_fly": True}))
+    targets = load_runs([fixed, otf])
+    assert set(targets["grid"]) == {"cai", "cai@otf"}
+    assert targets["grid"]["cai@otf"].pixel_ap > targets["grid"]["cai"].pixel_ap
