@@ -40,7 +40,7 @@ import torch  # noqa: E402
 
 from cai.imageio import list_images, load_rgb  # noqa: E402
 from cai.targets import DEFAULT_SAMPLE  # noqa: E402
-from cai.torch import CAIAnomalyGenerator, CAIDataset, decoded_patterns, prepare_pattern_folder  # noqa: E402
+from cai.torch import CAIAnomalyGenerator, CAIDataset, prepare_pattern_folder  # noqa: E402
 
 cv2.setNumThreads(1)
 torch.set_num_threads(1)
@@ -190,13 +190,13 @@ def main():
               f"{made:>4}/{args.calls}")
     if args.skip_memory:
         return
-    from cai.anomaly_set import open_pattern_bank
+    from cai.anomaly_set import decoded_patterns, mapped_refined, open_pattern_bank
     bank = open_pattern_bank(suite.patterns)  # metadata only here
     arrow = sum(f.stat().st_size for f in Path(suite.patterns).glob("*.arrow"))
-    mapped = Path(decoded_patterns(suite.patterns, Path(tempfile.gettempdir()) / "cai_bench_on_the_fly")) / "pixels.u8"
-    print(f"\npatterns: {len(bank.long_sides)}; arrow files (PNG crops) {arrow / 2**20:.1f} MiB; decoded file "
-          f"(pixels + masks + refined masks, memory-mapped read-only by every process) "
-          f"{mapped.stat().st_size / 2**20:.1f} MiB")
+    mapped = decoded_patterns(suite.patterns).stat().st_size + mapped_refined(suite.patterns).stat().st_size
+    print(f"\npatterns: {len(bank.long_sides)}; arrow files (PNG crops) {arrow / 2**20:.1f} MiB; decoded files "
+          f"(pixels + masks, refined masks; memory-mapped read-only by every process) "
+          f"{mapped / 2**20:.1f} MiB")
     os.sched_setaffinity(0, allowed)  # workers may use the other cores
     print("DataLoader memory, cai, p=1, 2 epochs, fork (kB; peak per process; PSS splits shared pages; each row "
           "set from a fresh process; without persistent_workers each epoch starts new workers: e0w1 = epoch 0, "

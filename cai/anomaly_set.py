@@ -2,6 +2,7 @@
 its rows into the pattern bank CAI draws from."""
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -272,9 +273,10 @@ def cached_patterns(ds: datasets.Dataset, classes=None, exclude_sources=(), cont
 
 @functools.lru_cache(maxsize=1)
 def refined_file_name() -> str:
-    """Name of the stored refined masks: ``refined-<hash>.npz``, the hash over the source of the code
-    that computes them (cai/engine/refine.py and the solver it uses, poisson.py), so a changed
-    refinement never reads masks stored by an earlier one."""
+    """``refined-<hash>.npz``, the hash over the source of the code that computes refined masks
+    (cai/engine/refine.py and the solver it uses, poisson.py): the name of the shipped masks
+    (:func:`shipped_refined_file`), and with the patterns' content key the name of the stored ones
+    (:func:`ensure_refined_masks`), so a changed refinement never reads masks stored by an earlier one."""
     from .engine import poisson, refine
     h = hashlib.sha256()
     for module in (refine, poisson):
@@ -293,44 +295,29 @@ def shipped_refined_file(path) -> Path:
     return SHIPPED_REFINED / Path(path).name / refined_file_name()
 
 
+def _refined_stem(path) -> str:
+    """``refined-<code hash>-<content key>``: refined masks of this folder's content by this code."""
+    return f"{Path(refined_file_name()).stem}-{patterns_content_key(path)}"
+
+
 def ensure_refined_masks(path: str) -> Path:
     """Store ``refine_defect_mask(image, mask)`` of every pattern saved in ``path`` (once per
-    anomaly-set content and refinement code: a later run finds the file) as ``path /``
-    :func:`refined_file_name`, one (h, w) bool array per pattern under the key ``str(i)``; return the file.
-    A copy shipped for the same content and code (:func:`shipped_refined_file`) is used when there is one."""
+    patterns content and refinement code: a later run finds the file) as ``path /
+    refined-<code hash>-<content key>.npz`` (:func:`refined_file_name`, :func:`patterns_content_key`),
+    one (h, w) bool array per pattern under the key ``str(i)``; return the file. A copy shipped for
+    the same content and code (:func:`shipped_refined_file`) is used when there is one."""
     from .engine.refine import refine_defect_mask
 
-    target = Path(path) / refined_file_name()
+    target = Path(path) / f"{_refined_stem(path)}.npz"
     shipped = shipped_refined_file(path)
     if not target.is_file() and shipped.is_file():
         atomic.write_bytes(target, shipped.read_bytes())
     if not target.is_file():
-        bank = pattern_bank(datasets.load_from_disk(str(path)))
-        arrays = {str(i): refine_defect_mask(*bank.load(i)) for i in range(len(bank.long_sides))}
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, target)
+        mapped = MappedPatterns(decoded_patterns(path))  # the same pixels the bank gives, decoded once
+        arrays = {str(i): refine_defect_mask(*mapped.load(i)) for i in range(len(mapped))}
+        with atomic.atomic_path(target) as tmp, open(tmp, "wb") as f:  # a file object: no ".npz" appended
+            np.savez(f, **arrays)
     return target
-
-
-@functools.lru_cache(maxsize=4)
-def open_pattern_bank(path: str, cache_size: int = 4096) -> PatternBank:
-    """A :class:`PatternBank` over patterns saved with ``save_to_disk`` (one per process, cached);
-    refined masks come from :func:`ensure_refined_masks`' file when it is there."""
-    bank = pattern_bank(datasets.load_from_disk(path), cache_size=cache_size)
-    stored: dict = {}
-
-    def refined(i: int):
-        if "file" not in stored:
-            file = Path(path) / refined_file_name()
-            if not file.is_file():
-                return None  # not stored (yet): the synthesizer refines it itself
-            with np.load(file) as npz:
-                stored["file"] = {int(k): npz[k] for k in npz.files}
-        return stored["file"].get(int(i))
-
-    bank.refined = refined
-    return bank
 
 
 def pattern_bank(ds: datasets.Dataset, cache_size: int = 4096, **prepare_kwargs) -> PatternBank:
@@ -355,13 +342,211 @@ def pattern_bank(ds: datasets.Dataset, cache_size: int = 4096, **prepare_kwargs)
 
     @functools.lru_cache(maxsize=cache_size)
     def load(i: int):
-        row = ds[int(i)]
-        image = np.asarray(row["pattern_image"].convert("RGB"))
-        mask = np.asarray(row["pattern_mask"].convert("L")) > 127
-        return image, mask
+        return _decode_pattern(ds[int(i)])
 
     return PatternBank(long_sides=np.asarray(ds["long_side"]), anomaly_class=list(ds["anomaly_class"]),
                        source=list(ds["source"]), ids=list(ds["source_id"]), load=load)
+
+
+# ----------------------------------------------------------------------------- decoded, memory-mapped form
+# Bumped whenever the decoded file's layout or decoding rule changes (RGB crop, mask = L > 127).
+DECODED_VERSION = 1
+
+
+def _decode_pattern(row) -> tuple[np.ndarray, np.ndarray]:
+    """((h, w, 3) uint8 crop, (h, w) bool mask) of a prepared-pattern row, decoded with PIL."""
+    image = np.asarray(row["pattern_image"].convert("RGB"))
+    mask = np.asarray(row["pattern_mask"].convert("L")) > 127
+    return image, mask
+
+
+def _data_files(path) -> list[Path]:
+    state = json.loads((Path(path) / "state.json").read_text())
+    return [Path(path) / f["filename"] for f in state["_data_files"]]
+
+
+@functools.lru_cache(maxsize=16)
+def _content_key(path: str, stamp: tuple) -> str:
+    h = hashlib.sha256(json.dumps({"decoded": DECODED_VERSION}).encode())
+    for file in _data_files(path):
+        h.update(file.name.encode() + b"\0")
+        with open(file, "rb") as f:
+            h.update(hashlib.file_digest(f, "sha256").digest())
+    return h.hexdigest()[:16]
+
+
+def patterns_content_key(path) -> str:
+    """SHA-256 (16 hex digits) over the Arrow data of the saved patterns folder ``path`` (and
+    :data:`DECODED_VERSION`): what names the decoded files, so content rewritten in place is never read
+    through an earlier decoding. Remembered per process while the files' size and mtime stay."""
+    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in _data_files(path))
+    return _content_key(str(Path(path).resolve()), stamp)
+
+
+def _stored_file(folder, name: str, write) -> Path:
+    """``folder / name``, written once by ``write(tmp_path)`` (atomic: concurrent writers each write
+    their own temporary file and the last rename wins, with equal bytes); when ``folder`` is not
+    writable, :func:`cache_root` ``/ "decoded" / name`` (the name is content-keyed, so any place is safe)."""
+    places = [Path(folder), cache_root() / "decoded"]
+    for place in places:
+        if (place / name).is_file():
+            return place / name
+    for place in places:
+        try:
+            place.mkdir(parents=True, exist_ok=True)
+            with atomic.atomic_path(place / name) as tmp:
+                write(tmp)
+            return place / name
+        except OSError as exc:  # not writable (permissions, read-only file system): the next place
+            if place is places[-1] or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _write_raw(tmp: Path, count: int, items) -> None:
+    """Raw layout: int64 header [P, then (offset, h, w) per item], then each item's bytes (uint8;
+    bool as 0/1) back to back, offsets from the file's start. ``items`` yields ``count`` lists of
+    (h, w[, c]) uint8 / bool arrays, written one after the other (streamed: one item in memory)."""
+    index = np.zeros((count, 3), "<i8")
+    offset = 8 * (1 + 3 * count)
+    with open(tmp, "wb") as f:
+        f.seek(offset)
+        n = 0
+        for n, parts in enumerate(items, 1):
+            if n > count:
+                raise ValueError(f"more than {count} items")
+            index[n - 1] = (offset, *parts[0].shape[:2])
+            for p in parts:
+                data = np.ascontiguousarray(p).view(np.uint8) if p.dtype == bool else np.ascontiguousarray(p, np.uint8)
+                f.write(data.tobytes())
+                offset += data.size
+        if n != count:
+            raise ValueError(f"{n} items for {count}")
+        f.seek(0)
+        f.write(np.concatenate([np.asarray([count], "<i8"), index.ravel()]).tobytes())
+
+
+def _read_index(mapped: np.memmap) -> np.ndarray:
+    count = int(mapped[:8].view("<i8")[0])
+    return np.array(mapped[8:8 + 24 * count].view("<i8").reshape(count, 3))
+
+
+def decoded_patterns(path) -> Path:
+    """The raw, memory-mappable file of every pattern of the saved patterns folder ``path``, decoded once.
+
+    ``decoded-<content key>.u8`` (:func:`patterns_content_key`) inside ``path`` (or under
+    :func:`cache_root` ``/ "decoded"`` when ``path`` is read-only): per pattern i its (h, w, 3) RGB crop
+    and its (h, w) mask (0/1 bytes), exactly as PIL decodes the stored PNGs, behind an int64 header
+    (P, then offset/h/w per pattern). Written atomically; an existing file for the same content is reused.
+    Open it with :class:`MappedPatterns`.
+    """
+    path = Path(path)
+    name = f"decoded-{patterns_content_key(path)}.u8"
+
+    def write(tmp):
+        ds = datasets.load_from_disk(str(path)).select_columns(["pattern_image", "pattern_mask"])
+        _write_raw(tmp, len(ds), (_decode_pattern(row) for row in ds))
+
+    return _stored_file(path, name, write)
+
+
+def mapped_refined(path) -> Path | None:
+    """The raw, memory-mappable file of the refined masks stored for the saved patterns folder ``path``
+    by :func:`ensure_refined_masks` (the same arrays), or None when none are stored for its current
+    content and refinement code. ``refined-<code hash>-<content key>.u8``, same layout as
+    :func:`decoded_patterns` with one (h, w) 0/1 mask per pattern; written once, atomically."""
+    path = Path(path)
+    npz = path / f"{_refined_stem(path)}.npz"
+    name = f"{_refined_stem(path)}.u8"
+    for place in (path, cache_root() / "decoded"):
+        if (place / name).is_file():
+            return place / name
+    if not npz.is_file():
+        return None
+
+    def write(tmp):
+        with np.load(npz) as stored:
+            count = len(stored.files)
+            _write_raw(tmp, count, ([np.asarray(stored[str(i)], bool)] for i in range(count)))
+
+    return _stored_file(path, name, write)
+
+
+class MappedPatterns:
+    """Patterns as read-only views of the files of :func:`decoded_patterns` and :func:`mapped_refined`,
+    memory-mapped (``np.memmap`` mode ``"r"``) on first use. Pickles as its two paths: every process
+    maps the same pages of the operating system's page cache, nothing is copied per process; writing
+    into a view raises ``ValueError`` (read-only), the files cannot be changed through it."""
+
+    def __init__(self, pixels, refined=None):
+        self.pixels, self.refined_file = str(pixels), None if refined is None else str(refined)
+        self._pixels = self._index = self._refined = self._refined_index = None
+
+    def __getstate__(self):
+        return {"pixels": self.pixels, "refined_file": self.refined_file}
+
+    def __setstate__(self, state):
+        self.__init__(state["pixels"], state["refined_file"])
+
+    def _open(self):
+        if self._pixels is None:
+            self._pixels = np.memmap(self.pixels, dtype=np.uint8, mode="r")
+            self._index = _read_index(self._pixels)
+
+    def __len__(self) -> int:
+        self._open()
+        return len(self._index)
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """((h, w, 3) uint8 crop, (h, w) bool mask) of pattern i: read-only views."""
+        self._open()
+        offset, h, w = (int(v) for v in self._index[int(i)])
+        image = self._pixels[offset:offset + h * w * 3].reshape(h, w, 3)
+        mask = self._pixels[offset + h * w * 3:offset + h * w * 4].view(bool).reshape(h, w)
+        return np.asarray(image), np.asarray(mask)
+
+    def _open_refined(self) -> bool:
+        if self._refined is None and self.refined_file is not None:
+            self._refined = np.memmap(self.refined_file, dtype=np.uint8, mode="r")
+            self._refined_index = _read_index(self._refined)
+        return self._refined is not None
+
+    def touch(self) -> None:
+        """Read one byte per page of the mapped files: every page in the (shared) page cache now."""
+        self._open()
+        for mapped in (self._pixels, self._refined if self._open_refined() else None):
+            if mapped is not None:
+                int(mapped[::4096].sum())
+
+    def refined(self, i: int) -> np.ndarray | None:
+        """(h, w) bool refined mask of pattern i (read-only view), or None without a refined file."""
+        if not self._open_refined():
+            return None
+        offset, h, w = (int(v) for v in self._refined_index[int(i)])
+        return np.asarray(self._refined[offset:offset + h * w].view(bool).reshape(h, w))
+
+
+@functools.lru_cache(maxsize=4)
+def open_pattern_bank(path: str) -> PatternBank:
+    """A :class:`PatternBank` over the patterns saved in ``path`` (one per process, cached): ``load(i)``
+    gives read-only memory-mapped views of :func:`decoded_patterns`' file (decoded once per content,
+    no PNG decoding afterwards) and ``refined(i)`` those of :func:`mapped_refined` once
+    :func:`ensure_refined_masks` has stored them (None before: the synthesizer refines itself)."""
+    ds = datasets.load_from_disk(path).select_columns(["long_side", "anomaly_class", "source", "source_id"])
+    mapped = MappedPatterns(decoded_patterns(path))
+    if len(mapped) != len(ds):
+        raise AnomalySetError(f"{path}: decoded file has {len(mapped)} patterns for {len(ds)} rows")
+
+    def refined(i: int):
+        if mapped.refined_file is None:
+            file = mapped_refined(path)
+            if file is None:
+                return None  # not stored (yet): the synthesizer refines it itself
+            mapped.refined_file = str(file)
+        return mapped.refined(i)
+
+    return PatternBank(long_sides=np.asarray(ds["long_side"]), anomaly_class=list(ds["anomaly_class"]),
+                       source=list(ds["source"]), ids=list(ds["source_id"]), load=mapped.load, refined=refined)
 
 
 def write_default_refined() -> Path:
@@ -372,6 +557,7 @@ def write_default_refined() -> Path:
     """
     from .engine.refine import refine_defect_mask
 
+    # cai.targets.DEFAULT_SAMPLE / "anomalies" (not imported: cai.targets imports this module)
     path, _, _ = cached_patterns(load_anomaly_set(str(SHIPPED_REFINED.parent / "anomalies")))
     bank = pattern_bank(datasets.load_from_disk(path))
     arrays = {str(i): refine_defect_mask(*bank.load(i)) for i in range(len(bank.long_sides))}

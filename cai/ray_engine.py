@@ -7,8 +7,10 @@ synthesis of a shard's normals runs on the cluster: ``ray.data.from_items`` over
 bytes, file name, index), ``map_batches`` of the local run's batch function
 (``cai.build.synthesize_batch``, passed in) with its arguments, rows back to the driver as Arrow IPC
 in normal-index order. The prepared patterns (and
-their refined masks) go to the object store once per run (``ray.put``); a worker unpacks them to a
-local folder once per process and every task reuses it. Same seed, same bytes as the local run.
+their refined masks) go to the object store once per run (``ray.put``), as PNG crops; the first worker
+of a node unpacks them to a local folder named by the object reference, where the first to open them
+decodes them once into the memory-mapped files of :func:`cai.anomaly_set.decoded_patterns`: every
+worker process of the node maps the same pages. Same seed, same bytes as the local run.
 
 Needs the ``ray`` extra: ``pip install 'cai-hub[ray]'``.
 """
@@ -41,9 +43,11 @@ def connect(address: str | None = None) -> None:
 
 def pack_folder(path: str) -> dict:
     """The files of a saved patterns folder (``save_to_disk`` + ``report.json`` + refined masks) as
-    ``{"key": folder name, "files": {relative path: bytes}}``."""
+    ``{"key": folder name, "files": {relative path: bytes}}``; without the decoded ``*.u8`` files (about
+    three times the PNG crops' size, made again where they are used) and hidden temporary files."""
     root = Path(path)
-    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+             if p.is_file() and p.suffix != ".u8" and not p.name.startswith(".")}
     return {"key": root.name, "files": files}
 
 
@@ -51,16 +55,26 @@ _UNPACKED: dict = {}  # object ref id -> local folder, per worker process
 
 
 def _patterns_folder(packed_ref, key: str) -> str:
-    """Unpack the shared patterns once per worker process; the folder :func:`open_pattern_bank` opens."""
+    """Unpack the shared patterns once per node (the folder is named by the object reference: one
+    per run's patterns, never stale); the folder :func:`open_pattern_bank` opens."""
+    import shutil
+
     import ray
 
     ref_id = packed_ref.hex()
     if ref_id not in _UNPACKED:
-        packed = ray.get(packed_ref)
-        root = Path(tempfile.gettempdir()) / "cai-hub-ray" / f"{key}-{os.getpid()}"
-        for rel, data in packed["files"].items():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_bytes(data)
+        root = Path(tempfile.gettempdir()) / "cai-hub-ray" / f"{key}-{ref_id[:24]}"
+        if not (root / "state.json").is_file():
+            packed = ray.get(packed_ref)
+            tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            for rel, data in packed["files"].items():
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_bytes(data)
+            try:
+                os.replace(tmp, root)  # atomic; a worker that finished first keeps its (equal) copy
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
         _UNPACKED[ref_id] = str(root)
     return _UNPACKED[ref_id]
 

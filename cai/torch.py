@@ -17,12 +17,16 @@ Randomness of sample ``index`` in epoch ``epoch`` is ``np.random.default_rng([se
 do not depend on the ``DataLoader`` worker count or order. Any synthesizer of
 :func:`cai.baselines.make_synthesizer` works behind the same interface (``synthesizer="draem"``).
 
-The anomaly patterns are prepared once and saved with ``save_to_disk`` (:func:`prepare_pattern_folder`),
-and their decoded pixels, source masks and refined masks are written once beside them as one raw
-uint8 file (:func:`decoded_patterns`). What a ``DataLoader`` worker receives is the two paths: each
-worker memory-maps them lazily (``np.memmap``, read-only), so the patterns are neither pickled nor
-decoded nor copied per worker: their pages are the operating system's page cache, shared by every
-process (RSS counts them in each worker, PSS splits them, USS does not contain them).
+The anomaly patterns come from the one pattern store of :mod:`cai.anomaly_set`, shared with
+``build-synthetic``: prepared once and saved with ``save_to_disk`` (:func:`prepare_pattern_folder`,
+i.e. :func:`cai.anomaly_set.cached_patterns`), their refined masks stored once
+(:func:`cai.anomaly_set.ensure_refined_masks`), their decoded pixels, source masks and refined masks
+written once inside that folder as raw uint8 files (:func:`cai.anomaly_set.decoded_patterns`,
+:func:`cai.anomaly_set.mapped_refined`). What a ``DataLoader`` worker receives is the folder's path:
+each worker memory-maps the files lazily (:func:`cai.anomaly_set.open_pattern_bank`, ``np.memmap``
+read-only), so the patterns are neither pickled nor decoded nor copied per worker: their pages are the
+operating system's page cache, shared by every process (RSS counts them in each worker, PSS splits
+them, USS does not contain them).
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ from torch.utils.data import Dataset  # noqa: E402
 from .engine.config import SCALES, CAIConfig  # noqa: E402
 from .engine.synthesizer import PatternBank, PseudoAnomaly  # noqa: E402
 
-__all__ = ["CAIAnomalyGenerator", "CAIDataset", "prepare_pattern_folder", "decoded_patterns", "sample_rng"]
+__all__ = ["CAIAnomalyGenerator", "CAIDataset", "prepare_pattern_folder", "sample_rng"]
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -62,13 +66,6 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 # ----------------------------------------------------------------------------- patterns
-def _cache_root(cache_dir) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    import datasets
-    return Path(datasets.config.HF_DATASETS_CACHE) / "cai_hub_patterns"
-
-
 def _is_pattern_folder(path: Path) -> bool:
     if not (path / "state.json").is_file():
         return False
@@ -77,17 +74,19 @@ def _is_pattern_folder(path: Path) -> bool:
 
 
 def prepare_pattern_folder(anomaly_set, cache_dir=None, classes=None, exclude_sources=()) -> str:
-    """The folder of prepared anomaly patterns (``save_to_disk``) that workers memory-map.
+    """The folder of prepared anomaly patterns (``save_to_disk``) that workers memory-map: the one
+    pattern store of :func:`cai.anomaly_set.cached_patterns` (the folder ``build-synthetic`` uses for the
+    same anomaly set and filters).
 
     Parameters
     ----------
     anomaly_set : str, Path or datasets.Dataset
-        A pattern folder written by this function (used as it is), any anomaly set
-        :func:`cai.anomaly_set.load_anomaly_set` reads (folder or hub id), or a loaded anomaly set /
-        prepared-pattern dataset.
+        A pattern folder (used as it is), any anomaly set :func:`cai.anomaly_set.load_anomaly_set`
+        reads (folder or hub id), or a loaded anomaly set / prepared-pattern dataset.
     cache_dir : path, optional
-        Where prepared patterns are saved (default: ``<HF datasets cache>/cai_hub_patterns``); one
-        sub-folder per anomaly set and filter, reused on the next call.
+        Where prepared patterns are saved (default: :func:`cai.anomaly_set.cache_root` ``/ "patterns"``);
+        one sub-folder per anomaly-set content and filters (:func:`cai.anomaly_set.patterns_key`),
+        reused on the next call.
     classes, exclude_sources : sequence of str
         Filters of :func:`cai.anomaly_set.prepare_patterns`.
 
@@ -98,138 +97,33 @@ def prepare_pattern_folder(anomaly_set, cache_dir=None, classes=None, exclude_so
     """
     import datasets
 
-    from .anomaly_set import load_anomaly_set, prepare_patterns
+    from .anomaly_set import cache_root, cached_patterns, load_anomaly_set
 
     if isinstance(anomaly_set, (str, os.PathLike)):
         path = Path(anomaly_set)
         if path.is_dir() and _is_pattern_folder(path) and not classes and not exclude_sources:
             return str(path)
         ds = load_anomaly_set(str(anomaly_set), option="anomaly_set")
-        origin = str(path.resolve()) if path.exists() else str(anomaly_set)
     elif isinstance(anomaly_set, datasets.Dataset):
-        ds, origin = anomaly_set, ""
+        ds = anomaly_set
     else:
         raise ValueError("anomaly_set must be a folder, a hub id or a datasets.Dataset, "
                          f"got {type(anomaly_set).__name__}")
-    key = hashlib.sha1(json.dumps([origin, getattr(ds, "_fingerprint", ""), sorted(classes or []),
+    if "pattern_image" not in ds.column_names:
+        return cached_patterns(ds, classes=classes, exclude_sources=exclude_sources, cache=cache_dir)[0]
+    # already prepared patterns (in memory or from another folder): saved as they are, once per fingerprint
+    key = hashlib.sha1(json.dumps([getattr(ds, "_fingerprint", ""), sorted(classes or []),
                                    sorted(exclude_sources)]).encode()).hexdigest()[:16]
-    out = _cache_root(cache_dir) / f"patterns-{key}"
+    out = (Path(cache_dir) if cache_dir is not None else cache_root() / "patterns") / f"prepared-{key}"
     if not (out / "state.json").is_file():
-        if "pattern_image" not in ds.column_names:
-            ds, _ = prepare_patterns(ds, classes=classes, exclude_sources=exclude_sources)
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
         ds.save_to_disk(str(tmp))
-        out.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.replace(tmp, out)
         except OSError:  # another process saved it first
             import shutil
             shutil.rmtree(tmp, ignore_errors=True)
     return str(out)
-
-
-def decoded_patterns(pattern_folder: str, cache_dir=None) -> str:
-    """Decode every pattern of a pattern folder once into one raw file that processes memory-map.
-
-    Layout of the returned folder: ``pixels.u8`` holds, per pattern i, its (h, w, 3) RGB crop, its
-    (h, w) source mask and its (h, w) refined mask
-    (:func:`cai.engine.refine.refine_defect_mask` with its defaults, as CAI computes it) as 0/1
-    bytes, back to back; ``index.npy`` is a (P, 3) int64 array (offset, h, w). Written once (atomic
-    rename), reused while the pattern folder is unchanged.
-
-    Parameters
-    ----------
-    pattern_folder : str
-        A folder from :func:`prepare_pattern_folder`.
-    cache_dir : path, optional
-        As :func:`prepare_pattern_folder`.
-
-    Returns
-    -------
-    str
-        The folder holding ``pixels.u8`` and ``index.npy``.
-    """
-    import datasets
-
-    from .engine.refine import refine_defect_mask
-
-    state = json.loads((Path(pattern_folder) / "state.json").read_text())
-    key = hashlib.sha1(json.dumps([str(Path(pattern_folder).resolve()), state.get("_fingerprint", ""),
-                                   "decoded-v1"]).encode()).hexdigest()[:16]
-    out = _cache_root(cache_dir) / f"decoded-{key}"
-    if (out / "index.npy").is_file():
-        return str(out)
-    ds = datasets.load_from_disk(pattern_folder)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    index, offset = [], 0
-    with open(tmp / "pixels.u8", "wb") as f:
-        for row in ds:
-            image = np.ascontiguousarray(np.asarray(row["pattern_image"].convert("RGB")), np.uint8)
-            mask = np.asarray(row["pattern_mask"].convert("L")) > 127
-            refined = refine_defect_mask(image, mask)
-            for part in (image, mask.astype(np.uint8), np.asarray(refined, bool).astype(np.uint8)):
-                f.write(part.tobytes())
-            index.append((offset, image.shape[0], image.shape[1]))
-            offset += image.shape[0] * image.shape[1] * 5
-    np.save(tmp / "index.npy", np.asarray(index, np.int64).reshape(-1, 3))
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process wrote it first
-        import shutil
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(out)
-
-
-class _MappedPatterns:
-    """Pattern i as read-only views of the memory-mapped ``pixels.u8`` (opened on first use)."""
-
-    def __init__(self, folder: str):
-        self.folder, self._pixels, self._index = folder, None, None
-
-    def _open(self):
-        if self._pixels is None:
-            self._index = np.load(Path(self.folder) / "index.npy")
-            self._pixels = np.memmap(Path(self.folder) / "pixels.u8", dtype=np.uint8, mode="r")
-
-    def image_mask(self, i: int):
-        """((h, w, 3) uint8, (h, w) bool) read-only views."""
-        self._open()
-        offset, h, w = (int(v) for v in self._index[i])
-        image = self._pixels[offset:offset + h * w * 3].reshape(h, w, 3)
-        mask = self._pixels[offset + h * w * 3:offset + h * w * 4].view(bool).reshape(h, w)
-        return np.asarray(image), np.asarray(mask)
-
-    def refined(self, i: int) -> np.ndarray:
-        """(h, w) bool read-only view of the refined mask of pattern i."""
-        self._open()
-        offset, h, w = (int(v) for v in self._index[i])
-        return np.asarray(self._pixels[offset + h * w * 4:offset + h * w * 5].view(bool).reshape(h, w))
-
-
-class _SharedRefined(dict):
-    """The synthesizer's refined-mask cache answered from the mapped file: no per-process copies."""
-
-    def __init__(self, mapped: _MappedPatterns, count: int):
-        super().__init__()
-        self.mapped, self.count = mapped, count
-
-    def __contains__(self, i):
-        return 0 <= int(i) < self.count
-
-    def __missing__(self, i):
-        return self.mapped.refined(int(i))
-
-
-def _mapped_bank(pattern_folder: str, decoded_folder: str):
-    """A :class:`PatternBank` whose ``load`` gives memory-mapped views, and the mapped file."""
-    import datasets
-
-    ds = datasets.load_from_disk(pattern_folder)
-    mapped = _MappedPatterns(decoded_folder)
-    bank = PatternBank(long_sides=np.asarray(ds["long_side"]), anomaly_class=list(ds["anomaly_class"]),
-                       source=list(ds["source"]), ids=list(ds["source_id"]), load=mapped.image_mask)
-    return bank, mapped
 
 
 # ----------------------------------------------------------------------------- the generator
@@ -244,18 +138,17 @@ class _Engine:
     """
 
     def __init__(self, name: str, pattern_folder: str | None, bank: PatternBank | None, config: CAIConfig | None,
-                 texture_dir=None, normals=None, attempts: int = 3, decoded_folder: str | None = None):
+                 texture_dir=None, normals=None, attempts: int = 3):
         self.name, self.pattern_folder, self.config = name, pattern_folder, config
         self.texture_dir, self.normals, self.attempts = texture_dir, normals, attempts
-        self.decoded_folder = decoded_folder
-        self._bank, self._mapped = bank, None
+        self._bank = bank
         self._slots = None  # list of (probability, synthesizer)
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_slots"] = None
         if self.pattern_folder is not None:
-            state["_bank"], state["_mapped"] = None, None  # reopened (memory-mapped) in the worker
+            state["_bank"] = None  # reopened (memory-mapped) in the worker
         return state
 
     @property
@@ -269,10 +162,9 @@ class _Engine:
             return [(1.0, make_synthesizer(self.name, normals=self.normals, texture_dir=self.texture_dir,
                                            config=self.config, per_image=1))]
         if self._bank is None:
-            self._bank, self._mapped = _mapped_bank(self.pattern_folder, self.decoded_folder)
+            from .anomaly_set import open_pattern_bank
+            self._bank = open_pattern_bank(self.pattern_folder)  # views of the mapped files, refined included
         base = make_synthesizer(self.name, bank=self._bank, config=self.config or CAIConfig(), per_image=10)
-        if self._mapped is not None:  # refined masks precomputed in the mapped file
-            base._refined = _SharedRefined(self._mapped, len(self._bank.long_sides))
         quota = np.asarray(base.config.quota, dtype=np.float64)
         slots = []
         for i, scale in enumerate(SCALES):
@@ -292,9 +184,9 @@ class _Engine:
             return 0
         for i in range(len(self._bank.long_sides)):
             synth._pattern(i)
-        if self._mapped is not None:  # fault every page of the mapped file in (shared page cache)
-            self._mapped._open()
-            int(self._mapped._pixels[::4096].sum())
+        mapped = getattr(self._bank.load, "__self__", None)
+        if self.pattern_folder is not None and hasattr(mapped, "touch"):
+            mapped.touch()  # fault every page of the mapped files in (shared page cache)
         return len(self._bank.long_sides)
 
     def make(self, normal: np.ndarray, foreground: np.ndarray, index: int, rng: np.random.Generator,
@@ -333,8 +225,13 @@ def _engine_for(anomaly_set, synthesizer: str, config: CAIConfig, cache_dir, cla
         raise ValueError(f"{name} needs an anomaly set (a folder, hub id or datasets.Dataset)")
     if isinstance(anomaly_set, PatternBank):  # in-process only: not shared by spawned workers
         return _Engine(name, None, anomaly_set, config, texture_dir, normals)
+    from .anomaly_set import decoded_patterns, ensure_refined_masks, mapped_refined
+
     folder = prepare_pattern_folder(anomaly_set, cache_dir, classes, exclude_sources)
-    return _Engine(name, folder, None, config, texture_dir, normals, decoded_folder=decoded_patterns(folder, cache_dir))
+    decoded_patterns(folder)  # written here, once, so that workers only map them
+    ensure_refined_masks(folder)
+    mapped_refined(folder)
+    return _Engine(name, folder, None, config, texture_dir, normals)
 
 
 def _check_p(p) -> float:

@@ -310,7 +310,7 @@ def test_patterns_are_shared_read_only_views_with_the_arrow_bytes(patterns, norm
     mapped.warm_up()
     image, mask = mapped._engine._bank.load(3)
     assert not image.flags.writeable and not mask.flags.writeable  # views of the mapped file, no copies
-    decoded = CAIAnomalyGenerator(open_pattern_bank(patterns), p=1.0, seed=6)  # decoded from arrow in-process
+    decoded = CAIAnomalyGenerator(open_pattern_bank(patterns), p=1.0, seed=6)  # a bank given in-process
     ref_image, ref_mask = decoded._engine._bank.load(3)
     assert np.array_equal(image, ref_image) and np.array_equal(mask, ref_mask)
     for i in range(6):  # same pixels, same refined masks: the same pseudo anomalies

@@ -29,8 +29,6 @@ pseudo-anomaly examples use the epoch-0 split.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import shlex
 import sys
 import time
@@ -120,17 +118,13 @@ def load_normals(paths, size: int):
     return images, bool(grey)
 
 
-def _pattern_bank(daad: str, guard_sources, exclude_sources, cache: Path):
-    from cai.anomaly_set import load_anomaly_set, open_pattern_bank, prepare_patterns
+def _pattern_bank(daad: str, guard_sources, exclude_sources, cache: Path | None = None):
+    from cai.anomaly_set import cached_patterns, load_anomaly_set, open_pattern_bank
     anomalies = load_anomaly_set(daad)
     sources = set(map(str, anomalies["source"]))
     excluded = sorted((set(guard_sources) & sources) | set(exclude_sources))
-    patterns, report_ = prepare_patterns(anomalies, exclude_sources=excluded)
-    key = hashlib.sha1(json.dumps([str(Path(daad).resolve()) if Path(daad).exists() else daad,
-                                   getattr(anomalies, "_fingerprint", ""), excluded]).encode()).hexdigest()[:12]
-    path = cache / f"patterns-{key}"
-    if not (path / "state.json").is_file():
-        patterns.save_to_disk(str(path))
+    # the one pattern store (default: the user cache build-synthetic shares), once per content and filters
+    path, patterns, report_ = cached_patterns(anomalies, exclude_sources=excluded, cache=cache)
     per_source = dict(Counter(map(str, patterns["source"])))
     return open_pattern_bank(str(path)), {"path": daad, "patterns": report_["patterns"], "per_source": per_source,
                                          "skipped": report_.get("skipped", {})}, excluded, sorted(sources)
@@ -312,7 +306,7 @@ def _evaluate(o: EvalOptions) -> dict:
 
     bank, aset, excluded, set_sources = None, None, list(o.exclude_sources), []
     if needs_bank:
-        bank, aset, excluded, set_sources = _pattern_bank(o.daad, target.guard_sources, o.exclude_sources, cache)
+        bank, aset, excluded, set_sources = _pattern_bank(o.daad, target.guard_sources, o.exclude_sources)
     synths = make_synthesizers(o.synths, bank=bank, normals=normals, texture_dir=o.texture_dir,
                                per_image=o.per_image)
 
