@@ -84,6 +84,10 @@ class CAIConfig:
         multiplies the injected change ``blend - normal`` (Poisson modes), or in paste mode the
         defect's deviation from its own source background (pasted = background + gain x deviation).
         (1, 1): none (paper).
+    halo : int
+        With ``refine_mask``: grow the refined defect mask by this many source pixels (elliptic
+        dilation), never beyond the source's own mask, so a thin band of the source around the
+        defect travels with it. 0 (default): the refined mask alone; large: the source's mask.
     """
 
     quota: tuple[int, int, int] = (4, 3, 3)
@@ -103,6 +107,7 @@ class CAIConfig:
     border: str = "keep"
     augment: bool = True
     gain: tuple[float, float] = (1.0, 1.0)
+    halo: int = 0
 
     def __post_init__(self):
         if len(self.quota) != 3 or any(int(q) != q or q < 0 for q in self.quota):
@@ -116,6 +121,8 @@ class CAIConfig:
             raise ValueError(f"mask_rule must be one of {MASK_RULES}, got {self.mask_rule!r}")
         if len(self.gain) != 2 or not 0 < self.gain[0] <= self.gain[1]:
             raise ValueError(f"gain must be (low, high) with 0 < low <= high, got {self.gain!r}")
+        if int(self.halo) != self.halo or self.halo < 0:
+            raise ValueError(f"halo must be a non-negative integer, got {self.halo!r}")
         if self.border not in BORDER_POLICIES:
             raise ValueError(f"border must be one of {BORDER_POLICIES}, got {self.border!r}")
         if not 0 <= self.threshold < 255:
@@ -163,6 +170,8 @@ class CAIConfig:
             "border": self.border,
             "augment": self.augment,
             "gain": list(self.gain),
+            # omitted at 0: fingerprints of the settings before this field existed stay the same
+            **({"halo": int(self.halo)} if self.halo else {}),
         }
 
     @classmethod

@@ -98,3 +98,20 @@ def refine_defect_mask(image, mask, k: float = 2.5, ring: int = 6, min_component
     if keep.sum() < min_keep * mask.sum():
         return mask.copy()
     return keep
+
+
+def grow_within(mask, limit, radius: int) -> np.ndarray:
+    """``mask`` dilated by ``radius`` pixels (elliptic kernel), then cut to ``limit``.
+
+    mask, limit : (h, w) bool ndarray (e.g. a refined defect mask and the source's own mask).
+    Returns a new (h, w) bool ndarray; ``radius`` 0 gives ``mask & limit``.
+    """
+    mask, limit = as_bool_mask(mask, "mask"), as_bool_mask(limit, "limit")
+    if mask.shape != limit.shape:
+        raise ValueError(f"mask {mask.shape} and limit {limit.shape} differ in shape")
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    if radius == 0:
+        return mask & limit
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool) & limit

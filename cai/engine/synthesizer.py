@@ -16,7 +16,7 @@ from .inject import inject_pattern, match_colour_mode, resize_pattern
 from .location import select_center
 from .pseudo_mask import mask_fidelity, pseudo_mask
 from .quota import choose_pattern, plan_scales
-from .refine import refine_defect_mask
+from .refine import grow_within, refine_defect_mask
 from .scale import bbox_long_side
 
 
@@ -113,7 +113,10 @@ class CAISynthesizer:
         if self.config.refine_mask:
             if index not in self._refined:
                 stored = self.bank.refined(index) if self.bank.refined is not None else None
-                self._refined[index] = refine_defect_mask(image, mask) if stored is None else stored
+                refined = refine_defect_mask(image, mask) if stored is None else stored
+                if self.config.halo:
+                    refined = grow_within(refined, mask, self.config.halo)
+                self._refined[index] = refined
             mask = self._refined[index]
         return image, mask
 

@@ -140,3 +140,31 @@ def test_paste_gain_scales_the_defect_deviation_from_its_own_background():
     assert np.abs(boosted.image[placed].astype(float) - np.rint(expected)).max() <= 1
     assert 60 <= boosted.image[placed].mean() <= 70
     assert (boosted.image[~placed] == 200).all() and boosted.clipped == 0
+
+
+def test_grow_within_dilates_by_the_radius_and_stays_inside_the_limit():
+    from cai.engine.refine import grow_within
+    image, crack, coarse = _coarse_crack()
+    grown = grow_within(crack, coarse, 3)
+    assert grown[26:34, 10:50].all()  # rows 29-30 grown by 3 each way
+    assert not grown[:26].any() and not grown[34:].any()
+    assert grown[29, 7] and not grown[29, 6 - 1]  # 3 px left of column 10, cut by the limit at column 6
+    assert (grown <= coarse).all() and (grown >= crack).all()
+    assert (grow_within(crack, coarse, 0) == crack).all()
+    assert (grow_within(crack, coarse, 100) == coarse).all()
+    with pytest.raises(ValueError, match="radius"):
+        grow_within(crack, coarse, -1)
+
+
+def test_halo_grows_the_refined_mask_of_the_drawn_pattern():
+    image, crack, coarse = _coarse_crack()
+    bank = PatternBank(load=lambda i: (np.repeat(image[..., None], 3, 2), coarse),
+                       long_sides=np.array([48.0]), anomaly_class=np.array(["crack"]), ids=np.array(["p0"]),
+                       source=np.array(["s"]))
+    plain = CAISynthesizer(bank, CAIConfig())._pattern(0)[1]
+    halo = CAISynthesizer(bank, CAIConfig(halo=4))._pattern(0)[1]
+    assert plain.sum() < halo.sum() <= coarse.sum() and (halo >= plain).all()
+    with pytest.raises(ValueError, match="halo"):
+        CAIConfig(halo=-1)
+    assert "halo" not in CAIConfig().to_dict() and CAIConfig(halo=2).to_dict()["halo"] == 2
+    assert CAIConfig.from_dict(CAIConfig(halo=2).to_dict()).halo == 2
