@@ -13,8 +13,10 @@ One run prints, each a separate build into a fresh output folder:
 2. steady state, one process, ``--num-proc 1``, pattern cache warm, solver loaded — per mode:
    the default (``paste``) and ``--mode normal`` with our solver and with ``cv2.seamlessClone`` as
    the blend (``_common.cv2_blend``, the same swap as ``bench_pipeline.py``: only
-   ``cai.engine.inject.poisson_blend`` changes; the cv2 comparison concerns Poisson modes only; paste uses no solver), each at PNG level 1 (the
-   default) and 6 (``--png-level 6``, the level before issue 11: same pixels), with a per-stage breakdown;
+   ``cai.engine.inject.poisson_blend`` changes; the cv2 comparison concerns Poisson modes only; paste uses
+   no solver), each with the default PNG settings (level 1, ``--png-filters fast``), with libpng's row
+   filters at level 1, and at level 6 with libpng's filters (the settings before issue 11); all give
+   the same pixels; with a per-stage breakdown;
 3. peak RSS of a whole run (fresh process) for ``--rss-normals`` (default 100 and 1000 normals);
 4. throughput for ``--num-proc 1`` vs ``2`` (steady state, same process).
 
@@ -140,7 +142,7 @@ class Stages:
 
 
 def run_build(normals: Path, aset: Path, out: Path, mode: str, num_proc: int = 1, png_level: int = 1,
-              blend=None, stages: bool = False) -> dict:
+              blend=None, stages: bool = False, png_filters: str = "fast") -> dict:
     """One build in this process; returns wall s, made, ms per pseudo anomaly, stage seconds."""
     import cai.engine.inject
     from cai.build import BuildOptions, build_synthetic
@@ -149,7 +151,7 @@ def run_build(normals: Path, aset: Path, out: Path, mode: str, num_proc: int = 1
     shutil.rmtree(out, ignore_errors=True)
     options = BuildOptions(out=str(out), target="folder", root=str(normals), daad=str(aset),
                            config=CAIConfig(mode=mode), exclude_sources=("mvtec_ad",), foreground="all",
-                           num_proc=num_proc, png_level=png_level, size=256)
+                           num_proc=num_proc, png_level=png_level, png_filters=png_filters, size=256)
     ours = cai.engine.inject.poisson_blend
     if blend is not None:
         cai.engine.inject.poisson_blend = blend
@@ -245,17 +247,19 @@ def main():
     run_build(normals, aset, work / "warm", "normal", blend=cv2_blend)
     print("\nsteady state, --num-proc 1 (ms per pseudo anomaly; stages ms per pseudo anomaly)")
     rows = {}
+    pngs = ((1, "fast"), (1, "libpng"), (6, "libpng"))  # the default; libpng's row filters; the level before
     for label, mode, blend in (("paste (default)", "paste", None), ("normal, ours", "normal", None),
                                ("normal, cv2", "normal", cv2_blend)):
-        for level in (1, 6):
-            r = run_build(normals, aset, work / "steady", mode, png_level=level, blend=blend, stages=True)
-            rows[(mode, blend is not None, level)] = r
-            print(f"  {label:<16} png {level}: {r['ms']:6.2f} ms  [{fmt_stages(r['stages_ms'])}]  made {r['made']}, "
-                  f"parquet {r['parquet_mib']:.1f} MiB")
-    for level in (1, 6):
-        ours_n, cv2_n, paste = (rows[("normal", False, level)]["ms"], rows[("normal", True, level)]["ms"],
-                                rows[("paste", False, level)]["ms"])
-        print(f"  png {level}: cv2 normal / ours normal = {cv2_n / ours_n:.2f}x; "
+        for level, filters in pngs:
+            r = run_build(normals, aset, work / "steady", mode, png_level=level, blend=blend, stages=True,
+                          png_filters=filters)
+            rows[(mode, blend is not None, level, filters)] = r
+            print(f"  {label:<16} png {level} {filters:<6}: {r['ms']:6.2f} ms  [{fmt_stages(r['stages_ms'])}]  "
+                  f"made {r['made']}, parquet {r['parquet_mib']:.1f} MiB")
+    for level, filters in pngs:
+        ours_n, cv2_n, paste = (rows[("normal", False, level, filters)]["ms"],
+                                rows[("normal", True, level, filters)]["ms"], rows[("paste", False, level, filters)]["ms"])
+        print(f"  png {level} {filters}: cv2 normal / ours normal = {cv2_n / ours_n:.2f}x; "
               f"cv2 normal / ours paste (default) = {cv2_n / paste:.2f}x")
 
     # 3. peak RSS, fresh process per size
@@ -272,7 +276,7 @@ def main():
 
     # 4. num_proc
     if not args.skip_num_proc:
-        print("\nthroughput by --num-proc (steady state, default mode, default png level 1)")
+        print("\nthroughput by --num-proc (steady state, default mode, default PNG settings)")
         one = None
         for n_proc in (1, 2):
             r = run_build(normals, aset, work / "np", "paste", num_proc=n_proc)

@@ -20,7 +20,7 @@ import numpy as np
 from . import runloop
 from .anomaly_set import cached_patterns, ensure_refined_masks, load_anomaly_set, open_pattern_bank
 from .engine.config import CAIConfig
-from .imageio import BadInput, encode_png, load_rgb
+from .imageio import PNG_FILTERS, BadInput, encode_png, load_rgb
 from .engine.synthesizer import CAISynthesizer, PseudoAnomaly
 from .schema import BOOKKEEPING as _BOOKKEEPING
 from .schema import MAP_FEATURES, OUTPUT_FEATURES  # noqa: F401  (OUTPUT_FEATURES: public here too)
@@ -61,6 +61,7 @@ class BuildOptions:
     ray_address: str | None = None
     png_level: int = 1  # zlib level of the output PNGs; every level decodes to the same pixels (level 6 until
     # issue 11: 1 encodes ~4x faster, files ~1.3x larger)
+    png_filters: str = "fast"  # cai.imageio.encode_png's row filters ("libpng": the bytes before; same pixels)
 
 
 @functools.lru_cache(maxsize=4)
@@ -70,7 +71,7 @@ def _foreground_fn(kind: str, category, model: str, model_dir):
 
 
 def _slot_row(result, normal_file: str, normal_index: int, mode: str, seed: int, is_grey: bool,
-              png_level: int = 1) -> dict:
+              png_level: int = 1, png_filters: str = "fast") -> dict:
     made = isinstance(result, PseudoAnomaly)
     res = result.resamples
     row = {name: None for name in MAP_FEATURES}
@@ -81,8 +82,9 @@ def _slot_row(result, normal_file: str, normal_index: int, mode: str, seed: int,
                resamples_vanished=res.get("vanished", 0))
     if made:
         image = result.image[..., 0] if is_grey and result.image.ndim == 3 else result.image
-        row.update(image=encode_png(image, png_level), mask=encode_png(result.mask, png_level),
-                   placed_mask=encode_png(result.placed_mask, png_level), anomaly_class=result.anomaly_class,
+        row.update(image=encode_png(image, png_level, png_filters), mask=encode_png(result.mask, png_level, png_filters),
+                   placed_mask=encode_png(result.placed_mask, png_level, png_filters),
+                   anomaly_class=result.anomaly_class,
                    str_ratio=result.str_ratio, resize_ratio=result.resize_ratio, center=list(result.center),
                    source_id=result.source_id, source=result.source, attempts=result.attempts,
                    mask_iou=result.fidelity["iou"], visible_share=result.fidelity["visible_share"],
@@ -98,12 +100,12 @@ def _synthesizer(patterns_path: str, config_json: str) -> CAISynthesizer:
 
 
 def synthesize_batch(batch, patterns_path: str, config: dict, seed: int, size: int, foreground: str,
-                     category, rembg_model: str, rembg_model_dir, png_level: int = 1):
+                     category, rembg_model: str, rembg_model_dir, png_level: int = 1, png_filters: str = "fast"):
     """``Dataset.map`` function (batched): normal images in, one row per pseudo-anomaly slot out.
 
     ``batch`` holds ``image`` (undecoded ``datasets.Image`` values, each decoded once here),
     ``file`` and ``normal_index``; the rows follow ``MAP_FEATURES`` (image / mask / placed_mask as
-    PNG ``{"bytes", "path": None}`` values of zlib level ``png_level``)."""
+    PNG ``{"bytes", "path": None}`` values of zlib level ``png_level`` and row filters ``png_filters``)."""
     cfg = CAIConfig.from_dict(config)
     synth = _synthesizer(patterns_path, json.dumps(config, sort_keys=True))
     fg_fn = _foreground_fn(foreground, category, rembg_model, rembg_model_dir)
@@ -121,7 +123,8 @@ def synthesize_batch(batch, patterns_path: str, config: dict, seed: int, size: i
             normal = cv2.resize(normal, (size, size), interpolation=cv2.INTER_AREA)
         fg = fg_fn(normal[..., 0] if is_grey else normal)
         for result in synth.synthesize(normal, fg, normal_index, seed, is_grey=is_grey):
-            rows.append(_slot_row(result, normal_file, normal_index, cfg.mode, seed, is_grey, png_level))
+            rows.append(_slot_row(result, normal_file, normal_index, cfg.mode, seed, is_grey, png_level,
+                                  png_filters))
     return {name: [row[name] for row in rows] for name in MAP_FEATURES}
 
 
@@ -151,6 +154,8 @@ def _fingerprint(options: BuildOptions, normals: datasets.Dataset, patterns_repo
             opts.pop(key)
     if opts["png_level"] == 6:  # the level before it was an option
         opts.pop("png_level")
+    if opts["png_filters"] == "libpng":  # the filters before they were an option
+        opts.pop("png_filters")
     opts["config"] = options.config.to_dict()
     return Hasher.hash({"options": opts, "normals": list(normals["file"]), "patterns": list(pattern_ids),
                         "report": patterns_report, "version": 1})
@@ -224,6 +229,8 @@ def _build(options: BuildOptions, progress: bool, echo) -> dict:
 
     if options.engine not in ("local", "ray"):
         raise BuildError(f"--engine {options.engine}: must be local or ray")
+    if options.png_filters not in PNG_FILTERS:
+        raise BuildError(f"--png-filters {options.png_filters}: must be one of {', '.join(PNG_FILTERS)}")
     if not 0 <= options.png_level <= 9:
         raise BuildError(f"--png-level {options.png_level}: must be 0-9 (zlib levels; all are lossless)")
     # prepared once per anomaly-set content (and filters), in the user cache: a rerun does not redo them
@@ -244,7 +251,7 @@ def _build(options: BuildOptions, progress: bool, echo) -> dict:
     fn_kwargs = dict(patterns_path=str(patterns_path), config=options.config.to_dict(), seed=options.seed,
                      size=options.size, foreground=foreground, category=category,
                      rembg_model=options.rembg_model, rembg_model_dir=options.rembg_model_dir,
-                     png_level=options.png_level)
+                     png_level=options.png_level, png_filters=options.png_filters)
     if options.config.refine_mask:  # once per anomaly set, kept beside its cached patterns
         ensure_refined_masks(patterns_path)
     if options.num_proc > 1:  # workers are forked per shard: they inherit what the parent loaded once

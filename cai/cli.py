@@ -104,6 +104,9 @@ def main(ctx, debug):
 @click.option("--png-level", type=click.IntRange(0, 9), default=1, show_default=True,
               help="zlib level of the output PNGs: every level decodes to the same pixels; 1 encodes faster, "
                    "files are larger.")
+@click.option("--png-filters", type=click.Choice(["fast", "libpng"]), default="fast", show_default=True,
+              help="PNG row filters: 'fast' (Sub, None for masks, run-length strategy) or 'libpng' (libpng's "
+                   "per-row choice, the bytes of earlier versions). Both lossless: the same pixels.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an earlier cai-hub output in --out: removes only the files it lists as its own.")
 @click.option("--push-to-hub", "push_to_hub", default=None, callback=_hub_id,
@@ -113,7 +116,7 @@ def main(ctx, debug):
 def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, mode, refine_mask, augment,
                         mask_rule, median_ksize, border, quota, size, num_proc, seed, threshold, classes,
                         exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, engine, ray_address,
-                        png_level, overwrite, push_to_hub, private, quiet):
+                        png_level, png_filters, overwrite, push_to_hub, private, quiet):
     """Inject real defects from an anomaly set into a target's normal images.
 
     With neither --target nor --daad it runs on the embedded default sample (real cracks and fabric
@@ -139,7 +142,7 @@ def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out
             classes=classes, exclude_sources=exclude_source, foreground=foreground, rembg_model=rembg_model,
             rembg_model_dir=rembg_model_dir, shard_size=shard_size, overwrite=overwrite, push_to_hub=push_to_hub,
             private=private, anomaly_class=anomaly_class, source=source, png_level=png_level,
-            engine=engine, ray_address=ray_address)
+            png_filters=png_filters, engine=engine, ray_address=ray_address)
         summary = build_synthetic(options, progress=not quiet, echo=lambda line: click.echo(line, err=True))
     except (AnomalySetError, BuildError, TargetError, ForegroundUnavailable, BadInput, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -167,22 +167,37 @@ def decode_mask(value, threshold: int = 0) -> np.ndarray:
     return arr > threshold
 
 
-def encode_png(array: np.ndarray, level: int = 6) -> dict:
+PNG_FILTERS = ("libpng", "fast")
+
+
+def encode_png(array: np.ndarray, level: int = 6, filters: str = "libpng") -> dict:
     """Lossless PNG of an (H, W) or (H, W, 3) RGB uint8 (or bool) array, as a datasets ``Image`` value
-    ``{"bytes": ..., "path": None}`` (deterministic bytes for equal arrays and ``level``).
+    ``{"bytes": ..., "path": None}`` (deterministic bytes for equal arrays, ``level`` and ``filters``).
 
     ``level`` is zlib's compression level 0-9: every level decodes to the same pixels; 1 encodes
-    several times faster than 6 for somewhat larger files."""
+    several times faster than 6 for somewhat larger files. ``filters``: ``"libpng"`` lets libpng
+    choose a row filter per row with zlib's default strategy (the bytes of earlier versions);
+    ``"fast"`` uses the Sub filter (the None filter for a bool mask) and zlib's run-length strategy:
+    the same pixels again, measured 1.5-2.5x faster to encode at level 1 on 256 px MVTec and
+    KolektorSDD images, 6x on masks, with files within 6% of libpng's choice
+    (``benchmarks/bench_build.py``)."""
     array = np.asarray(array)
-    if array.dtype == bool:
+    binary = array.dtype == bool
+    if binary:
         array = array.astype(np.uint8) * 255
     if not 0 <= int(level) <= 9:
         raise ValueError(f"PNG compression level must be 0-9, got {level}")
+    if filters not in PNG_FILTERS:
+        raise ValueError(f"PNG filters must be one of {PNG_FILTERS}, got {filters!r}")
     if array.dtype != np.uint8 or array.ndim not in (2, 3):
         raise ValueError(f"encode_png takes (H, W) or (H, W, 3) uint8, got {array.dtype} {array.shape}")
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    ok, buffer = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, int(level)])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, int(level)]
+    if filters == "fast":
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE if binary else cv2.IMWRITE_PNG_FILTER_SUB,
+                   cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    ok, buffer = cv2.imencode(".png", array, params)
     if not ok:
         raise ValueError("PNG encoding failed")
     return {"bytes": buffer.tobytes(), "path": None}

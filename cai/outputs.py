@@ -8,46 +8,55 @@ import cv2
 import datasets
 import numpy as np
 
-from .imageio import load_rgb
+from .imageio import load_rgb, open_image
 
 PUBLISHED = ("data/*.parquet", "README.md", "summary.json", "contact_sheet.png")  # what a run may push
 
 
-def _read_split(out: Path) -> datasets.Dataset | None:
-    """The run's own shards (``train-NNNNN-of-MMMMM.parquet``) with at least one row, or None."""
+def _split_files(out: Path) -> list[str]:
+    """The run's own shards (``train-NNNNN-of-MMMMM.parquet``) with at least one row, in order."""
     import re
 
     import pyarrow.parquet as pq
 
-    files = sorted(str(p) for p in (out / "data").glob("train-*.parquet")
-                   if re.fullmatch(r"train-\d{5}-of-\d{5}\.parquet", p.name) and pq.read_metadata(p).num_rows)
-    return datasets.Dataset.from_parquet(files) if files else None
+    return sorted(str(p) for p in (out / "data").glob("train-*.parquet")
+                  if re.fullmatch(r"train-\d{5}-of-\d{5}\.parquet", p.name) and pq.read_metadata(p).num_rows)
+
+
+def _column(files, name: str) -> list:
+    """One column of the shards, read straight from the parquet files (no copy into a datasets cache)."""
+    import pyarrow.parquet as pq
+
+    return [v for f in files for v in pq.read_table(f, columns=[name]).column(name).to_pylist()]
 
 
 def write_contact_sheet(out, normals: datasets.Dataset, size: int = 256, rows: int = 8, tile: int = 192) -> Path | None:
     """``contact_sheet.png``: one line per pseudo anomaly — normal | pseudo anomaly | mask overlay
     (pseudo mask in red, placed defect outline in green). Takes the first pseudo anomaly of the first
-    ``rows`` normal images that have one."""
+    ``rows`` normal images that have one (only the shards that hold them are read)."""
+    import pyarrow.parquet as pq
+
     out = Path(out)
-    ds = _read_split(out)
-    if ds is None or len(ds) == 0:
-        return None
-    firsts, seen = [], set()
-    for i, n in enumerate(ds["normal_index"]):
-        if n not in seen:
-            seen.add(n)
-            firsts.append(i)
-        if len(firsts) == rows:
+    picked, seen = [], set()  # (file, row in file)
+    for f in _split_files(out):
+        for i, n in enumerate(pq.read_table(f, columns=["normal_index"]).column("normal_index").to_pylist()):
+            if n not in seen and len(seen) < rows:
+                seen.add(n)
+                picked.append((f, i))
+        if len(seen) == rows:
             break
+    if not picked:
+        return None
     by_index = {idx: i for i, idx in enumerate(normals["normal_index"])}
+    tables = {f: pq.read_table(f, columns=["image", "mask", "placed_mask", "normal_index"]) for f in {f for f, _ in picked}}
     lines = []
-    for i in firsts:
-        row = ds[i]
-        pseudo = np.asarray(row["image"].convert("RGB"))
+    for f, i in picked:
+        row = tables[f].slice(i, 1).to_pylist()[0]
+        pseudo, _ = load_rgb(row["image"])
         normal, _ = load_rgb(normals[by_index[row["normal_index"]]]["image"])
         normal = cv2.resize(normal, pseudo.shape[1::-1], interpolation=cv2.INTER_AREA)
-        mask = np.asarray(row["mask"]) > 127
-        placed = (np.asarray(row["placed_mask"]) > 127).astype(np.uint8)
+        mask = np.asarray(open_image(row["mask"])) > 127
+        placed = (np.asarray(open_image(row["placed_mask"])) > 127).astype(np.uint8)
         overlay = pseudo.copy()
         overlay[mask] = (0.45 * overlay[mask] + 0.55 * np.array([255, 0, 0])).astype(np.uint8)
         contours, _ = cv2.findContours(placed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -67,9 +76,9 @@ def render_card(out, summary: dict, load_id: str | None = None) -> Path:
     from cards import template_path
 
     out = Path(out)
-    ds = _read_split(out)
-    per_class = dict(sorted(Counter(ds["anomaly_class"]).items())) if ds is not None else {}
-    per_source = dict(sorted(Counter(ds["source"]).items())) if ds is not None else {}
+    files = _split_files(out)
+    per_class = dict(sorted(Counter(_column(files, "anomaly_class")).items()))
+    per_source = dict(sorted(Counter(_column(files, "source")).items()))
     licenses = summary.get("patterns", {}).get("licenses", {}) or {s: "see source" for s in per_source}
     fid = summary["mask_fidelity"]
     card_data = DatasetCardData(

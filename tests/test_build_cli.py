@@ -255,3 +255,30 @@ def test_paper_flags_reach_the_config_and_bad_mode_is_one_line(tmp_path):
     bad = CliRunner().invoke(main, ["build-synthetic", "--out", str(tmp_path / "q"), "--mode", "poisson"])
     assert bad.exit_code == 2 and "--mode" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "q").exists()
+
+
+def test_contact_sheet_and_card_read_the_shards_without_a_datasets_cache(tmp_path, anomaly_folder, normal_folder,
+                                                                         monkeypatch):
+    from cai.outputs import render_card, write_contact_sheet
+    from cai.targets import load_target
+
+    _run(["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+          "--size", "96", "--foreground", "all", "--quiet", "--seed", "1", "--shard-size", "2",
+          "--out", str(tmp_path / "a")])
+    out = tmp_path / "a"
+    cache = tmp_path / "hf_cache"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    normals, _ = load_target("folder", str(normal_folder))
+    sheet = write_contact_sheet(out, normals, rows=2, tile=32)
+    render_card(out, json.loads((out / "summary.json").read_text()))
+    assert not cache.exists() or not any(cache.rglob("*.arrow"))  # nothing copied into a cache
+    # the same sheet as one drawn from the rows read through datasets (first row of the first 2 normals)
+    ds = datasets.Dataset.from_parquet(sorted(str(p) for p in (out / "data").glob("train-*.parquet")),
+                                       cache_dir=str(tmp_path / "ref_cache"))
+    firsts = [list(ds["normal_index"]).index(n) for n in sorted(set(ds["normal_index"]))[:2]]
+    got = cv2.cvtColor(cv2.imread(str(sheet)), cv2.COLOR_BGR2RGB)
+    assert got.shape == (2 * 36, 3 * 36, 3)
+    for line, i in enumerate(firsts):
+        pseudo = np.asarray(ds[i]["image"].convert("RGB"))
+        tile = got[line * 36 + 2:line * 36 + 34, 36 + 2:36 + 34]
+        assert np.array_equal(tile, cv2.resize(pseudo, (32, 32), interpolation=cv2.INTER_AREA))

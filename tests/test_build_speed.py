@@ -68,13 +68,15 @@ def _rows(folder):
     return list(ds)
 
 
-def test_png_level_changes_bytes_not_pixels(tmp_path, cache):
+@pytest.mark.parametrize("other", [{"png_level": 1}, {"png_level": 1, "png_filters": "libpng"},
+                                   {"png_level": 6, "png_filters": "fast"}])
+def test_png_settings_change_bytes_not_pixels(tmp_path, cache, other):
     import cv2
 
     from cai.build import BuildOptions, build_synthetic
 
-    build_synthetic(BuildOptions(out=str(tmp_path / "l6"), seed=3, png_level=6), progress=False)
-    build_synthetic(BuildOptions(out=str(tmp_path / "l1"), seed=3, png_level=1), progress=False)
+    build_synthetic(BuildOptions(out=str(tmp_path / "l6"), seed=3, png_level=6, png_filters="libpng"), progress=False)
+    build_synthetic(BuildOptions(out=str(tmp_path / "l1"), seed=3, **other), progress=False)
     a, b = _rows(tmp_path / "l6"), _rows(tmp_path / "l1")
     assert len(a) == len(b) > 0
     differ = 0
@@ -86,14 +88,38 @@ def test_png_level_changes_bytes_not_pixels(tmp_path, cache):
             differ += ra[column]["bytes"] != rb[column]["bytes"]
         others = [c for c in ra if c not in ("image", "mask", "placed_mask")]
         assert {c: ra[c] for c in others} == {c: rb[c] for c in others}
-    assert differ > 0  # the level did reach the encoder
+    assert differ > 0  # the settings did reach the encoder
 
 
-def test_png_level_checked():
+def test_png_level_and_filters_checked(tmp_path):
+    from cai.build import BuildError, BuildOptions, build_synthetic
     from cai.imageio import encode_png
 
     with pytest.raises(ValueError, match="0-9"):
         encode_png(np.zeros((4, 4), np.uint8), level=10)
+    with pytest.raises(ValueError, match="filters"):
+        encode_png(np.zeros((4, 4), np.uint8), filters="zopfli")
+    with pytest.raises(BuildError, match="png-filters"):
+        build_synthetic(BuildOptions(out=str(tmp_path / "x"), png_filters="zopfli"), progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("kind", ["rgb", "grey", "bool"])
+def test_fast_png_filters_decode_to_the_same_pixels(kind):
+    import cv2
+
+    from cai.imageio import encode_png
+
+    rng = np.random.default_rng(0)
+    a = {"rgb": rng.integers(0, 256, (37, 53, 3), dtype=np.uint8), "grey": rng.integers(0, 256, (37, 53), dtype=np.uint8),
+         "bool": rng.random((37, 53)) > 0.7}[kind]
+    fast, slow = encode_png(a, 1, "fast")["bytes"], encode_png(a, 1, "libpng")["bytes"]
+    assert fast != slow
+    expected = a.astype(np.uint8) * 255 if a.dtype == bool else a
+    for data in (fast, slow):
+        out = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        out = cv2.cvtColor(out, cv2.COLOR_BGR2RGB) if out.ndim == 3 else out
+        assert np.array_equal(out, expected)
 
 
 def test_second_run_reuses_patterns_and_gives_same_bytes(tmp_path, cache, monkeypatch):

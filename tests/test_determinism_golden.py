@@ -38,8 +38,10 @@ def test_build_synthetic_default_run_bytes(tmp_path):
     # the settings of f07944a's default (the default changed by measurement since: see cai/engine/config.py)
     settings = CAIConfig(mode="normal", refine_mask=False, augment=False, mask_rule="luma")
     # PNG level 6, f07944a's (the default is 1 since issue 11: other bytes, the same pixels, see
-    # tests/test_build_speed.py::test_png_level_changes_bytes_not_pixels)
-    build_synthetic(BuildOptions(out=str(tmp_path / "demo"), seed=0, config=settings, png_level=6), progress=False)
+    # tests/test_build_speed.py::test_png_settings_change_bytes_not_pixels)
+    # and libpng's row filters (the default is "fast" since: other bytes, the same pixels, same test)
+    build_synthetic(BuildOptions(out=str(tmp_path / "demo"), seed=0, config=settings, png_level=6,
+                                 png_filters="libpng"), progress=False)
     files = sorted(str(p) for p in (tmp_path / "demo" / "data").glob("*.parquet"))
     ds = datasets.load_dataset("parquet", data_files=files, split="train")
     for column in ("image", "mask", "placed_mask"):

@@ -46,7 +46,7 @@ from cai.engine.synthesizer import PseudoAnomaly
 
 from . import bootstrap, report
 from .detector import DetectorConfig, FeatureCache, get_profile, train_detector
-from .metrics import average_precision, pixel_metrics
+from .metrics import pixel_metrics
 from .targets import NORMAL_CLASS, EvalTarget, load_eval_target
 
 PROFILE_DESCRIPTIONS = {
@@ -188,15 +188,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def _per_class_ap(maps, masks, classes_of_images, classes) -> dict:
-    out = {}
+def class_subsets(classes_of_images, classes) -> dict:
+    """Per defect class, the test images its pixel AP is taken over: that class's and the normal ones."""
     normal = [i for i, c in enumerate(classes_of_images) if c == NORMAL_CLASS]
-    for cls in classes:
-        idx = [i for i, c in enumerate(classes_of_images) if c == cls] + normal
-        s = np.concatenate([maps[i].ravel() for i in idx])
-        y = np.concatenate([masks[i].ravel() for i in idx])
-        out[cls] = average_precision(s, y) if y.any() else float("nan")
-    return out
+    return {cls: [i for i, c in enumerate(classes_of_images) if c == cls] + normal for cls in classes}
 
 
 def _resample(x: np.ndarray, y: np.ndarray, xmax: float, n: int = 601) -> tuple[np.ndarray, np.ndarray]:
@@ -321,6 +316,7 @@ def _evaluate(o: EvalOptions) -> dict:
         extractors["inception"] = InceptionFeatures(o.inception)
     real_feats = {k: f(real_anomalies) for k, f in extractors.items()}
 
+    per_class = class_subsets(test_classes, target.defect_classes)
     test_names = [f"{t.defect_class}/{t.path.parent.name}/{t.path.name}" for t in target.test]
     histograms = {}  # synth -> [(pos, neg) per seed], for the paired bootstrap
     examples_idx = _pick_examples(test_classes, o.examples)
@@ -352,8 +348,8 @@ def _evaluate(o: EvalOptions) -> dict:
                                       feature_cache=features, reuse=len(normals), refresh=refresh)
             t_synth += fresh["synthesis_seconds"]
             maps = detector.predict(test_images, test_shapes, feature_cache=features)
-            m = pixel_metrics(maps, test_masks, return_curves=seed == o.seeds[0])
-            m["per_class_ap"] = _per_class_ap(maps, test_masks, test_classes, target.defect_classes)
+            m = pixel_metrics(maps, test_masks, return_curves=seed == o.seeds[0], subsets=per_class)
+            m["per_class_ap"] = m.pop("subset_ap")
             pos, neg = bootstrap.score_histograms(maps, test_masks)
             histograms.setdefault(name, []).append((pos, neg))
             bootstrap.save_histograms(out / "per_image" / f"{name}__seed{seed}.npz", pos, neg, test_names)

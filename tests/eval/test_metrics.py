@@ -196,3 +196,57 @@ def test_inputs_are_not_changed():
     metrics.pixel_metrics(maps, masks)
     assert all(np.array_equal(a, b) for a, b in zip(maps, copies[0]))
     assert all(np.array_equal(a, b) for a, b in zip(masks, copies[1]))
+
+
+# ----------------------------------------------------------------------------- one sort
+def _float32_scores(rng, n):
+    s = rng.normal(size=n).astype(np.float32)
+    s[::3], s[1::7], s[2::11], s[3::13] = 0.25, -0.0, 0.0, -3.5  # ties, both zeros, negatives
+    return s.astype(np.float64)
+
+
+def _stable_rank(s):
+    order = np.argsort(-s, kind="stable")
+    return order, np.r_[np.flatnonzero(np.diff(s[order])), s.size - 1]
+
+
+@pytest.mark.parametrize("n", [1, 2, 17, 5000])
+def test_rank_is_the_stable_argsort(n):
+    rng = np.random.default_rng(n)
+    s = _float32_scores(rng, n)
+    s64 = s + 1e-12 * rng.random(n)  # not exact in float32: the plain stable argsort
+    for scores in (s, s64):
+        order, last = metrics._rank(scores)
+        ref_order, ref_last = _stable_rank(scores)
+        assert np.array_equal(order, ref_order) and np.array_equal(last, ref_last)
+
+
+def test_pixel_metrics_are_bit_identical_with_the_stable_argsort(monkeypatch):
+    rng = np.random.default_rng(11)
+    maps, masks = random_case(rng, n=6)
+    maps = [np.round(a * 50).astype(np.float32) / np.float32(50) for a in maps]  # float32 with many ties
+    fast = metrics.pixel_metrics(maps, masks, return_curves=True)
+    monkeypatch.setattr(metrics, "_rank", _stable_rank)
+    slow = metrics.pixel_metrics(maps, masks, return_curves=True)
+    for k in ("pixel_auroc", "pixel_ap", "pro", "image_auroc"):
+        assert fast[k] == slow[k]
+    for k in fast["curves"]:
+        assert all(np.array_equal(a, b) for a, b in zip(fast["curves"][k], slow["curves"][k]))
+
+
+def test_subset_ap_equals_ap_on_the_subset_pixels():
+    rng = np.random.default_rng(4)
+    maps, masks = random_case(rng, n=7)
+    maps = [np.round(a * 20) / 20 for a in maps]  # ties across images
+    masks[2][:] = False
+    subsets = {"a": [3, 1, 2], "b": [2, 0], "empty": [2], "all": range(7)}
+    out = metrics.pixel_metrics(maps, masks, subsets=subsets)["subset_ap"]
+    for name, idx in subsets.items():
+        s = np.concatenate([maps[i].ravel() for i in idx])
+        y = np.concatenate([masks[i].ravel() for i in idx])
+        if not y.any():
+            assert np.isnan(out[name])
+            continue
+        assert out[name] == metrics.average_precision(s, y)  # exactly: ties do not change AP
+        assert out[name] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert out["all"] == metrics.pixel_metrics(maps, masks)["pixel_ap"]
