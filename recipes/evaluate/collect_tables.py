@@ -17,7 +17,8 @@ TARGETS = (("grid", "MVTec grid"), ("hazelnut", "MVTec hazelnut"), ("ksdd", "Kol
 DEFAULT = "cai"
 TABLE1 = ("cai", "cutpaste", "nsa-n", "nsa-m", "draem", "glass-las")
 TABLE3 = ("cai", "cai-n", "cai-paste", "cai-r", "cai-mix", "cai-n+refine", "cai-paste+refine",
-          "cai-paste+refine+aug", "cai-paste+refine+chmask", "cai-n+gain3", "cai+gain2", "cai+noborder")
+          "cai-paste+refine+aug", "cai-paste+refine+chmask", "cai-n+gain3", "cai+gain2", "cai+noborder",
+          "cai+halo2", "cai+halo5")
 TABLE4 = ("cai", "cai+q622", "cai+q262", "cai+q226")  # scale mixes large/medium/small of the default
 METRICS = (("pixel_auroc", "P-AUROC"), ("pixel_ap", "P-AP"), ("pro", "PRO"), ("image_auroc", "I-AUROC"))
 
