@@ -46,7 +46,7 @@ from cai.engine.synthesizer import PseudoAnomaly
 
 from . import bootstrap, report
 from .detector import DetectorConfig, FeatureCache, get_profile, train_detector
-from .metrics import pixel_metrics
+from .metrics import GroundTruth, pixel_metrics
 from .targets import NORMAL_CLASS, EvalTarget, load_eval_target
 
 PROFILE_DESCRIPTIONS = {
@@ -317,6 +317,7 @@ def _evaluate(o: EvalOptions) -> dict:
     real_feats = {k: f(real_anomalies) for k, f in extractors.items()}
 
     per_class = class_subsets(test_classes, target.defect_classes)
+    truth = GroundTruth(test_masks)  # labels and PRO regions of the test set: once for every synth and seed
     test_names = [f"{t.defect_class}/{t.path.parent.name}/{t.path.name}" for t in target.test]
     histograms = {}  # synth -> [(pos, neg) per seed], for the paired bootstrap
     examples_idx = _pick_examples(test_classes, o.examples)
@@ -348,7 +349,7 @@ def _evaluate(o: EvalOptions) -> dict:
                                       feature_cache=features, reuse=len(normals), refresh=refresh)
             t_synth += fresh["synthesis_seconds"]
             maps = detector.predict(test_images, test_shapes, feature_cache=features)
-            m = pixel_metrics(maps, test_masks, return_curves=seed == o.seeds[0], subsets=per_class)
+            m = pixel_metrics(maps, truth, return_curves=seed == o.seeds[0], subsets=per_class)
             m["per_class_ap"] = m.pop("subset_ap")
             pos, neg = bootstrap.score_histograms(maps, test_masks)
             histograms.setdefault(name, []).append((pos, neg))

@@ -72,8 +72,8 @@ class MBConv(nn.Module):
     def forward(self, x):
         y = x
         if self.expand != 1:
-            y = F.relu6(self._bn0(self._expand_conv(y)))
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+            y = F.relu6(self._bn0(self._expand_conv(y)), inplace=True)
+        y = F.relu6(self._bn1(self._depthwise_conv(y)), inplace=True)
         y = self._bn2(self._project_conv(y))
         return y + x if self.skip else y
 
@@ -107,7 +107,7 @@ class EfficientNetLite0(nn.Module):
             raise ValueError(f"strides must be among {sorted(TAPS)}, got {sorted(unknown)}")
         want = {TAPS[s][0]: s for s in strides}
         out = {}
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
         for i, block in enumerate(self._blocks):
             x = block(x)
             if i in want:
@@ -118,10 +118,10 @@ class EfficientNetLite0(nn.Module):
 
     def pooled(self, x) -> torch.Tensor:
         """(N, 1280) global-average-pooled head features (before the classifier)."""
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
         for block in self._blocks:
             x = block(x)
-        x = F.relu6(self._bn1(self._conv_head(x)))
+        x = F.relu6(self._bn1(self._conv_head(x)), inplace=True)
         return x.mean(dim=(2, 3))
 
     def forward(self, x):

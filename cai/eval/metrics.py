@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["roc_curve", "roc_auc", "precision_recall_curve", "average_precision", "pro_curve", "pro_auc",
+__all__ = ["GroundTruth", "roc_curve", "roc_auc", "precision_recall_curve", "average_precision", "pro_curve", "pro_auc",
            "image_scores", "image_auroc", "pixel_metrics", "region_weights"]
 
 
@@ -198,19 +198,30 @@ def _ap(precision: np.ndarray, recall: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- maps
-def _stack_maps(maps, masks):
-    maps = [np.asarray(m) for m in maps] if not isinstance(maps, np.ndarray) or maps.ndim == 3 else [maps]
-    masks = [np.asarray(m) for m in masks] if not isinstance(masks, np.ndarray) or masks.ndim == 3 else [masks]
-    if len(maps) != len(masks):
-        raise ValueError(f"got {len(maps)} anomaly maps and {len(masks)} masks")
+def _as_list(arrays) -> list:
+    """A sequence of 2-D arrays, an (N, H, W) array or one (H, W) array, as a list of arrays."""
+    if isinstance(arrays, np.ndarray) and arrays.ndim != 3:
+        return [arrays]
+    return [np.asarray(a) for a in arrays]
+
+
+def _check_maps(maps, shapes) -> list:
+    maps = _as_list(maps)
+    if len(maps) != len(shapes):
+        raise ValueError(f"got {len(maps)} anomaly maps and {len(shapes)} masks")
     if not maps:
         raise ValueError("no anomaly map given")
-    for i, (a, m) in enumerate(zip(maps, masks)):
+    for i, (a, shape) in enumerate(zip(maps, shapes)):
         if a.ndim != 2:
             raise ValueError(f"anomaly_maps[{i}] must be (H, W), got shape {a.shape}")
-        if a.shape != m.shape:
-            raise ValueError(f"anomaly_maps[{i}] has shape {a.shape} but masks[{i}] {m.shape}")
-    return maps, masks
+        if a.shape != tuple(shape):
+            raise ValueError(f"anomaly_maps[{i}] has shape {a.shape} but masks[{i}] {tuple(shape)}")
+    return maps
+
+
+def _stack_maps(maps, masks):
+    masks = _as_list(masks)
+    return _check_maps(maps, [m.shape for m in masks]), masks
 
 
 def region_weights(masks, connectivity: int = 8) -> np.ndarray:
@@ -328,13 +339,40 @@ def image_auroc(anomaly_maps, masks=None, labels=None) -> float:
     return roc_auc(scores, labels)
 
 
+class GroundTruth:
+    """The masks of a test set prepared once for many :func:`pixel_metrics` calls (the same test set
+    scored by several detectors): concatenated labels, PRO region weights and region count.
+
+    Parameters
+    ----------
+    masks : sequence of (H_i, W_i) bool ndarray
+    connectivity : {4, 8}
+    """
+
+    def __init__(self, masks, connectivity: int = 8):
+        masks = _as_list(masks)
+        if not masks:
+            raise ValueError("no mask given")
+        self.masks = [_labels(m, f"masks[{i}]", m.size).reshape(m.shape) for i, m in enumerate(masks)]
+        self.shapes = [m.shape for m in self.masks]
+        self.connectivity = connectivity
+        self.labels = np.concatenate([m.ravel() for m in self.masks])
+        self.weights = region_weights(self.masks, connectivity)
+        self.anomalous = [bool(m.any()) for m in self.masks]
+        self.n_regions = _count_regions(self.masks, connectivity)
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+
 def pixel_metrics(anomaly_maps, masks, fpr_limit: float = 0.3, connectivity: int = 8,
                   return_curves: bool = False, subsets: dict | None = None) -> dict:
     """Pixel AUROC, pixel AP, PRO (to ``fpr_limit``) and image AUROC of a test set.
 
     Parameters
     ----------
-    anomaly_maps, masks : sequences of (H_i, W_i) arrays (see :func:`pro_curve`)
+    anomaly_maps, masks : sequences of (H_i, W_i) arrays (see :func:`pro_curve`); ``masks`` may also
+        be a :class:`GroundTruth` of them, prepared once for many calls
     return_curves : bool
         Also return ``curves``: ``{"roc": (fpr, tpr), "pr": (precision, recall), "pro": (fpr, pro)}``.
     subsets : dict name -> sequence of int, optional
@@ -351,12 +389,13 @@ def pixel_metrics(anomaly_maps, masks, fpr_limit: float = 0.3, connectivity: int
     """
     if not 0 < fpr_limit <= 1:
         raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
-    maps, masks = _stack_maps(anomaly_maps, masks)
+    truth = masks if isinstance(masks, GroundTruth) else GroundTruth(masks, connectivity)
+    if truth.connectivity != connectivity:
+        raise ValueError(f"the GroundTruth was made with connectivity {truth.connectivity}, not {connectivity}")
+    maps = _check_maps(anomaly_maps, truth.shapes)
     s = np.concatenate([_scores(a, f"anomaly_maps[{i}]") for i, a in enumerate(maps)])
-    y = np.concatenate([_labels(m, f"masks[{i}]", m.size) for i, m in enumerate(masks)])
+    y, weights, anomalous = truth.labels, truth.weights, truth.anomalous
     _both_classes(y, "pixel AUROC", "masks")
-    anomalous = [bool(np.asarray(m).any()) for m in masks]
-    weights = region_weights(masks, connectivity)
     if not (weights > 0).any():
         raise ValueError("PRO is undefined: the masks hold no anomalous region")
     # one sort for all curves (PRO's negatives are the pixels outside every region: ~y)
@@ -372,7 +411,7 @@ def pixel_metrics(anomaly_maps, masks, fpr_limit: float = 0.3, connectivity: int
            "image_auroc": (roc_auc(image_scores(maps), anomalous) if 0 < sum(anomalous) < len(anomalous)
                            else float("nan")),
            "n_images": len(maps), "n_anomalous_images": int(sum(anomalous)),
-           "n_regions": _count_regions(masks, connectivity)}
+           "n_regions": truth.n_regions}
     if return_curves:
         out["curves"] = {"roc": (fpr, tpr), "pr": (precision, recall), "pro": (pro_fpr, pro)}
     if subsets is not None:

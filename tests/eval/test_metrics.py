@@ -250,3 +250,21 @@ def test_subset_ap_equals_ap_on_the_subset_pixels():
         assert out[name] == metrics.average_precision(s, y)  # exactly: ties do not change AP
         assert out[name] == pytest.approx(average_precision_score(y, s), abs=1e-12)
     assert out["all"] == metrics.pixel_metrics(maps, masks)["pixel_ap"]
+
+
+def test_ground_truth_prepared_once_gives_the_same_metrics():
+    rng = np.random.default_rng(8)
+    maps, masks = random_case(rng, n=5)
+    truth = metrics.GroundTruth(masks)
+    for seed in range(3):
+        scores = [a + 0.1 * np.random.default_rng(seed).random(a.shape) for a in maps]
+        a = metrics.pixel_metrics(scores, masks, subsets={"x": [0, 2]})
+        b = metrics.pixel_metrics(scores, truth, subsets={"x": [0, 2]})
+        assert a == b
+    assert truth.n_regions == a["n_regions"] and len(truth) == 5
+    with pytest.raises(ValueError, match="anomaly maps and 5 masks"):
+        metrics.pixel_metrics(maps[:4], truth)
+    with pytest.raises(ValueError, match="shape"):
+        metrics.pixel_metrics([m[:, :-1] for m in maps], truth)
+    with pytest.raises(ValueError, match="connectivity"):
+        metrics.pixel_metrics(maps, truth, connectivity=4)
