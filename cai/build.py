@@ -82,7 +82,8 @@ def _slot_row(result, normal_file: str, normal_index: int, mode: str, seed: int,
                resamples_vanished=res.get("vanished", 0))
     if made:
         image = result.image[..., 0] if is_grey and result.image.ndim == 3 else result.image
-        row.update(image=encode_png(image, png_level, png_filters), mask=encode_png(result.mask, png_level, png_filters),
+        row.update(image=encode_png(image, png_level, png_filters),
+                   mask=encode_png(result.mask, png_level, png_filters),
                    placed_mask=encode_png(result.placed_mask, png_level, png_filters),
                    anomaly_class=result.anomaly_class,
                    str_ratio=result.str_ratio, resize_ratio=result.resize_ratio, center=list(result.center),

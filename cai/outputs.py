@@ -48,7 +48,8 @@ def write_contact_sheet(out, normals: datasets.Dataset, size: int = 256, rows: i
     if not picked:
         return None
     by_index = {idx: i for i, idx in enumerate(normals["normal_index"])}
-    tables = {f: pq.read_table(f, columns=["image", "mask", "placed_mask", "normal_index"]) for f in {f for f, _ in picked}}
+    columns = ["image", "mask", "placed_mask", "normal_index"]
+    tables = {f: pq.read_table(f, columns=columns) for f in {f for f, _ in picked}}
     lines = []
     for f, i in picked:
         row = tables[f].slice(i, 1).to_pylist()[0]

@@ -111,8 +111,8 @@ def test_fast_png_filters_decode_to_the_same_pixels(kind):
     from cai.imageio import encode_png
 
     rng = np.random.default_rng(0)
-    a = {"rgb": rng.integers(0, 256, (37, 53, 3), dtype=np.uint8), "grey": rng.integers(0, 256, (37, 53), dtype=np.uint8),
-         "bool": rng.random((37, 53)) > 0.7}[kind]
+    a = {"rgb": rng.integers(0, 256, (37, 53, 3), dtype=np.uint8),
+         "grey": rng.integers(0, 256, (37, 53), dtype=np.uint8), "bool": rng.random((37, 53)) > 0.7}[kind]
     fast, slow = encode_png(a, 1, "fast")["bytes"], encode_png(a, 1, "libpng")["bytes"]
     assert fast != slow
     expected = a.astype(np.uint8) * 255 if a.dtype == bool else a

@@ -35,8 +35,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["GroundTruth", "roc_curve", "roc_auc", "precision_recall_curve", "average_precision", "pro_curve", "pro_auc",
-           "image_scores", "image_auroc", "pixel_metrics", "region_weights"]
+__all__ = ["GroundTruth", "roc_curve", "roc_auc", "precision_recall_curve", "average_precision", "pro_curve",
+           "pro_auc", "image_scores", "image_auroc", "pixel_metrics", "region_weights"]
 
 
 # ----------------------------------------------------------------------------- checks
