@@ -5,12 +5,12 @@ replaced side by side in the same run.
 maps are; ~37 M pixels), 52 of them with a 40 x 30 defect; pixel AUROC / AP / PRO / image AUROC and the
 AP of two image subsets (per-class AP), the test set's ground truth prepared once
 (:class:`cai.eval.metrics.GroundTruth`, as ``cai-hub evaluate`` does). "stable argsort" replaces the
-ranking (:func:`cai.eval.metrics._rank`) with ``np.argsort(-scores, kind="stable")`` on float64;
-every figure must come out identical.
+ranking (:func:`cai.eval.metrics._rank`) with ``np.argsort(-scores, kind="stable")`` on float64
+(the code before); the last line says whether every figure came out identical.
 
     python benchmarks/bench_metrics.py [--repeats 3]
 
-Figures only; nothing is asserted but the equality of the metrics.
+Figures only; nothing is asserted (tests/eval/test_metrics.py checks the equality).
 """
 import argparse
 import time
