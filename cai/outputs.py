@@ -8,7 +8,7 @@ import cv2
 import datasets
 import numpy as np
 
-from .imageio import load_rgb, open_image
+from .imageio import decode_mask, load_rgb
 
 PUBLISHED = ("data/*.parquet", "README.md", "summary.json", "contact_sheet.png")  # what a run may push
 
@@ -23,11 +23,12 @@ def _split_files(out: Path) -> list[str]:
                   if re.fullmatch(r"train-\d{5}-of-\d{5}\.parquet", p.name) and pq.read_metadata(p).num_rows)
 
 
-def _column(files, name: str) -> list:
-    """One column of the shards, read straight from the parquet files (no copy into a datasets cache)."""
+def _columns(files, names) -> dict:
+    """Columns of the shards, read straight from the parquet files (no copy into a datasets cache)."""
     import pyarrow.parquet as pq
 
-    return [v for f in files for v in pq.read_table(f, columns=[name]).column(name).to_pylist()]
+    tables = [pq.read_table(f, columns=list(names)) for f in files]
+    return {name: [v for t in tables for v in t.column(name).to_pylist()] for name in names}
 
 
 def write_contact_sheet(out, normals: datasets.Dataset, size: int = 256, rows: int = 8, tile: int = 192) -> Path | None:
@@ -56,8 +57,8 @@ def write_contact_sheet(out, normals: datasets.Dataset, size: int = 256, rows: i
         pseudo, _ = load_rgb(row["image"])
         normal, _ = load_rgb(normals[by_index[row["normal_index"]]]["image"])
         normal = cv2.resize(normal, pseudo.shape[1::-1], interpolation=cv2.INTER_AREA)
-        mask = np.asarray(open_image(row["mask"])) > 127
-        placed = (np.asarray(open_image(row["placed_mask"])) > 127).astype(np.uint8)
+        mask = decode_mask(row["mask"], threshold=127)
+        placed = decode_mask(row["placed_mask"], threshold=127).astype(np.uint8)
         overlay = pseudo.copy()
         overlay[mask] = (0.45 * overlay[mask] + 0.55 * np.array([255, 0, 0])).astype(np.uint8)
         contours, _ = cv2.findContours(placed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -77,9 +78,9 @@ def render_card(out, summary: dict, load_id: str | None = None) -> Path:
     from cards import template_path
 
     out = Path(out)
-    files = _split_files(out)
-    per_class = dict(sorted(Counter(_column(files, "anomaly_class")).items()))
-    per_source = dict(sorted(Counter(_column(files, "source")).items()))
+    columns = _columns(_split_files(out), ("anomaly_class", "source"))
+    per_class = dict(sorted(Counter(columns["anomaly_class"]).items()))
+    per_source = dict(sorted(Counter(columns["source"]).items()))
     licenses = summary.get("patterns", {}).get("licenses", {}) or {s: "see source" for s in per_source}
     fid = summary["mask_fidelity"]
     card_data = DatasetCardData(

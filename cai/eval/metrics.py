@@ -96,8 +96,12 @@ def _rank(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             keys >>= np.uint64(32)
             return order, np.r_[np.flatnonzero(keys[1:] != keys[:-1]), n - 1]
     order = np.argsort(-scores, kind="stable")
-    s = scores[order]
-    return order, np.r_[np.flatnonzero(np.diff(s)), n - 1]
+    return order, _run_ends(scores[order])
+
+
+def _run_ends(sorted_scores: np.ndarray) -> np.ndarray:
+    """(K,) positions ending each run of tied values in (N,) sorted scores."""
+    return np.r_[np.flatnonzero(np.diff(sorted_scores)), sorted_scores.size - 1]
 
 
 def _cum_at(values: np.ndarray, order: np.ndarray, last: np.ndarray) -> np.ndarray:
@@ -353,16 +357,16 @@ class GroundTruth:
         masks = _as_list(masks)
         if not masks:
             raise ValueError("no mask given")
-        self.masks = [_labels(m, f"masks[{i}]", m.size).reshape(m.shape) for i, m in enumerate(masks)]
-        self.shapes = [m.shape for m in self.masks]
+        masks = [_labels(m, f"masks[{i}]", m.size).reshape(m.shape) for i, m in enumerate(masks)]
+        self.shapes = [m.shape for m in masks]
         self.connectivity = connectivity
-        self.labels = np.concatenate([m.ravel() for m in self.masks])
-        self.weights = region_weights(self.masks, connectivity)
-        self.anomalous = [bool(m.any()) for m in self.masks]
-        self.n_regions = _count_regions(self.masks, connectivity)
+        self.labels = np.concatenate([m.ravel() for m in masks])
+        self.weights = region_weights(masks, connectivity)
+        self.anomalous = [bool(m.any()) for m in masks]
+        self.n_regions = _count_regions(masks, connectivity)
 
     def __len__(self) -> int:
-        return len(self.masks)
+        return len(self.shapes)
 
 
 def pixel_metrics(anomaly_maps, masks, fpr_limit: float = 0.3, connectivity: int = 8,
@@ -432,14 +436,11 @@ def _subset_ap(s, y, sizes, order, subsets: dict, all_ap: float) -> dict:
         if image_of is None:
             image_of = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)[order]
         sub_order = order[member[image_of]]
-        ys = y[sub_order]
-        if not ys.any():
+        if not y[sub_order].any():
             out[name] = float("nan")
             continue
-        ss = s[sub_order]
-        last = np.r_[np.flatnonzero(np.diff(ss)), ss.size - 1]
-        tp = np.cumsum(ys, dtype=np.float64)[last]
-        out[name] = _ap(tp / (tp + (last + 1 - tp)), tp / tp[-1])
+        tp, fp, _ = _label_curve(s, y, (sub_order, _run_ends(s[sub_order])))
+        out[name] = _ap(tp / (tp + fp), tp / tp[-1])
     return out
 
 
