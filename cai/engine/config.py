@@ -7,6 +7,7 @@ SCALES = ("large", "medium", "small")  # order in which quotas are filled: large
 MODES = ("normal", "mixed", "paste", "relative")
 MASK_RULES = ("channel", "luma")
 BORDER_POLICIES = ("keep", "exclude")
+DRAWS = ("pattern", "class")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,11 @@ class CAIConfig:
         defect travels with it. 0 (default): the refined mask alone; large: the source's mask.
         Measured with 2 and 5 px (``cai+halo2``, ``cai+halo5``): pixel AP +2 to +3 on hazelnut, +1 on
         KolektorSDD, -5 to -8 on grid; leaving one target out keeps 0 (recipes/evaluate/README.md).
+    draw : {"pattern", "class"}
+        How a slot's pattern is drawn among those that can serve it: uniformly over patterns
+        (default; the anomaly set's row counts set the class mix, e.g. 71% NEU steel rows in the
+        shared-sources DAAD), or a class uniformly among the classes with such a pattern, then a
+        pattern of that class uniformly (each class equally often wherever it can serve the slot).
     """
 
     quota: tuple[int, int, int] = (4, 3, 3)
@@ -110,6 +116,7 @@ class CAIConfig:
     augment: bool = True
     gain: tuple[float, float] = (1.0, 1.0)
     halo: int = 0
+    draw: str = "pattern"
 
     def __post_init__(self):
         if len(self.quota) != 3 or any(int(q) != q or q < 0 for q in self.quota):
@@ -125,6 +132,8 @@ class CAIConfig:
             raise ValueError(f"gain must be (low, high) with 0 < low <= high, got {self.gain!r}")
         if int(self.halo) != self.halo or self.halo < 0:
             raise ValueError(f"halo must be a non-negative integer, got {self.halo!r}")
+        if self.draw not in DRAWS:
+            raise ValueError(f"draw must be one of {DRAWS}, got {self.draw!r}")
         if self.border not in BORDER_POLICIES:
             raise ValueError(f"border must be one of {BORDER_POLICIES}, got {self.border!r}")
         if not 0 <= self.threshold < 255:
@@ -174,6 +183,7 @@ class CAIConfig:
             "gain": list(self.gain),
             # omitted at 0: fingerprints of the settings before this field existed stay the same
             **({"halo": int(self.halo)} if self.halo else {}),
+            **({"draw": self.draw} if self.draw != "pattern" else {}),
         }
 
     @classmethod

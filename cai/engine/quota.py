@@ -67,11 +67,18 @@ def eligible_patterns(ratios, slot_scale: str, config: CAIConfig = CAIConfig()) 
     return np.flatnonzero(ratios >= low[slot_scale])
 
 
-def choose_pattern(ratios, slot_scale: str, rng=None, config: CAIConfig = CAIConfig()):
+def choose_pattern(ratios, slot_scale: str, rng=None, config: CAIConfig = CAIConfig(), classes=None):
     """Draw a pattern for a slot uniformly among those that can serve it, and its target ratio R'.
 
     This is Algorithm 1's draw-until-it-fits loop without the wasted draws: a uniform draw
-    conditioned on the pattern serving the slot.
+    conditioned on the pattern serving the slot. With ``config.draw == "class"`` the draw is in two
+    steps: a class uniformly among the classes of the patterns that can serve the slot, then one of
+    that class's patterns uniformly.
+
+    Parameters
+    ----------
+    classes : (P,) int ndarray, optional
+        Class code of every pattern (required when ``config.draw == "class"``).
 
     Returns
     -------
@@ -82,6 +89,12 @@ def choose_pattern(ratios, slot_scale: str, rng=None, config: CAIConfig = CAICon
     candidates = eligible_patterns(ratios, slot_scale, config)
     if candidates.size == 0:
         return None
+    if config.draw == "class":
+        if classes is None:
+            raise ValueError("config.draw == 'class' needs the patterns' class codes (classes=)")
+        codes = np.asarray(classes)[candidates]
+        present = np.unique(codes)
+        candidates = candidates[codes == present[rng.integers(present.size)]]
     index = int(candidates[rng.integers(candidates.size)])
     target_ratio = draw_target_ratio(slot_scale, rng, config)
     return index, target_ratio, target_ratio / float(np.asarray(ratios)[index])

@@ -101,6 +101,8 @@ class CAISynthesizer:
     def __post_init__(self):
         self._refined: dict = {}
         self._touches_border = None
+        # class code of every pattern (codes in sorted class order), for the class-balanced draw
+        self._class_codes = np.unique(np.asarray(self.bank.anomaly_class, dtype=str), return_inverse=True)[1]
 
     @property
     def name(self) -> str:
@@ -160,7 +162,7 @@ class CAISynthesizer:
 
     def _choose(self, ratios, scale, rng, image_shape):
         """(pattern index, R', resize ratio) for one slot, or None when no pattern can serve it."""
-        return choose_pattern(ratios, scale, rng, self.config)
+        return choose_pattern(ratios, scale, rng, self.config, classes=self._class_codes)
 
     def _one(self, normal, foreground, ratios, k, scale, rng, is_grey):
         cfg = self.config

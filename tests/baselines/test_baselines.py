@@ -481,6 +481,22 @@ def test_cai_modifiers_apply_in_order_on_the_variant_base(bank):
         make_synthesizer("draem+refine")
 
 
+def test_cai_class_balanced_draw_evens_out_the_classes(normals):
+    # 7 patterns of class "a", 1 of class "b", all of one size: by pattern "b" gets ~1/8 of the slots,
+    # drawn by class ~1/2
+    patterns = [_pattern(40, i) for i in range(8)]
+    bank = PatternBank([_long_side(m) for _, m in patterns], ["a"] * 7 + ["b"], ["synthetic"] * 8,
+                       [f"p{i}" for i in range(8)], lambda i: patterns[i])
+    share = {}
+    for name in ("cai", "cai+classbal"):
+        synth = make_synthesizer(name, bank=bank)
+        made = [r for seed in range(12) for r in synth.synthesize(normals[0], FULL, 0, seed)
+                if isinstance(r, PseudoAnomaly)]
+        share[name] = np.mean([r.anomaly_class == "b" for r in made])
+    assert make_synthesizer("cai+classbal", bank=bank).config.draw == "class"
+    assert share["cai"] < 0.25 and 0.35 < share["cai+classbal"] < 0.65
+
+
 def test_cai_scale_mix_modifier_follows_its_quota(bank, normals):
     results = make_synthesizer("cai+q226", bank=bank).synthesize(normals[0], FULL, 0, 0)
     assert Counter(r.scale for r in results) == {"large": 2, "medium": 2, "small": 6}

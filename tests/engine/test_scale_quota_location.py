@@ -122,3 +122,34 @@ def test_config_validates():
     with pytest.raises(ValueError):
         CAIConfig(median_ksize=4)
     assert CAIConfig.from_dict(CAIConfig(quota=(1, 1, 1)).to_dict()) == CAIConfig(quota=(1, 1, 1))
+
+
+def test_class_draw_gives_each_class_an_equal_share_of_the_slots():
+    # 9 patterns of class 0, 1 of class 1, all able to serve any slot
+    ratios = np.full(10, 0.9)
+    classes = np.array([0] * 9 + [1])
+    by_pattern = [choose_pattern(ratios, "small", np.random.default_rng(s))[0] for s in range(4000)]
+    by_class = [choose_pattern(ratios, "small", np.random.default_rng(s), CAIConfig(draw="class"), classes)[0]
+                for s in range(4000)]
+    assert abs(np.mean(np.array(by_pattern) == 9) - 0.1) < 0.02
+    assert abs(np.mean(np.array(by_class) == 9) - 0.5) < 0.03
+    # within class 0 every pattern is drawn
+    assert set(by_class) == set(range(10))
+    with pytest.raises(ValueError, match="class codes"):
+        choose_pattern(ratios, "small", np.random.default_rng(0), CAIConfig(draw="class"))
+
+
+def test_class_draw_only_among_classes_that_can_serve_the_slot():
+    # class 1's only pattern is too small for a large slot: the large slots all go to class 0
+    ratios = np.array([0.9, 0.9, 0.2])
+    classes = np.array([0, 0, 1])
+    picks = {choose_pattern(ratios, "large", np.random.default_rng(s), CAIConfig(draw="class"), classes)[0]
+             for s in range(200)}
+    assert picks == {0, 1}
+
+
+def test_draw_setting_round_trips_and_keeps_default_fingerprints():
+    assert "draw" not in CAIConfig().to_dict()
+    assert CAIConfig.from_dict(CAIConfig(draw="class").to_dict()).draw == "class"
+    with pytest.raises(ValueError, match="draw"):
+        CAIConfig(draw="source")
