@@ -46,11 +46,23 @@ def target_name(folder: Path) -> str:
 ON_THE_FLY_TAG = "@otf"
 
 
+def split_tag(spec) -> tuple[Path, str]:
+    """``"runs/x@daad"`` -> (``runs/x``, ``"@daad"``) when ``runs/x@daad`` is not itself a folder; else (spec, "")."""
+    path = Path(spec)
+    folder, sep, tag = str(spec).rpartition("@")
+    if path.is_dir() or not sep or not folder or not tag or "/" in tag:
+        return path, ""
+    return Path(folder), "@" + tag
+
+
 def load_runs(folders) -> dict[str, dict[str, SynthRuns]]:
     """target -> synthesizer -> :class:`SynthRuns`, pooled over ``folders``. The synthesizers of a run
-    made with ``--on-the-fly`` (its results.json says so) are named ``<synth>@otf``."""
+    made with ``--on-the-fly`` (its results.json says so) are named ``<synth>@otf``; a folder given as
+    ``FOLDER@TAG`` names its synthesizers ``<synth>@TAG`` (e.g. the same synthesizer run on another
+    anomaly set). A name found in several folders of one target is taken from the last one given."""
     targets: dict[str, dict[str, SynthRuns]] = {}
-    for folder in map(Path, folders):
+    for spec in folders:
+        folder, tag = split_tag(spec)
         name = target_name(folder)
         results = json.loads((folder / "results.json").read_text()) if (folder / "results.json").is_file() else None
         found: dict[str, SynthRuns] = {}
@@ -71,7 +83,7 @@ def load_runs(folders) -> dict[str, dict[str, SynthRuns]]:
             other = next(iter(pooled.values()), None)
             if other is not None and other.images != entry.images:
                 raise ValueError(f"{folder}: scored other test images than the earlier runs on {name}")
-            pooled[synth + ON_THE_FLY_TAG if results and results.get("on_the_fly") else synth] = entry
+            pooled[(synth + ON_THE_FLY_TAG if results and results.get("on_the_fly") else synth) + tag] = entry
     return targets
 
 

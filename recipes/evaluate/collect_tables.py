@@ -5,7 +5,8 @@ images, 2000 resamples, matched seeds: `cai.eval.bootstrap`).
 
     python recipes/evaluate/collect_tables.py runs/* > /tmp/tables.md
 
-Runs are pooled by target; a synthesizer found in several runs is taken from the last folder given.
+Runs are pooled by target; a synthesizer found in several runs is taken from the last folder given. A
+folder given as FOLDER@TAG names its synthesizers <synth>@TAG (e.g. runs on another anomaly set).
 """
 import argparse
 import math

@@ -61,3 +61,15 @@ def test_on_the_fly_runs_are_named_apart_from_the_fixed_split(tmp_path):
     targets = load_runs([fixed, otf])
     assert set(targets["grid"]) == {"cai", "cai@otf"}
     assert targets["grid"]["cai@otf"].pixel_ap > targets["grid"]["cai"].pixel_ap
+
+
+def test_a_tagged_folder_names_its_synthesizers_apart(tmp_path):
+    aset = _run(tmp_path / "cai_grid", "grid", ["cai"], [1.0])
+    daad = _run(tmp_path / "df_grid", "grid", ["cai", "cai-n"], [3.0, 1.0])
+    targets = load_runs([aset, f"{daad}@daad"])
+    assert set(targets["grid"]) == {"cai", "cai@daad", "cai-n@daad"}
+    assert targets["grid"]["cai@daad"].run == str(daad) and targets["grid"]["cai@daad"].summary is not None
+    assert load_runs([aset, daad])["grid"]["cai"].run == str(daad)  # untagged: the last folder wins
+    # a folder whose own name holds "@" is read as it is
+    odd = _run(tmp_path / "x@y_grid", "grid", ["draem"], [1.0])
+    assert set(load_runs([odd])["grid"]) == {"draem"}
