@@ -13,6 +13,7 @@ leakage-guarded anomaly set), this prints per-variant figures and writes a conta
   luma changed by >= 7, share of pixels changed by > 7 that the pseudo mask misses.
 - ``label / placed``: pseudo-mask area over placed-mask area (how much of the pasted polygon the
   label keeps).
+- ``sources``: how many of the pseudo anomalies came from each source of the anomaly set.
 
 Usage::
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import shutil
 import tempfile
 from pathlib import Path
@@ -123,6 +125,7 @@ def main():
         for name in args.synth.split(","):
             synth = make_synthesizer(name, bank=bank, normals=normals)
             absolute, kept, change, clipped, visible, outside, ratio, views = ([] for _ in range(8))
+            sources = Counter()
             for i, (n, fg) in enumerate(zip(normals, fgs)):
                 base = n[..., 0] if is_grey else n
                 for r in synth.synthesize(n, fg, i, 0, is_grey=is_grey):
@@ -140,6 +143,7 @@ def main():
                     visible.append(r.fidelity["visible_share"])
                     outside.append(r.fidelity["changed_outside_share"])
                     ratio.append(r.mask.sum() / max(r.placed_mask.sum(), 1))
+                    sources[r.source] += 1
                     if len(views) < args.columns and r.k % 3 == 0:
                         views.append(crop_view(r.image, r.mask, r.placed_mask))
             row = {"synth": name, "made": len(change), "contrast_abs_median": float(np.nanmedian(absolute)),
@@ -147,14 +151,15 @@ def main():
                    "contrast_kept_iqr": [float(np.percentile(kept, 25)), float(np.percentile(kept, 75))],
                    "change_in_mask": float(np.mean(change)), "clipped_share": float(np.mean(clipped)),
                    "visible_in_label": float(np.mean(visible)), "change_outside_label": float(np.mean(outside)),
-                   "label_over_placed": float(np.median(ratio))}
+                   "label_over_placed": float(np.median(ratio)), "sources": dict(sorted(sources.items()))}
             rows.append(row)
             print(f"{tname:9s} {name:22s} made {row['made']:3d}  |contrast| {row['contrast_abs_median']:5.1f}  "
                   f"contrast kept {row['contrast_kept_median']:.2f} "
                   f"[{row['contrast_kept_iqr'][0]:.2f}, {row['contrast_kept_iqr'][1]:.2f}]  "
                   f"|change| in mask {row['change_in_mask']:5.1f}  clipped {row['clipped_share']:.2f}  "
                   f"visible in label {row['visible_in_label']:.2f}  change outside label "
-                  f"{row['change_outside_label']:.2f}  label/placed {row['label_over_placed']:.2f}", flush=True)
+                  f"{row['change_outside_label']:.2f}  label/placed {row['label_over_placed']:.2f}  "
+                  f"sources {row['sources']}", flush=True)
             strip = np.concatenate(views, axis=1)
             label = np.full((18, strip.shape[1], 3), 255, np.uint8)
             cv2.putText(label, name, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)

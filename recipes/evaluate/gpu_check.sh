@@ -5,8 +5,8 @@
 #
 # Usage (repository root, project venv active):
 #   bash recipes/evaluate/gpu_check.sh [OUT] [extra cai-hub evaluate options...]
-#   OUT defaults to runs/gpu_check; ANOMALY_SET (env) defaults to /tmp/aset, made by
-#   python recipes/anomaly_set_from_shared/build_anomaly_set.py --shared ../shared/data --out /tmp/aset
+#   OUT defaults to runs/gpu_check; ANOMALY_SET (env) defaults to runs/daad, the shared-sources DAAD the
+#   cpu tables use (built here with `cai-hub daad build --recipe recipes/daad/daad.yaml` when missing)
 #   EPOCHS (env) defaults to 15. CPU smoke test (what the test suite runs):
 #   bash recipes/evaluate/gpu_check.sh /tmp/gc --epochs 1 --max-normals 2 --per-image 2 --size 64
 #
@@ -21,7 +21,10 @@
 set -euo pipefail
 OUT=${1:-runs/gpu_check}
 shift || true
-ASET=${ANOMALY_SET:-/tmp/aset}
+ASET=${ANOMALY_SET:-runs/daad}
+if [ ! -d "$ASET" ]; then
+  cai-hub daad build --recipe recipes/daad/daad.yaml --out "$ASET"
+fi
 EPOCHS=${EPOCHS:-15}
 DATA=../shared/data
 SYNTH=cai,cai-paste,draem,glass-las
