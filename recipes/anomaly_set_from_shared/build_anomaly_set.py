@@ -1,9 +1,11 @@
 """Build a small anomaly set (the CAI input schema) from the same-stem sources in ../shared/data.
 
-Until the DAAD toolkit covers every source layout, this recipe gathers the three sources whose masks
-are plain same-stem files: cracks_mixed (road cracks, CC BY 4.0), fabric_hsst (fabric stains,
-Apache-2.0) and MVTec AD carpet/color (carpet stains, CC BY-NC-SA 4.0). Empty masks are kept here and
-skipped (counted) by `cai-hub build-synthetic`.
+This recipe gathers the three sources whose masks are plain same-stem files: cracks_mixed (road
+cracks, CC BY 4.0), fabric_hsst (fabric stains, Apache-2.0) and MVTec AD carpet/color (carpet stains,
+CC BY-NC-SA 4.0). Empty masks are kept here and skipped (counted) by `cai-hub build-synthetic`. It is the
+anomaly set of the first three rounds of recipes/evaluate (kept to reproduce them); for new work build
+DAAD from all seven shared sources instead (`cai-hub daad build --recipe recipes/daad/daad.yaml --out
+daad`): the same default trained better detectors from it (recipes/evaluate/README.md, fourth round).
 
     python recipes/anomaly_set_from_shared/build_anomaly_set.py --shared ../shared/data --out anomaly_sets/shared
 """

@@ -6,7 +6,7 @@ lite0-head``, runs on a CPU), or the DRAEM discriminative UNet (``--model unet``
 the focal loss DRAEM uses. Writes ``model.pt`` (the trained weights) and ``args.json`` to
 ``--output_dir``, and one JSON line per epoch to ``train_log.jsonl``.
 
-    python recipes/train_on_the_fly/train.py --normals path/to/train/good --anomaly_set anomaly_sets/shared \
+    python recipes/train_on_the_fly/train.py --normals path/to/train/good --anomaly_set daad \
         --output_dir runs/otf --epochs 5
 """
 import argparse
