@@ -88,3 +88,28 @@ def test_synthesizer_bytes(sample, name):
         results.extend(synth.synthesize(normal, fg, i, 0))
     expected = GOLDEN[f"baseline_{name}_seed0_per4"]
     assert (len(results), _digest(results)) == (expected["results"], expected["sha256"])
+
+
+def _grey_results(sample, name):
+    from cai.baselines import make_synthesizer
+
+    bank, normals = sample
+    synth = make_synthesizer(name, bank=bank, normals=normals, per_image=4)
+    results = []
+    for i, normal in enumerate(normals):
+        grey = np.repeat(normal.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+        fg = np.zeros(grey.shape[:2], bool)
+        fg[:, : grey.shape[1] * 3 // 4] = True
+        results.extend(synth.synthesize(grey, fg, i, 0, is_grey=True))
+    return results
+
+
+# grey targets: digests of the code at b7b5464 (before the pattern went grey ahead of its dihedral transform)
+GREY_GOLDEN = {"cai": (24, "6c1aba59aafa453563738a54e3cdfd0d4f59c5f80980cea42d485160772efbc5"),
+               "cai-n+aug": (24, "7d26c6b31f5c055129a516f7fab47c1b859be1680a00a0d719f03e68c8e0dd7c")}
+
+
+@pytest.mark.parametrize("name", sorted(GREY_GOLDEN))
+def test_grey_target_bytes(sample, name):
+    results = _grey_results(sample, name)
+    assert (len(results), _digest(results)) == GREY_GOLDEN[name]

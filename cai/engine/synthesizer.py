@@ -175,6 +175,8 @@ class CAISynthesizer:
                 return Skipped(k, f"no_pattern_for_{scale}", scale, resamples)
             index, target_ratio, resize = choice
             image, mask = self._pattern(index)
+            if is_grey:  # pointwise, so before the transform: its copy is then a third of the size
+                image = match_colour_mode(image, is_grey)
             if cfg.augment:
                 t = int(rng.integers(8))
                 image, mask = np.rot90(image, t % 4), np.rot90(mask, t % 4)
