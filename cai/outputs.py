@@ -34,26 +34,26 @@ def _columns(files, names) -> dict:
 def write_contact_sheet(out, normals: datasets.Dataset, size: int = 256, rows: int = 8, tile: int = 192) -> Path | None:
     """``contact_sheet.png``: one line per pseudo anomaly — normal | pseudo anomaly | mask overlay
     (pseudo mask in red, placed defect outline in green). Takes the first pseudo anomaly of the first
-    ``rows`` normal images that have one (only the shards that hold them are read)."""
+    ``rows`` normal images that have one (the shards are read in batches until those are found)."""
     import pyarrow.parquet as pq
 
     out = Path(out)
-    picked, seen = [], set()  # (file, row in file)
+    picked = {}  # normal_index -> its first row (streamed in batches: the sheet's rows are at the start)
+    columns = ["image", "mask", "placed_mask", "normal_index"]
     for f in _split_files(out):
-        for i, n in enumerate(pq.read_table(f, columns=["normal_index"]).column("normal_index").to_pylist()):
-            if n not in seen and len(seen) < rows:
-                seen.add(n)
-                picked.append((f, i))
-        if len(seen) == rows:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=64, columns=columns):
+            for row in batch.to_pylist():
+                if row["normal_index"] not in picked and len(picked) < rows:
+                    picked[row["normal_index"]] = row
+            if len(picked) == rows:
+                break
+        if len(picked) == rows:
             break
     if not picked:
         return None
     by_index = {idx: i for i, idx in enumerate(normals["normal_index"])}
-    columns = ["image", "mask", "placed_mask", "normal_index"]
-    tables = {f: pq.read_table(f, columns=columns) for f in {f for f, _ in picked}}
     lines = []
-    for f, i in picked:
-        row = tables[f].slice(i, 1).to_pylist()[0]
+    for row in picked.values():
         pseudo, _ = load_rgb(row["image"])
         normal, _ = load_rgb(normals[by_index[row["normal_index"]]]["image"])
         normal = cv2.resize(normal, pseudo.shape[1::-1], interpolation=cv2.INTER_AREA)

@@ -271,15 +271,15 @@ def test_contact_sheet_and_card_read_the_shards_without_a_datasets_cache(tmp_pat
     cache = tmp_path / "hf_cache"
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
     normals, _ = load_target("folder", str(normal_folder))
-    sheet = write_contact_sheet(out, normals, rows=2, tile=32)
+    sheet = write_contact_sheet(out, normals, rows=3, tile=32)  # the third normal is in the second shard
     render_card(out, json.loads((out / "summary.json").read_text()))
     assert not cache.exists() or not any(cache.rglob("*.arrow"))  # nothing copied into a cache
-    # the same sheet as one drawn from the rows read through datasets (first row of the first 2 normals)
+    # the same sheet as one drawn from the rows read through datasets (first row of the first 3 normals)
     ds = datasets.Dataset.from_parquet(sorted(str(p) for p in (out / "data").glob("train-*.parquet")),
                                        cache_dir=str(tmp_path / "ref_cache"))
-    firsts = [list(ds["normal_index"]).index(n) for n in sorted(set(ds["normal_index"]))[:2]]
+    firsts = [list(ds["normal_index"]).index(n) for n in sorted(set(ds["normal_index"]))[:3]]
     got = cv2.cvtColor(cv2.imread(str(sheet)), cv2.COLOR_BGR2RGB)
-    assert got.shape == (2 * 36, 3 * 36, 3)
+    assert len(firsts) == 3 and got.shape == (3 * 36, 3 * 36, 3)
     for line, i in enumerate(firsts):
         pseudo = np.asarray(ds[i]["image"].convert("RGB"))
         tile = got[line * 36 + 2:line * 36 + 34, 36 + 2:36 + 34]
