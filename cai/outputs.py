@@ -38,15 +38,14 @@ def write_contact_sheet(out, normals: datasets.Dataset, size: int = 256, rows: i
     import pyarrow.parquet as pq
 
     out = Path(out)
-    picked = {}  # normal_index -> its first row (streamed in batches: the sheet's rows are at the start)
     columns = ["image", "mask", "placed_mask", "normal_index"]
-    for f in _split_files(out):
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=64, columns=columns):
-            for row in batch.to_pylist():
-                if row["normal_index"] not in picked and len(picked) < rows:
-                    picked[row["normal_index"]] = row
-            if len(picked) == rows:
-                break
+    # streamed in batches, read only as far as needed: the sheet's rows are at the start
+    shard_rows = (row for f in _split_files(out)
+                  for batch in pq.ParquetFile(f).iter_batches(batch_size=64, columns=columns)
+                  for row in batch.to_pylist())
+    picked = {}  # normal_index -> its first row
+    for row in shard_rows:
+        picked.setdefault(row["normal_index"], row)
         if len(picked) == rows:
             break
     if not picked:

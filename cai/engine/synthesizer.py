@@ -175,7 +175,9 @@ class CAISynthesizer:
                 return Skipped(k, f"no_pattern_for_{scale}", scale, resamples)
             index, target_ratio, resize = choice
             image, mask = self._pattern(index)
-            if is_grey:  # pointwise, so before the transform: its copy is then a third of the size
+            # the colour mode is pointwise: matched on the smaller side of the transform's copy (grey
+            # before it, grey-to-RGB after it), the same bytes either way
+            if is_grey:
                 image = match_colour_mode(image, is_grey)
             if cfg.augment:
                 t = int(rng.integers(8))
@@ -183,7 +185,9 @@ class CAISynthesizer:
                 if t >= 4:
                     image, mask = image[:, ::-1], mask[:, ::-1]
                 image, mask = np.ascontiguousarray(image), np.ascontiguousarray(mask)
-            image, mask = resize_pattern(match_colour_mode(image, is_grey), mask, resize)
+            if not is_grey:
+                image = match_colour_mode(image, is_grey)
+            image, mask = resize_pattern(image, mask, resize)
             if not mask.any():
                 resamples["vanished"] += 1
                 continue
