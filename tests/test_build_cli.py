@@ -103,6 +103,27 @@ def test_build_folder_target_hub_ready_and_deterministic_across_num_proc(tmp_pat
         assert mask.any() and (mask & ~cv2.dilate(placed.astype(np.uint8), np.ones((9, 9))).astype(bool)).sum() == 0
 
 
+def test_parallel_map_files_removed_and_never_read_back(tmp_path, anomaly_folder, normal_folder):
+    """--num-proc 2 workers write arrow files under .cai/map: gone after the run, and a stale one left by an
+    interrupted run is overwritten, not loaded."""
+    common = ["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+              "--size", "96", "--foreground", "all", "--quiet", "--seed", "3", "--num-proc", "2", "--shard-size", "2"]
+    out = tmp_path / "b"
+    _run(common + ["--out", str(out)])
+    assert not (out / ".cai" / "map").exists()
+    manifest = (out / ".cai-hub-manifest.json").read_text() if (out / ".cai-hub-manifest.json").is_file() else ""
+    assert "/map/" not in manifest
+    first = _rows(out).to_list()
+    # an interrupted run: shard 0 unfinished, a worker file of another run in its place
+    (out / "data" / "train-00000-of-00002.parquet").unlink()
+    (out / ".cai" / "map").mkdir()
+    stale = out / ".cai" / "map" / "shard-00000_00000_of_00002.arrow"
+    stale.write_bytes(b"not an arrow file")
+    result = _run(common + ["--out", str(out)])
+    assert "resuming at shard 1 of 2" in result.output, result.output[-400:]
+    assert not stale.exists() and _rows(out).to_list() == first
+
+
 def test_seed_changes_output(tmp_path, anomaly_folder, normal_folder):
     common = ["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
               "--size", "96", "--foreground", "all", "--quiet", "--quota", "1,0,0"]
