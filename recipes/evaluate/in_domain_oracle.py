@@ -1,0 +1,136 @@
+"""In-domain oracle: CAI fed with the target's *own* real defects, scored on real defects it never saw.
+
+How far can any pattern source take a synthesizer with this detector? The best conceivable source for
+an MVTec category is that category's real defects. Two-fold cross-validation over its test set: the
+anomalous test images of each defect type are split alternately (sorted names) into fold 0 and
+fold 1; the anomaly set of fold f holds fold f's images and ground-truth masks (source
+``oracle_<category>``, class = the MVTec defect type), and the evaluation of fold f runs on the
+other fold's anomalies plus all good test images. ``report`` pools the two evaluations into one
+cross-validated score over the whole test set (each anomalous image scored by the detector whose
+patterns did not come from it; the good images from fold 0's run) and compares it, paired over
+test images and seeds, with the earlier runs on the full test set (their detectors saw no test
+image, so restricting nothing is needed).
+
+    python recipes/evaluate/in_domain_oracle.py prepare --mvtec ../shared/data/mvtec_ad --category grid \\
+        --out runs/oracle_grid
+    # then the two cai-hub evaluate commands it prints, and:
+    python recipes/evaluate/in_domain_oracle.py report --oracle runs/oracle_grid \\
+        --runs runs/df_grid runs/dfp_grid runs/dfn_grid runs/base_grid
+
+The fold folders hold symlinks to the MVTec files, never copies. With few defects per fold (grid:
+6 and 5) the oracle draws from fewer patterns than DAAD offers; it bounds what *these* real defects
+give, not every in-domain source.
+"""
+import argparse
+import shlex
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from cai.eval.collect import SynthRuns, compare, load_runs
+from cai.eval.bootstrap import describe
+from cai.imageio import IMAGE_EXTENSIONS
+from cai.layouts.folder_pairs import load_folder_pairs
+
+SYNTHS = "cai,cai-paste,cai-n"
+
+
+def _link(link: Path, target: Path) -> None:
+    if not link.is_symlink():
+        link.symlink_to(target.resolve())
+
+
+def prepare(mvtec: Path, category: str, out: Path) -> None:
+    base = mvtec / category
+    defects = sorted(d.name for d in (base / "test").iterdir() if d.is_dir() and d.name != "good")
+    if not defects:
+        raise SystemExit(f"{base}/test holds no defect folder")
+    for fold in (0, 1):
+        root = out / f"fold{fold}" / category  # evaluated on: the other fold's anomalies and every good image
+        (root / "test").mkdir(parents=True, exist_ok=True)
+        _link(root / "train", base / "train")
+        _link(root / "test" / "good", base / "test" / "good")
+        parts = []
+        for defect in defects:
+            images = sorted(p for p in (base / "test" / defect).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            pairs = out / f"pairs_fold{fold}" / defect
+            for sub in (pairs / "images", pairs / "masks", root / "test" / defect, root / "ground_truth" / defect):
+                sub.mkdir(parents=True, exist_ok=True)
+            for i, image in enumerate(images):
+                mask = base / "ground_truth" / defect / f"{image.stem}_mask.png"
+                if i % 2 == fold:
+                    _link(pairs / "images" / image.name, image)
+                    _link(pairs / "masks" / image.name, mask)
+                else:
+                    _link(root / "test" / defect / image.name, image)
+                    _link(root / "ground_truth" / defect / mask.name, mask)
+            if any((pairs / "images").iterdir()):
+                parts.append(load_folder_pairs(pairs, anomaly_class=defect, source=f"oracle_{category}",
+                                               license="CC-BY-NC-SA-4.0"))
+        aset = datasets.concatenate_datasets(parts)
+        aset = aset.map(lambda row: row, features=aset.features)  # embed the bytes
+        aset.save_to_disk(str(out / f"aset_fold{fold}"))
+        print(f"fold {fold}: {len(aset)} real {category} defects in {out / f'aset_fold{fold}'}")
+    print("\nnow run:")
+    for fold in (0, 1):
+        print(" ".join(map(shlex.quote, ["cai-hub", "evaluate", "--target", "mvtec", "--root", str(out / f"fold{fold}"),
+                                         "--category", category, "--daad", str(out / f"aset_fold{fold}"),
+                                         "--synth", SYNTHS, "--seeds", "3", "--threads", "1", "--profile", "cpu",
+                                         "--out", str(out / f"run_fold{fold}")])))
+
+
+def _pooled(fold0: SynthRuns, fold1: SynthRuns) -> SynthRuns:
+    """fold 0's run on every image it scored, plus fold 1's run on its anomalous images."""
+    keep = [i for i, name in enumerate(fold1.images) if not name.startswith("good/")]
+    seeds = {s: (np.concatenate([fold0.seeds[s][0], fold1.seeds[s][0][keep]]),
+                 np.concatenate([fold0.seeds[s][1], fold1.seeds[s][1][keep]]))
+             for s in sorted(set(fold0.seeds) & set(fold1.seeds))}
+    return SynthRuns(seeds=seeds, images=fold0.images + [fold1.images[i] for i in keep], run="oracle")
+
+
+def _aligned(runs: SynthRuns, images: list) -> SynthRuns:
+    if sorted(runs.images) != sorted(images):
+        raise SystemExit(f"{runs.run} scored other test images than the oracle's")
+    order = [runs.images.index(name) for name in images]
+    return SynthRuns(seeds={s: (p[order], n[order]) for s, (p, n) in runs.seeds.items()}, images=list(images),
+                     run=runs.run)
+
+
+def report(oracle: Path, runs) -> None:
+    folds = [next(iter(load_runs([oracle / f"run_fold{f}"]).values())) for f in (0, 1)]
+    pooled = {s: _pooled(folds[0][s], folds[1][s]) for s in folds[0] if s in folds[1]}
+    images = next(iter(pooled.values())).images
+    n_anomalous = sum(not name.startswith("good/") for name in images)
+    print(f"{len(images)} test images ({n_anomalous} anomalous), pixel AP %, mean over seeds; "
+          "differences: paired bootstrap 95% interval over test images, matched seeds\n")
+    print("oracle (patterns: the other fold's real defects of this target)")
+    for s, r in pooled.items():
+        print(f"  {s + ' (oracle)':24s} {100 * r.pixel_ap:5.1f}")
+    print("\nearlier runs on the same images, and the oracle minus them")
+    for target in load_runs(runs).values():
+        for s, r in target.items():
+            r = _aligned(r, images)
+            diffs = "   ".join(f"{o}: {describe(compare(pooled[o], r))}" for o in pooled)
+            print(f"  {s:24s} {100 * r.pixel_ap:5.1f}   {diffs}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="fold folders (symlinks) and the two fold anomaly sets")
+    p.add_argument("--mvtec", type=Path, default=Path("../shared/data/mvtec_ad"))
+    p.add_argument("--category", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    r = sub.add_parser("report", help="cross-validated oracle vs earlier runs on the same target")
+    r.add_argument("--oracle", type=Path, required=True, help="the prepare --out folder, with run_fold0/1 done")
+    r.add_argument("--runs", nargs="+", required=True, help="evaluate output folders on the full test set")
+    args = parser.parse_args()
+    if args.command == "prepare":
+        prepare(args.mvtec, args.category, args.out)
+    else:
+        report(args.oracle, args.runs)
+
+
+if __name__ == "__main__":
+    main()
