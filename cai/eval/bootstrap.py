@@ -103,24 +103,42 @@ def paired_bootstrap(runs_a, runs_b, n_boot: int = 2000, seed: int = 0, level: f
         ``diff`` (point estimate on all images, AP points in [0, 1] units), ``low``, ``high`` (the
         interval), ``shown`` (True when the interval excludes 0), ``n_images``, ``n_boot``.
     """
-    if len(runs_a) != len(runs_b) or not runs_a:
-        raise ValueError(f"need the same seeds for A and B, got {len(runs_a)} and {len(runs_b)} runs")
-    n = runs_a[0][0].shape[0]
-    if any(r[0].shape[0] != n for r in list(runs_a) + list(runs_b)):
-        raise ValueError("A and B were scored on different test sets")
+    return stratified_paired_bootstrap([(runs_a, runs_b)], n_boot=n_boot, seed=seed, level=level)
+
+
+def stratified_paired_bootstrap(strata, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """:func:`paired_bootstrap` of the mean over strata of the A-minus-B pixel AP difference, the test
+    images resampled within each stratum (e.g. the folds of a cross-validation, each scored by its
+    own detectors: histograms of different runs have different bins, so their images cannot be pooled).
+
+    ``strata`` is a sequence of ``(runs_a, runs_b)`` pairs as :func:`paired_bootstrap` takes them;
+    ``n_images`` in the result is the total over strata. One stratum gives :func:`paired_bootstrap`'s result.
+    """
+    if not strata:
+        raise ValueError("no stratum given")
     rng = np.random.default_rng(seed)
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(np.float64)
+    points, samples, total = [], [], 0
+    for runs_a, runs_b in strata:
+        if len(runs_a) != len(runs_b) or not runs_a:
+            raise ValueError(f"need the same seeds for A and B, got {len(runs_a)} and {len(runs_b)} runs")
+        n = runs_a[0][0].shape[0]
+        if any(r[0].shape[0] != n for r in list(runs_a) + list(runs_b)):
+            raise ValueError("A and B were scored on different test sets")
+        weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(np.float64)
 
-    def seed_mean(runs, w):
-        return np.mean([ap_from_histograms(w @ pos, w @ neg) for pos, neg in runs], axis=0)
+        def seed_mean(runs, w):
+            return np.mean([ap_from_histograms(w @ pos, w @ neg) for pos, neg in runs], axis=0)
 
-    ones = np.ones((1, n))
-    point = float((seed_mean(runs_a, ones) - seed_mean(runs_b, ones))[0])
-    diffs = seed_mean(runs_a, weights) - seed_mean(runs_b, weights)
+        ones = np.ones((1, n))
+        points.append(float((seed_mean(runs_a, ones) - seed_mean(runs_b, ones))[0]))
+        samples.append(seed_mean(runs_a, weights) - seed_mean(runs_b, weights))
+        total += n
+    point = float(np.mean(points))
+    diffs = np.mean(samples, axis=0)
     diffs = diffs[np.isfinite(diffs)]
     alpha = (1 - level) / 2
     low, high = (float(v) for v in np.quantile(diffs, [alpha, 1 - alpha]))
-    return {"diff": point, "low": low, "high": high, "shown": bool(low > 0 or high < 0), "n_images": int(n),
+    return {"diff": point, "low": low, "high": high, "shown": bool(low > 0 or high < 0), "n_images": int(total),
             "n_boot": int(n_boot)}
 
 
@@ -144,5 +162,6 @@ def describe(result: dict) -> str:
     return text if result["shown"] else text + " no difference shown"
 
 
-__all__ = ["score_histograms", "ap_from_histograms", "paired_bootstrap", "save_histograms", "load_histograms",
+__all__ = ["score_histograms", "ap_from_histograms", "paired_bootstrap", "stratified_paired_bootstrap",
+           "save_histograms", "load_histograms",
            "describe", "N_BINS"]

@@ -5,11 +5,11 @@ an MVTec category is that category's real defects. Two-fold cross-validation ove
 anomalous test images of each defect type are split alternately (sorted names) into fold 0 and
 fold 1; the anomaly set of fold f holds fold f's images and ground-truth masks (source
 ``oracle_<category>``, class = the MVTec defect type), and the evaluation of fold f runs on the
-other fold's anomalies plus all good test images. ``report`` pools the two evaluations into one
-cross-validated score over the whole test set (each anomalous image scored by the detector whose
-patterns did not come from it; the good images from fold 0's run) and compares it, paired over
-test images and seeds, with the earlier runs on the full test set (their detectors saw no test
-image, so restricting nothing is needed).
+other fold's anomalies plus all good test images. ``report`` gives each fold's pixel AP and their
+mean, and compares them with the earlier runs (whose detectors saw no test image) scored on the
+same images of each fold: the mean over the folds of the difference, with a paired bootstrap that
+resamples test images within each fold (the folds are scored by different detectors, whose score
+histograms have different bins, so their images are never pooled into one ranking).
 
     python recipes/evaluate/in_domain_oracle.py prepare --mvtec ../shared/data/mvtec_ad --category grid \\
         --out runs/oracle_grid
@@ -28,8 +28,8 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from cai.eval.collect import SynthRuns, compare, load_runs
-from cai.eval.bootstrap import describe
+from cai.eval.collect import SynthRuns, load_runs
+from cai.eval.bootstrap import describe, stratified_paired_bootstrap
 from cai.imageio import IMAGE_EXTENSIONS
 from cai.layouts.folder_pairs import load_folder_pairs
 
@@ -80,39 +80,47 @@ def prepare(mvtec: Path, category: str, out: Path) -> None:
                                          "--out", str(out / f"run_fold{fold}")])))
 
 
-def _pooled(fold0: SynthRuns, fold1: SynthRuns) -> SynthRuns:
-    """fold 0's run on every image it scored, plus fold 1's run on its anomalous images."""
-    keep = [i for i, name in enumerate(fold1.images) if not name.startswith("good/")]
-    seeds = {s: (np.concatenate([fold0.seeds[s][0], fold1.seeds[s][0][keep]]),
-                 np.concatenate([fold0.seeds[s][1], fold1.seeds[s][1][keep]]))
-             for s in sorted(set(fold0.seeds) & set(fold1.seeds))}
-    return SynthRuns(seeds=seeds, images=fold0.images + [fold1.images[i] for i in keep], run="oracle")
-
-
-def _aligned(runs: SynthRuns, images: list) -> SynthRuns:
-    if sorted(runs.images) != sorted(images):
-        raise SystemExit(f"{runs.run} scored other test images than the oracle's")
+def _restricted(runs: SynthRuns, images: list) -> SynthRuns:
+    """``runs`` on the test images ``images`` only, in that order (histogram rows of one run share bins)."""
+    missing = sorted(set(images) - set(runs.images))
+    if missing:
+        raise SystemExit(f"{runs.run} did not score {len(missing)} of the oracle's test images, e.g. {missing[0]}")
     order = [runs.images.index(name) for name in images]
     return SynthRuns(seeds={s: (p[order], n[order]) for s, (p, n) in runs.seeds.items()}, images=list(images),
                      run=runs.run)
 
 
+def _strata(a_folds, b_folds) -> list:
+    """Per fold, A's and B's (pos, neg) histograms of their common seeds."""
+    strata = []
+    for a, b in zip(a_folds, b_folds):
+        seeds = sorted(set(a.seeds) & set(b.seeds))
+        strata.append(([a.seeds[s] for s in seeds], [b.seeds[s] for s in seeds]))
+    return strata
+
+
 def report(oracle: Path, runs) -> None:
     folds = [next(iter(load_runs([oracle / f"run_fold{f}"]).values())) for f in (0, 1)]
-    pooled = {s: _pooled(folds[0][s], folds[1][s]) for s in folds[0] if s in folds[1]}
-    images = next(iter(pooled.values())).images
-    n_anomalous = sum(not name.startswith("good/") for name in images)
-    print(f"{len(images)} test images ({n_anomalous} anomalous), pixel AP %, mean over seeds; "
-          "differences: paired bootstrap 95% interval over test images, matched seeds\n")
-    print("oracle (patterns: the other fold's real defects of this target)")
-    for s, r in pooled.items():
-        print(f"  {s + ' (oracle)':24s} {100 * r.pixel_ap:5.1f}")
+    synths = [s for s in folds[0] if s in folds[1]]
+    images = [folds[f][synths[0]].images for f in (0, 1)]
+    anomalous = [sum(not name.startswith("good/") for name in fold) for fold in images]
+    print(f"fold runs scored {len(images[0])} and {len(images[1])} test images ({anomalous[0]} and {anomalous[1]} "
+          "anomalous, the good ones in both); pixel AP %, mean over seeds, per fold and their mean; differences: "
+          "mean over the folds, paired bootstrap 95% interval resampling test images within each fold, "
+          "matched seeds\n")
+    print(f"  {'':26s} {'fold 0':>6s} {'fold 1':>6s} {'mean':>6s}")
+    oracle_folds = {s: [folds[0][s], folds[1][s]] for s in synths}
+    for s, per_fold in oracle_folds.items():
+        aps = [100 * r.pixel_ap for r in per_fold]
+        print(f"  {s + ' (oracle)':26s} {aps[0]:6.1f} {aps[1]:6.1f} {np.mean(aps):6.1f}")
     print("\nearlier runs on the same images, and the oracle minus them")
     for target in load_runs(runs).values():
-        for s, r in target.items():
-            r = _aligned(r, images)
-            diffs = "   ".join(f"{o}: {describe(compare(pooled[o], r))}" for o in pooled)
-            print(f"  {s:24s} {100 * r.pixel_ap:5.1f}   {diffs}")
+        for name, r in target.items():
+            per_fold = [_restricted(r, fold) for fold in images]
+            aps = [100 * x.pixel_ap for x in per_fold]
+            diffs = "   ".join(f"{o}: {describe(stratified_paired_bootstrap(_strata(oracle_folds[o], per_fold)))}"
+                               for o in synths)
+            print(f"  {name:26s} {aps[0]:6.1f} {aps[1]:6.1f} {np.mean(aps):6.1f}   {diffs}")
 
 
 def main():
