@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from cai.eval.bootstrap import ap_from_histograms, paired_bootstrap, score_histograms
+from cai.eval.bootstrap import ap_from_histograms, paired_bootstrap, score_histograms, stratified_paired_bootstrap
 
 
 def _maps(rng, n=12, shape=(24, 32), strength=1.0):
@@ -52,6 +52,30 @@ def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
     noisy = ([m + rng.normal(scale=0.05, size=m.shape) for m in base[0]], base[1])
     res = paired_bootstrap([score_histograms(*noisy)], [score_histograms(*base)], n_boot=500)
     assert res["low"] <= 0 <= res["high"] and not res["shown"]
+
+
+def test_stratified_bootstrap_averages_the_strata_and_resamples_within_each():
+    rng = np.random.default_rng(4)
+    base = _maps(rng, n=20, strength=1.0)
+    better = ([m + 2.0 * y for m, y in zip(*base)], base[1])
+    a, b = [score_histograms(*better)], [score_histograms(*base)]
+    other = _maps(rng, n=7, strength=0.5)  # a second stratum, other images and other bins
+    c = [score_histograms(*other)]
+    one = paired_bootstrap(a, b, n_boot=300)
+    assert stratified_paired_bootstrap([(a, b)], n_boot=300) == one
+    two = stratified_paired_bootstrap([(a, b), (c, c)], n_boot=300)
+    assert two["diff"] == pytest.approx(one["diff"] / 2) and two["n_images"] == 27
+    assert 0 < two["low"] < two["diff"] < two["high"]
+    # brute force: the same resamples drawn by hand
+    draw = np.random.default_rng(0)
+    w1 = [np.bincount(draw.integers(0, 20, 20), minlength=20) for _ in range(300)]
+    w2 = [np.bincount(draw.integers(0, 7, 7), minlength=7) for _ in range(300)]
+    ap = lambda runs, w: ap_from_histograms(w @ runs[0][0], w @ runs[0][1])  # noqa: E731
+    diffs = [((ap(a, u) - ap(b, u)) + (ap(c, v) - ap(c, v))) / 2 for u, v in zip(w1, w2)]
+    diffs = [d for d in diffs if np.isfinite(d)]  # a resample of stratum 2 without a defect pixel has no AP
+    assert two["low"] == pytest.approx(np.quantile(diffs, 0.025)) and two["high"] == pytest.approx(np.quantile(diffs, 0.975))
+    with pytest.raises(ValueError, match="no stratum"):
+        stratified_paired_bootstrap([])
 
 
 def test_paired_bootstrap_refuses_mismatched_runs():
