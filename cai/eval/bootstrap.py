@@ -125,13 +125,9 @@ def stratified_paired_bootstrap(strata, n_boot: int = 2000, seed: int = 0, level
         if any(r[0].shape[0] != n for r in list(runs_a) + list(runs_b)):
             raise ValueError("A and B were scored on different test sets")
         weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(np.float64)
-
-        def seed_mean(runs, w):
-            return np.mean([ap_from_histograms(w @ pos, w @ neg) for pos, neg in runs], axis=0)
-
         ones = np.ones((1, n))
-        points.append(float((seed_mean(runs_a, ones) - seed_mean(runs_b, ones))[0]))
-        samples.append(seed_mean(runs_a, weights) - seed_mean(runs_b, weights))
+        points.append(float((_seed_mean_ap(runs_a, ones) - _seed_mean_ap(runs_b, ones))[0]))
+        samples.append(_seed_mean_ap(runs_a, weights) - _seed_mean_ap(runs_b, weights))
         total += n
     point = float(np.mean(points))
     diffs = np.mean(samples, axis=0)
@@ -140,6 +136,11 @@ def stratified_paired_bootstrap(strata, n_boot: int = 2000, seed: int = 0, level
     low, high = (float(v) for v in np.quantile(diffs, [alpha, 1 - alpha]))
     return {"diff": point, "low": low, "high": high, "shown": bool(low > 0 or high < 0), "n_images": int(total),
             "n_boot": int(n_boot)}
+
+
+def _seed_mean_ap(runs, weights: np.ndarray) -> np.ndarray:
+    """(R,) mean over seeds of the AP of each image weighting (row of the (R, n) ``weights``)."""
+    return np.mean([ap_from_histograms(weights @ pos, weights @ neg) for pos, neg in runs], axis=0)
 
 
 def save_histograms(path, pos, neg, image_names) -> Path:
