@@ -17,7 +17,12 @@ histograms have different bins, so their images are never pooled into one rankin
     python recipes/evaluate/in_domain_oracle.py report --oracle runs/oracle_grid \\
         --runs runs/df_grid runs/dfp_grid runs/dfn_grid runs/base_grid
 
-The fold folders hold symlinks to the MVTec files, never copies. With few defects per fold (grid:
+KolektorSDD (``prepare --target ksdd --ksdd ../shared/data/ksdd``): the defective parts, sorted by
+``kosNN/PartK``, alternate between the folds; fold f's evaluation reads a KolektorSDD tree without
+fold f's defective parts (same training normals, same held-out normal parts).
+
+The fold folders hold symlinks to the dataset's files, never copies (KolektorSDD's masks are
+written as PNGs beside the symlinked images of the anomaly sets). With few defects per fold (grid:
 6 and 5) the oracle draws from fewer patterns than DAAD offers; it bounds what *these* real defects
 give, not every in-domain source.
 """
@@ -25,6 +30,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+import cv2
 import datasets
 import numpy as np
 
@@ -80,6 +86,43 @@ def prepare(mvtec: Path, category: str, out: Path) -> None:
                                          "--out", str(out / f"run_fold{fold}")])))
 
 
+def prepare_ksdd(root: Path, out: Path) -> None:
+    """KolektorSDD: fold f's defective parts are the anomaly set of fold f and are left out of the
+    KolektorSDD tree its evaluation reads (a tree of symlinks: every other file as it is, so the
+    training normals and the held-out normal parts stay those of the full target)."""
+    from cai.eval.targets import NORMAL_CLASS, load_eval_target
+    target = load_eval_target("ksdd", root)
+    data = root / "data" if (root / "data").is_dir() else root
+    defective = sorted((t for t in target.test if t.defect_class != NORMAL_CLASS), key=lambda t: str(t.path))
+    for fold in (0, 1):
+        mine = {t.path.resolve() for i, t in enumerate(defective) if i % 2 == fold}
+        left_out = mine | {p.with_name(p.stem + "_label" + suffix) for p in mine for suffix in (".png", ".bmp")}
+        tree = out / f"fold{fold}" / "data"
+        for folder in sorted(d for d in data.iterdir() if d.is_dir()):
+            (tree / folder.name).mkdir(parents=True, exist_ok=True)
+            for f in folder.iterdir():
+                if f.resolve() not in left_out:
+                    _link(tree / folder.name / f.name, f)
+        pairs = out / f"pairs_fold{fold}"
+        (pairs / "images").mkdir(parents=True, exist_ok=True)
+        (pairs / "masks").mkdir(parents=True, exist_ok=True)
+        for t in defective:
+            if t.path.resolve() in mine:
+                stem = f"{t.path.parent.name}_{t.path.stem}"
+                _link(pairs / "images" / f"{stem}{t.path.suffix}", t.path)
+                _, mask = t.load()
+                cv2.imwrite(str(pairs / "masks" / f"{stem}.png"), mask.astype(np.uint8) * 255)
+        aset = load_folder_pairs(pairs, anomaly_class="crack", source="oracle_kolektorsdd", license="CC-BY-NC-SA-4.0")
+        aset = aset.map(lambda row: row, features=aset.features)  # embed the bytes
+        aset.save_to_disk(str(out / f"aset_fold{fold}"))
+        print(f"fold {fold}: {len(aset)} real KolektorSDD defects in {out / f'aset_fold{fold}'}")
+    print("\nnow run:")
+    for fold in (0, 1):
+        print(" ".join(map(shlex.quote, ["cai-hub", "evaluate", "--target", "ksdd", "--root", str(out / f"fold{fold}"),
+                                         "--daad", str(out / f"aset_fold{fold}"), "--synth", SYNTHS, "--seeds", "3",
+                                         "--threads", "1", "--profile", "cpu", "--out", str(out / f"run_fold{fold}")])))
+
+
 def _restricted(runs: SynthRuns, images: list) -> SynthRuns:
     """``runs`` on the test images ``images`` only, in that order (histogram rows of one run share bins)."""
     missing = sorted(set(images) - set(runs.images))
@@ -127,14 +170,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="fold folders (symlinks) and the two fold anomaly sets")
+    p.add_argument("--target", choices=("mvtec", "ksdd"), default="mvtec")
     p.add_argument("--mvtec", type=Path, default=Path("../shared/data/mvtec_ad"))
-    p.add_argument("--category", required=True)
+    p.add_argument("--category", help="MVTec AD category (--target mvtec)")
+    p.add_argument("--ksdd", type=Path, default=Path("../shared/data/ksdd"), help="KolektorSDD root (--target ksdd)")
     p.add_argument("--out", type=Path, required=True)
     r = sub.add_parser("report", help="cross-validated oracle vs earlier runs on the same target")
     r.add_argument("--oracle", type=Path, required=True, help="the prepare --out folder, with run_fold0/1 done")
     r.add_argument("--runs", nargs="+", required=True, help="evaluate output folders on the full test set")
     args = parser.parse_args()
-    if args.command == "prepare":
+    if args.command == "prepare" and args.target == "ksdd":
+        prepare_ksdd(args.ksdd, args.out)
+    elif args.command == "prepare":
+        if not args.category:
+            parser.error("--category is required with --target mvtec")
         prepare(args.mvtec, args.category, args.out)
     else:
         report(args.oracle, args.runs)

@@ -57,6 +57,44 @@ def test_prepare_splits_each_defect_type_into_disjoint_folds(tmp_path, oracle):
         assert set(patterns["source"]) == {"oracle_tile"}
 
 
+def _ksdd(root: Path) -> Path:
+    rng = np.random.default_rng(1)
+    for k in range(1, 4):
+        folder = root / "data" / f"kos{k:02d}"
+        folder.mkdir(parents=True)
+        for part in range(3):
+            cv2.imwrite(str(folder / f"Part{part}.jpg"), rng.integers(0, 255, (64, 24), np.uint8))
+            label = np.zeros((64, 24), np.uint8)
+            if part == 1 or (k == 2 and part == 2):  # 4 defective parts, the others normal
+                label[20 + part:30, 5:12] = 255
+            cv2.imwrite(str(folder / f"Part{part}_label.png"), label)
+    return root
+
+
+def test_prepare_ksdd_leaves_each_folds_defects_out_of_its_tree(tmp_path, oracle):
+    from cai.eval.targets import load_eval_target
+    root = _ksdd(tmp_path / "ksdd")
+    out = tmp_path / "oracle"
+    oracle.prepare_ksdd(root, out)
+    full = load_eval_target("ksdd", root)
+    defective = sorted(f"{t.path.parent.name}/{t.path.stem}" for t in full.test if t.defect_class != "good")
+    assert len(defective) == 4
+    seen = []
+    for fold in (0, 1):
+        target = load_eval_target("ksdd", out / f"fold{fold}")
+        assert [(p.parent.name, p.name) for p in target.train] == [(p.parent.name, p.name) for p in full.train]
+        evaluated = sorted(f"{t.path.parent.name}/{t.path.stem}" for t in target.test if t.defect_class != "good")
+        patterns = datasets.load_from_disk(str(out / f"aset_fold{fold}"))
+        used = sorted(i.rsplit("/", 1)[-1].replace("_", "/", 1) for i in patterns["id"])
+        assert used == [d for i, d in enumerate(defective) if i % 2 == fold]
+        assert evaluated == [d for i, d in enumerate(defective) if i % 2 != fold]
+        assert sum(t.defect_class == "good" for t in target.test) == sum(t.defect_class == "good" for t in full.test)
+        mask = np.asarray(patterns[0]["mask"]) > 0
+        assert mask.any() and mask.shape == (64, 24)
+        seen += used
+    assert sorted(seen) == defective
+
+
 def _fold_run(folder: Path, images, strength):
     rng = np.random.default_rng(len(images))
     masks = [np.zeros((16, 16), bool) for _ in images]
