@@ -142,8 +142,13 @@ def _strata(a_folds, b_folds) -> list:
     return strata
 
 
-def report(oracle: Path, runs) -> None:
-    folds = [next(iter(load_runs([oracle / f"run_fold{f}"]).values())) for f in (0, 1)]
+def report(oracles, runs) -> None:
+    """``oracles``: prepare folders (or folders beside them) holding ``run_fold0`` and ``run_fold1``; their
+    synthesizers are pooled (a name found twice is taken from the last folder)."""
+    folds = [{} for _ in (0, 1)]
+    for oracle in oracles:
+        for f in (0, 1):
+            folds[f].update(next(iter(load_runs([Path(oracle) / f"run_fold{f}"]).values())))
     synths = [s for s in folds[0] if s in folds[1]]
     images = [folds[f][synths[0]].images for f in (0, 1)]
     anomalous = [sum(not name.startswith("good/") for name in fold) for fold in images]
@@ -151,11 +156,13 @@ def report(oracle: Path, runs) -> None:
           "anomalous, the good ones in both); pixel AP %, mean over seeds, per fold and their mean; differences: "
           "mean over the folds, paired bootstrap 95% interval resampling test images within each fold, "
           "matched seeds\n")
-    print(f"  {'':26s} {'fold 0':>6s} {'fold 1':>6s} {'mean':>6s}")
+    print(f"  {'':26s} {'fold 0':>6s} {'fold 1':>6s} {'mean':>6s}   FD-Lite0 to the fold's real anomalies (mean)")
     oracle_folds = {s: [folds[0][s], folds[1][s]] for s in synths}
     for s, per_fold in oracle_folds.items():
         aps = [100 * r.pixel_ap for r in per_fold]
-        print(f"  {s + ' (oracle)':26s} {aps[0]:6.1f} {aps[1]:6.1f} {np.mean(aps):6.1f}")
+        fds = [r.fd.get("lite0") for r in per_fold]
+        fd = f"{fds[0]:.1f} / {fds[1]:.1f} ({np.mean(fds):.1f})" if None not in fds else "-"
+        print(f"  {s + ' (oracle)':26s} {aps[0]:6.1f} {aps[1]:6.1f} {np.mean(aps):6.1f}   {fd}")
     print("\nearlier runs on the same images, and the oracle minus them")
     for target in load_runs(runs).values():
         for name, r in target.items():
@@ -176,7 +183,8 @@ def main():
     p.add_argument("--ksdd", type=Path, default=Path("../shared/data/ksdd"), help="KolektorSDD root (--target ksdd)")
     p.add_argument("--out", type=Path, required=True)
     r = sub.add_parser("report", help="cross-validated oracle vs earlier runs on the same target")
-    r.add_argument("--oracle", type=Path, required=True, help="the prepare --out folder, with run_fold0/1 done")
+    r.add_argument("--oracle", type=Path, nargs="+", required=True,
+                   help="the prepare --out folder with run_fold0/1 done (several: their synthesizers pooled)")
     r.add_argument("--runs", nargs="+", required=True, help="evaluate output folders on the full test set")
     args = parser.parse_args()
     if args.command == "prepare" and args.target == "ksdd":

@@ -123,7 +123,7 @@ def test_report_compares_within_each_fold(tmp_path, oracle, capsys):
     _fold_run(oracle_dir / "run_fold0", ["good/good/0.png", "crack/crack/1.png"], 3.0)
     _fold_run(oracle_dir / "run_fold1", ["good/good/0.png", "crack/crack/0.png", "crack/crack/2.png"], 3.0)
     weak = _fold_run(tmp_path / "weak_tile", all_images, 0.3)
-    oracle.report(oracle_dir, [weak])
+    oracle.report([oracle_dir], [weak])
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.strip().startswith("cai ") and "oracle" not in line)
     assert "no difference shown" not in row.split("cai:")[1] and "+" in row.split("cai:")[1], out
