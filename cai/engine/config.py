@@ -8,6 +8,7 @@ MODES = ("normal", "mixed", "paste", "relative")
 MASK_RULES = ("channel", "luma")
 BORDER_POLICIES = ("keep", "exclude")
 DRAWS = ("pattern", "class")
+AUGMENT_GROUPS = ("dihedral", "flips")  # all 8 rotations/flips, or the 4 that keep the axes
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,10 @@ class CAIConfig:
         Random dihedral transform (rotation by a multiple of 90 degrees, flip) of each pattern; the
         bounding-box long side, hence scale matching, is unchanged (default on: chosen in two of the
         three leave-one-target-out folds; lowers FD on KolektorSDD 85.3 -> 74.5).
+    augment_group : {"dihedral", "flips"}
+        With ``augment``: the 8 rotations and flips (default), or the 4 transforms that keep a
+        defect's axes (identity, horizontal flip, vertical flip, 180 degree rotation): a horizontal
+        crack stays horizontal. Measured with ``cai+flips`` (recipes/evaluate/README.md).
     gain : (float, float)
         Contrast gain range, a gain drawn log-uniformly in [low, high] per pseudo anomaly: it
         multiplies the injected change ``blend - normal`` (Poisson modes), or in paste mode the
@@ -120,6 +125,7 @@ class CAIConfig:
     gain: tuple[float, float] = (1.0, 1.0)
     halo: int = 0
     draw: str = "pattern"
+    augment_group: str = "dihedral"
 
     def __post_init__(self):
         if len(self.quota) != 3 or any(int(q) != q or q < 0 for q in self.quota):
@@ -137,6 +143,8 @@ class CAIConfig:
             raise ValueError(f"halo must be a non-negative integer, got {self.halo!r}")
         if self.draw not in DRAWS:
             raise ValueError(f"draw must be one of {DRAWS}, got {self.draw!r}")
+        if self.augment_group not in AUGMENT_GROUPS:
+            raise ValueError(f"augment_group must be one of {AUGMENT_GROUPS}, got {self.augment_group!r}")
         if self.border not in BORDER_POLICIES:
             raise ValueError(f"border must be one of {BORDER_POLICIES}, got {self.border!r}")
         if not 0 <= self.threshold < 255:
@@ -187,6 +195,7 @@ class CAIConfig:
             # omitted at 0: fingerprints of the settings before this field existed stay the same
             **({"halo": int(self.halo)} if self.halo else {}),
             **({"draw": self.draw} if self.draw != "pattern" else {}),
+            **({"augment_group": self.augment_group} if self.augment_group != "dihedral" else {}),
         }
 
     @classmethod

@@ -179,7 +179,11 @@ class CAISynthesizer:
             # before it, grey-to-RGB after it), the same bytes either way
             if is_grey:
                 image = match_colour_mode(image, is_grey)
-            if cfg.augment:
+            if cfg.augment and cfg.augment_group == "flips":  # identity, h-flip, v-flip, 180 degrees
+                t = int(rng.integers(4))
+                rows, cols = slice(None, None, -1 if t & 2 else 1), slice(None, None, -1 if t & 1 else 1)
+                image, mask = np.ascontiguousarray(image[rows, cols]), np.ascontiguousarray(mask[rows, cols])
+            elif cfg.augment:
                 t = int(rng.integers(8))
                 image, mask = np.rot90(image, t % 4), np.rot90(mask, t % 4)
                 if t >= 4:

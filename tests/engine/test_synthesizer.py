@@ -87,3 +87,51 @@ def test_grey_target_gives_grey_images():
     grey = _normal()[..., 0]
     res = CAISynthesizer(_bank()).synthesize(np.repeat(grey[..., None], 3, axis=2), _fg(), 0, 0, is_grey=True)
     assert all(r.image.shape == (160, 200) for r in res if isinstance(r, PseudoAnomaly))
+
+
+def _placed_boxes(config, seeds=range(6)):
+    synth = CAISynthesizer(_bank(), config)
+    fg = np.ones((192, 192), bool)
+    boxes = []
+    for seed in seeds:
+        for r in synth.synthesize(_normal((192, 192)), fg, 0, seed):
+            if isinstance(r, PseudoAnomaly):
+                rows, cols = np.nonzero(r.placed_mask)
+                boxes.append((rows.max() - rows.min() + 1, cols.max() - cols.min() + 1, r.placed_mask, rows, cols))
+    return boxes
+
+
+def test_flips_keep_a_defects_axes_and_the_dihedral_group_turns_them():
+    """The bank's defects are twice as tall as wide: with augment_group="flips" every placed defect stays
+    tall (and mirror images occur); with the 8-element default some are turned on their side."""
+    flips = _placed_boxes(CAIConfig(mode="paste", augment=True, augment_group="flips", max_attempts=50))
+    assert len(flips) >= 40 and all(h > w for h, w, *_ in flips)
+    dihedral = _placed_boxes(CAIConfig(mode="paste", augment=True, max_attempts=50))
+    assert any(w > h for h, w, *_ in dihedral)
+    with pytest.raises(ValueError, match="augment_group"):
+        CAIConfig(augment_group="rotations")
+    assert CAIConfig(augment_group="flips").to_dict()["augment_group"] == "flips"
+    assert "augment_group" not in CAIConfig().to_dict()  # fingerprints of default settings unchanged
+
+
+def test_flips_draw_all_four_axis_keeping_transforms():
+    """An L-shaped defect (foot at the bottom right): the four transforms put the foot in four corners."""
+    img = np.full((70, 50, 3), 210, np.uint8)
+    mask = np.zeros((70, 50), bool)
+    mask[5:65, 5:15] = True   # the stem
+    mask[55:65, 5:45] = True  # the foot, bottom
+    img[mask] = 40
+    bank = PatternBank(long_sides=np.array([60]), anomaly_class=["crack"], source=["src"], ids=["L"],
+                       load=lambda i: (img, mask))
+    synth = CAISynthesizer(bank, CAIConfig(mode="paste", augment=True, augment_group="flips", max_attempts=50))
+    corners = set()
+    for seed in range(8):
+        for r in synth.synthesize(_normal((192, 192)), np.ones((192, 192), bool), 0, seed):
+            if isinstance(r, PseudoAnomaly):
+                rows, cols = np.nonzero(r.placed_mask)
+                h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+                assert h > w
+                foot_low = rows.mean() > rows.min() + h / 2   # mass below the middle: foot at the bottom
+                stem_left = cols.mean() < cols.min() + w / 2  # mass left of the middle: stem on the left
+                corners.add((foot_low, stem_left))
+    assert corners == {(True, True), (True, False), (False, True), (False, False)}
