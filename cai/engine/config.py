@@ -86,7 +86,10 @@ class CAIConfig:
     augment_group : {"dihedral", "flips"}
         With ``augment``: the 8 rotations and flips (default), or the 4 transforms that keep a
         defect's axes (identity, horizontal flip, vertical flip, 180 degree rotation): a horizontal
-        crack stays horizontal. Measured with ``cai+flips`` (recipes/evaluate/README.md).
+        crack stays horizontal. On DAAD the 90 degree turns help KolektorSDD (``cai+flips`` -4.8
+        pixel AP); with KolektorSDD's own defects (in-domain oracle) they cost 16.7 and ``flips`` loses
+        nothing: for defects that already have the target's orientation use ``flips`` or no
+        augmentation (recipes/evaluate/README.md).
     gain : (float, float)
         Contrast gain range, a gain drawn log-uniformly in [low, high] per pseudo anomaly: it
         multiplies the injected change ``blend - normal`` (Poisson modes), or in paste mode the

@@ -20,7 +20,7 @@ DEFAULT = "cai"
 # rounds, on the 3-source anomaly set (recipes/anomaly_set_from_shared), are given as FOLDER@3src.
 OLD = "@3src"
 TABLE1 = ("cai", "cutpaste", "nsa-n", "nsa-m", "draem", "glass-las", "cai" + OLD)
-TABLE3 = ("cai", "cai-n", "cai-paste", "cai+classbal", "cai+npmix", "cai+noborder", "cai+rel", "cai+noaug")
+TABLE3 = ("cai", "cai-n", "cai-paste", "cai+classbal", "cai+npmix", "cai+noborder", "cai+rel", "cai+noaug", "cai+flips")
 TABLE3_3SRC = tuple(s + OLD for s in (
     "cai", "cai-n", "cai-paste", "cai-r", "cai-mix", "cai-n+refine", "cai-paste+refine", "cai-paste+refine+aug",
     "cai-paste+refine+chmask", "cai-n+gain3", "cai+gain2", "cai+noborder", "cai+halo2", "cai+halo5"))
