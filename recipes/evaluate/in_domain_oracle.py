@@ -47,6 +47,20 @@ def _link(link: Path, target: Path) -> None:
         link.symlink_to(target.resolve())
 
 
+def _save_fold_set(aset: datasets.Dataset, out: Path, fold: int, name: str) -> None:
+    aset = aset.map(lambda row: row, features=aset.features)  # embed the bytes
+    aset.save_to_disk(str(out / f"aset_fold{fold}"))
+    print(f"fold {fold}: {len(aset)} real {name} defects in {out / f'aset_fold{fold}'}")
+
+
+def _print_commands(out: Path, target_args: list) -> None:
+    print("\nnow run:")
+    for fold in (0, 1):
+        print(" ".join(map(shlex.quote, ["cai-hub", "evaluate", *target_args, "--root", str(out / f"fold{fold}"),
+                                         "--daad", str(out / f"aset_fold{fold}"), "--synth", SYNTHS, "--seeds", "3",
+                                         "--threads", "1", "--profile", "cpu", "--out", str(out / f"run_fold{fold}")])))
+
+
 def prepare(mvtec: Path, category: str, out: Path) -> None:
     base = mvtec / category
     defects = sorted(d.name for d in (base / "test").iterdir() if d.is_dir() and d.name != "good")
@@ -74,16 +88,8 @@ def prepare(mvtec: Path, category: str, out: Path) -> None:
             if any((pairs / "images").iterdir()):
                 parts.append(load_folder_pairs(pairs, anomaly_class=defect, source=f"oracle_{category}",
                                                license="CC-BY-NC-SA-4.0"))
-        aset = datasets.concatenate_datasets(parts)
-        aset = aset.map(lambda row: row, features=aset.features)  # embed the bytes
-        aset.save_to_disk(str(out / f"aset_fold{fold}"))
-        print(f"fold {fold}: {len(aset)} real {category} defects in {out / f'aset_fold{fold}'}")
-    print("\nnow run:")
-    for fold in (0, 1):
-        print(" ".join(map(shlex.quote, ["cai-hub", "evaluate", "--target", "mvtec", "--root", str(out / f"fold{fold}"),
-                                         "--category", category, "--daad", str(out / f"aset_fold{fold}"),
-                                         "--synth", SYNTHS, "--seeds", "3", "--threads", "1", "--profile", "cpu",
-                                         "--out", str(out / f"run_fold{fold}")])))
+        _save_fold_set(datasets.concatenate_datasets(parts), out, fold, category)
+    _print_commands(out, ["--target", "mvtec", "--category", category])
 
 
 def prepare_ksdd(root: Path, out: Path) -> None:
@@ -112,15 +118,9 @@ def prepare_ksdd(root: Path, out: Path) -> None:
                 _link(pairs / "images" / f"{stem}{t.path.suffix}", t.path)
                 _, mask = t.load()
                 cv2.imwrite(str(pairs / "masks" / f"{stem}.png"), mask.astype(np.uint8) * 255)
-        aset = load_folder_pairs(pairs, anomaly_class="crack", source="oracle_kolektorsdd", license="CC-BY-NC-SA-4.0")
-        aset = aset.map(lambda row: row, features=aset.features)  # embed the bytes
-        aset.save_to_disk(str(out / f"aset_fold{fold}"))
-        print(f"fold {fold}: {len(aset)} real KolektorSDD defects in {out / f'aset_fold{fold}'}")
-    print("\nnow run:")
-    for fold in (0, 1):
-        print(" ".join(map(shlex.quote, ["cai-hub", "evaluate", "--target", "ksdd", "--root", str(out / f"fold{fold}"),
-                                         "--daad", str(out / f"aset_fold{fold}"), "--synth", SYNTHS, "--seeds", "3",
-                                         "--threads", "1", "--profile", "cpu", "--out", str(out / f"run_fold{fold}")])))
+        _save_fold_set(load_folder_pairs(pairs, anomaly_class="crack", source="oracle_kolektorsdd",
+                                         license="CC-BY-NC-SA-4.0"), out, fold, "KolektorSDD")
+    _print_commands(out, ["--target", "ksdd"])
 
 
 def _restricted(runs: SynthRuns, images: list) -> SynthRuns:
