@@ -101,12 +101,17 @@ def fill_fd(targets: dict, specs) -> None:
                 entry.fd = {**entry.fd, "lite0": float(value), "source": Path(path).name}
 
 
-def compare(a: SynthRuns, b: SynthRuns, n_boot: int = 2000) -> dict:
-    """Paired bootstrap of pixel AP, ``a`` minus ``b``, over their common seeds."""
+def matched_seeds(a: SynthRuns, b: SynthRuns) -> tuple[list, list]:
+    """``a``'s and ``b``'s (pos, neg) histograms of their common seeds, in seed order."""
     seeds = sorted(set(a.seeds) & set(b.seeds))
     if not seeds:
         raise ValueError("no common seed to pair")
-    return paired_bootstrap([a.seeds[s] for s in seeds], [b.seeds[s] for s in seeds], n_boot=n_boot)
+    return [a.seeds[s] for s in seeds], [b.seeds[s] for s in seeds]
 
 
-__all__ = ["SynthRuns", "load_runs", "compare", "fill_fd", "target_name"]
+def compare(a: SynthRuns, b: SynthRuns, n_boot: int = 2000) -> dict:
+    """Paired bootstrap of pixel AP, ``a`` minus ``b``, over their common seeds."""
+    return paired_bootstrap(*matched_seeds(a, b), n_boot=n_boot)
+
+
+__all__ = ["SynthRuns", "load_runs", "compare", "matched_seeds", "fill_fd", "target_name"]

@@ -34,7 +34,7 @@ import cv2
 import datasets
 import numpy as np
 
-from cai.eval.collect import SynthRuns, load_runs
+from cai.eval.collect import SynthRuns, load_runs, matched_seeds
 from cai.eval.bootstrap import describe, stratified_paired_bootstrap
 from cai.imageio import IMAGE_EXTENSIONS
 from cai.layouts.folder_pairs import load_folder_pairs
@@ -133,15 +133,6 @@ def _restricted(runs: SynthRuns, images: list) -> SynthRuns:
                      run=runs.run)
 
 
-def _strata(a_folds, b_folds) -> list:
-    """Per fold, A's and B's (pos, neg) histograms of their common seeds."""
-    strata = []
-    for a, b in zip(a_folds, b_folds):
-        seeds = sorted(set(a.seeds) & set(b.seeds))
-        strata.append(([a.seeds[s] for s in seeds], [b.seeds[s] for s in seeds]))
-    return strata
-
-
 def report(oracles, runs) -> None:
     """``oracles``: prepare folders (or folders beside them) holding ``run_fold0`` and ``run_fold1``; their
     synthesizers are pooled (a name found twice is taken from the last folder)."""
@@ -168,7 +159,7 @@ def report(oracles, runs) -> None:
         for name, r in target.items():
             per_fold = [_restricted(r, fold) for fold in images]
             aps = [100 * x.pixel_ap for x in per_fold]
-            diffs = "   ".join(f"{o}: {describe(stratified_paired_bootstrap(_strata(oracle_folds[o], per_fold)))}"
+            diffs = "   ".join(f"{o}: {describe(stratified_paired_bootstrap(list(map(matched_seeds, oracle_folds[o], per_fold))))}"
                                for o in synths)
             print(f"  {name:26s} {aps[0]:6.1f} {aps[1]:6.1f} {np.mean(aps):6.1f}   {diffs}")
 
