@@ -9,6 +9,7 @@ MASK_RULES = ("channel", "luma")
 BORDER_POLICIES = ("keep", "exclude")
 DRAWS = ("pattern", "class")
 AUGMENT_GROUPS = ("dihedral", "flips")  # all 8 rotations/flips, or the 4 that keep the axes
+SCALE_REFERENCES = ("long", "along")  # s_f: the foreground's long side, or its extent along the defect
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,12 @@ class CAIConfig:
         in the shared-sources DAAD), or a class uniformly among the classes with such a pattern, then a
         pattern of that class uniformly. Measured on DAAD (``cai+classbal``): grid +1.7, KolektorSDD
         -2.1 (no difference shown), hazelnut +1.1 [+0.0, +2.1]; leaving one target out keeps "pattern".
+    scale_reference : {"long", "along"}
+        The foreground size s_f a pattern's scale is matched to. ``"long"`` (default, the paper's
+        Eq. 1): the long side of the foreground's bounding box, whatever the defect's orientation.
+        ``"along"``: the box's extent along the placed defect's long axis (after the transform), so a
+        horizontal defect on a tall part is sized to the part's width. The two are the same on a square
+        foreground; on a non-square one ``"long"`` makes a long defect fit only along the long side.
     """
 
     quota: tuple[int, int, int] = (4, 3, 3)
@@ -129,6 +136,7 @@ class CAIConfig:
     halo: int = 0
     draw: str = "pattern"
     augment_group: str = "dihedral"
+    scale_reference: str = "long"
 
     def __post_init__(self):
         if len(self.quota) != 3 or any(int(q) != q or q < 0 for q in self.quota):
@@ -148,6 +156,8 @@ class CAIConfig:
             raise ValueError(f"draw must be one of {DRAWS}, got {self.draw!r}")
         if self.augment_group not in AUGMENT_GROUPS:
             raise ValueError(f"augment_group must be one of {AUGMENT_GROUPS}, got {self.augment_group!r}")
+        if self.scale_reference not in SCALE_REFERENCES:
+            raise ValueError(f"scale_reference must be one of {SCALE_REFERENCES}, got {self.scale_reference!r}")
         if self.border not in BORDER_POLICIES:
             raise ValueError(f"border must be one of {BORDER_POLICIES}, got {self.border!r}")
         if not 0 <= self.threshold < 255:
@@ -199,6 +209,7 @@ class CAIConfig:
             **({"halo": int(self.halo)} if self.halo else {}),
             **({"draw": self.draw} if self.draw != "pattern" else {}),
             **({"augment_group": self.augment_group} if self.augment_group != "dihedral" else {}),
+            **({"scale_reference": self.scale_reference} if self.scale_reference != "long" else {}),
         }
 
     @classmethod

@@ -17,7 +17,7 @@ from .location import select_center
 from .pseudo_mask import mask_fidelity, pseudo_mask
 from .quota import choose_pattern, plan_scales
 from .refine import grow_within, refine_defect_mask
-from .scale import bbox_long_side
+from ._checks import as_bool_mask, bbox
 
 
 @dataclass
@@ -148,12 +148,14 @@ class CAISynthesizer:
             return [Skipped(k, "empty_foreground", s) for k, s in enumerate(scales)]
         if is_grey and normal.ndim == 3:
             normal = normal[..., 0]
-        ratios = self.bank.long_sides / bbox_long_side(foreground)
+        r0, c0, r1, c1 = bbox(as_bool_mask(foreground, "foreground"))
+        extent = (r1 - r0, c1 - c0)  # foreground bounding box (rows, cols)
+        ratios = self.bank.long_sides / max(extent)
         if self.config.border == "exclude":
             ratios = np.where(self.border_patterns(), 0.0, ratios)  # below "trivial": never drawn
         foreground = self._placement_area(foreground)
-        return [self._one(normal, foreground, ratios, k, scale, np.random.default_rng([seed, normal_index, k]), is_grey)
-                for k, scale in enumerate(scales)]
+        return [self._one(normal, foreground, ratios, k, scale, np.random.default_rng([seed, normal_index, k]), is_grey,
+                          extent) for k, scale in enumerate(scales)]
 
     # Hooks for the ablations in :mod:`cai.baselines` (CAI itself: ILS over the foreground, STM quotas).
     def _placement_area(self, foreground):
@@ -164,7 +166,7 @@ class CAISynthesizer:
         """(pattern index, R', resize ratio) for one slot, or None when no pattern can serve it."""
         return choose_pattern(ratios, scale, rng, self.config, classes=self._class_codes)
 
-    def _one(self, normal, foreground, ratios, k, scale, rng, is_grey):
+    def _one(self, normal, foreground, ratios, k, scale, rng, is_grey, extent):
         cfg = self.config
         resamples = {"location": 0, "empty_mask": 0, "vanished": 0}
         modes = cfg.modes
@@ -191,6 +193,10 @@ class CAISynthesizer:
                 image, mask = np.ascontiguousarray(image), np.ascontiguousarray(mask)
             if not is_grey:
                 image = match_colour_mode(image, is_grey)
+            if cfg.scale_reference == "along" and extent[0] != extent[1] and mask.any():
+                rows, cols = np.nonzero(mask)  # s_f: the extent along the pattern's long axis
+                upright = rows.max() - rows.min() >= cols.max() - cols.min()
+                resize *= extent[0 if upright else 1] / max(extent)
             image, mask = resize_pattern(image, mask, resize)
             if not mask.any():
                 resamples["vanished"] += 1

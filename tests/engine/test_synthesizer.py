@@ -135,3 +135,37 @@ def test_flips_draw_all_four_axis_keeping_transforms():
                 stem_left = cols.mean() < cols.min() + w / 2  # mass left of the middle: stem on the left
                 corners.add((foot_low, stem_left))
     assert corners == {(True, True), (True, False), (False, True), (False, False)}
+
+
+def test_scale_reference_along_sizes_each_defect_to_the_foreground_along_its_long_axis():
+    """A tall image, all foreground (240 x 96): with "along" an upright defect's long side is R' x 240
+    and one turned on its side R' x 96; with "long" (the paper) both are R' x 240, so a large defect
+    fits only upright."""
+    shape = (240, 96)
+    fg = np.ones(shape, bool)
+    along = CAISynthesizer(_bank(), CAIConfig(mode="paste", scale_reference="along", max_attempts=50))
+    sides = {True: [], False: []}
+    for seed in range(6):
+        for r in along.synthesize(_normal(shape), fg, 0, seed):
+            if isinstance(r, PseudoAnomaly):
+                rows, cols = np.nonzero(r.placed_mask)
+                h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+                s_f = 240 if h >= w else 96
+                assert abs(max(h, w) - r.str_ratio * s_f) <= 2 + 0.03 * r.str_ratio * s_f, (h, w, r.str_ratio)
+                sides[bool(h >= w)].append(r.scale)
+    assert "large" in sides[False] and "large" in sides[True]  # turned large defects now fit
+    paper = CAISynthesizer(_bank(), CAIConfig(mode="paste", max_attempts=50))
+    for seed in range(6):
+        for r in paper.synthesize(_normal(shape), fg, 0, seed):
+            if isinstance(r, PseudoAnomaly) and r.scale == "large":
+                rows, cols = np.nonzero(r.placed_mask)
+                assert rows.max() - rows.min() > cols.max() - cols.min()  # upright only
+    # on a square foreground the two references are the same bytes
+    sq = np.ones((192, 192), bool)
+    a = CAISynthesizer(_bank(), CAIConfig(scale_reference="along")).synthesize(_normal((192, 192)), sq, 1, 3)
+    b = CAISynthesizer(_bank(), CAIConfig()).synthesize(_normal((192, 192)), sq, 1, 3)
+    assert [r.image.tobytes() for r in a] == [r.image.tobytes() for r in b]
+    with pytest.raises(ValueError, match="scale_reference"):
+        CAIConfig(scale_reference="short")
+    assert CAIConfig(scale_reference="along").to_dict()["scale_reference"] == "along"
+    assert "scale_reference" not in CAIConfig().to_dict()
