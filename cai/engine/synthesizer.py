@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
+import cv2
 import numpy as np
 
 from .config import CAIConfig
@@ -18,6 +19,36 @@ from .pseudo_mask import mask_fidelity, pseudo_mask
 from .quota import choose_pattern, plan_scales
 from .refine import grow_within, refine_defect_mask
 from ._checks import as_bool_mask, bbox
+
+
+_CV2_TURNS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+
+
+def _as_cv2(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint8) if a.dtype == bool else a
+
+
+def _flipped(a: np.ndarray, t: int) -> np.ndarray:
+    """Transform ``t`` in 0..3 of an (H, W[, C]) array: bit 0 flips the columns, bit 1 the rows (3: turned
+    by 180 degrees); a contiguous array (``a`` itself for t = 0), the same values as the numpy slices ``a[::-1]``, ``a[:, ::-1]``."""
+    if t == 0:
+        return np.ascontiguousarray(a)
+    flipped = cv2.flip(_as_cv2(a), {1: 1, 2: 0, 3: -1}[t])
+    return flipped.view(bool) if a.dtype == bool else flipped
+
+
+def _turned(a: np.ndarray, t: int) -> np.ndarray:
+    """Dihedral transform ``t`` in 0..7 of an (H, W[, C]) array: ``np.rot90(a, t % 4)`` (counter-clockwise),
+    then, for t >= 4, the columns flipped; a contiguous array with exactly those values (``a`` itself for t = 0) (cv2 moves
+    the pixels several times faster than numpy's strided copy)."""
+    if t == 0:
+        return np.ascontiguousarray(a)
+    out = _as_cv2(a)
+    if t % 4:
+        out = cv2.rotate(out, _CV2_TURNS[t % 4])
+    if t >= 4:
+        out = cv2.flip(out, 1)
+    return out.view(bool) if a.dtype == bool else out
 
 
 @dataclass
@@ -183,14 +214,10 @@ class CAISynthesizer:
                 image = match_colour_mode(image, is_grey)
             if cfg.augment and cfg.augment_group == "flips":  # identity, h-flip, v-flip, 180 degrees
                 t = int(rng.integers(4))
-                rows, cols = slice(None, None, -1 if t & 2 else 1), slice(None, None, -1 if t & 1 else 1)
-                image, mask = np.ascontiguousarray(image[rows, cols]), np.ascontiguousarray(mask[rows, cols])
+                image, mask = _flipped(image, t), _flipped(mask, t)
             elif cfg.augment:
                 t = int(rng.integers(8))
-                image, mask = np.rot90(image, t % 4), np.rot90(mask, t % 4)
-                if t >= 4:
-                    image, mask = image[:, ::-1], mask[:, ::-1]
-                image, mask = np.ascontiguousarray(image), np.ascontiguousarray(mask)
+                image, mask = _turned(image, t), _turned(mask, t)
             if not is_grey:
                 image = match_colour_mode(image, is_grey)
             if cfg.scale_reference == "along" and extent[0] != extent[1] and mask.any():

@@ -169,3 +169,20 @@ def test_scale_reference_along_sizes_each_defect_to_the_foreground_along_its_lon
         CAIConfig(scale_reference="short")
     assert CAIConfig(scale_reference="along").to_dict()["scale_reference"] == "along"
     assert "scale_reference" not in CAIConfig().to_dict()
+
+
+@pytest.mark.parametrize("shape", [(7, 5, 3), (6, 9), (1, 4, 3), (5, 1)])
+@pytest.mark.parametrize("dtype", [np.uint8, bool])
+def test_pattern_transforms_equal_numpys_rotations_and_flips(shape, dtype):
+    """The cv2 transforms give exactly ``np.rot90`` (+ a column flip) and the flipped slices, contiguous."""
+    from cai.engine.synthesizer import _flipped, _turned
+    a = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    a = a > 128 if dtype is bool else a
+    for t in range(8):
+        ref = np.rot90(a, t % 4)[:, ::-1] if t >= 4 else np.rot90(a, t % 4)
+        out = _turned(a, t)
+        assert out.dtype == a.dtype and out.flags.c_contiguous and np.array_equal(out, ref)
+    for t in range(4):
+        out = _flipped(a, t)
+        assert out.dtype == a.dtype and out.flags.c_contiguous
+        assert np.array_equal(out, a[::-1 if t & 2 else 1, ::-1 if t & 1 else 1])
