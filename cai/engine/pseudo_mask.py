@@ -61,7 +61,8 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0, rule: str =
     the pixels *outside* the placed defect (normalised convolution), so the change of the defect
     itself stays whole, while a smooth offset that Poisson blending spreads over a region (the
     membrane term) is not counted as change. Computed on the window where ``d`` or the defect is
-    non-zero, plus the Gaussian's reach (exact: outside it the result is 0).
+    non-zero, plus the Gaussian's reach (exact: outside it the result is 0; a test checks it against
+    the whole-image computation).
 
     Parameters
     ----------
@@ -77,15 +78,17 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0, rule: str =
     (H, W) float32 ndarray
         ``|d - shift|`` in grey levels.
     """
-    d = raw_change(normal, injected, rule)
-    out = np.zeros(d.shape[:2], np.float32)
-    active = (channel_max(np.abs(d)) != 0) | placed_mask if d.ndim == 3 else (d != 0) | placed_mask
+    normal, injected = np.asarray(normal), np.asarray(injected)
+    out = np.zeros(normal.shape[:2], np.float32)
+    differs = normal != injected
+    active = (channel_max(differs) if differs.ndim == 3 else differs) | placed_mask  # covers d != 0
     if not active.any():
         return out
     reach = int(np.ceil(4 * sigma)) + 1  # cv2's Gaussian support for this sigma
     r0, c0, r1, c1 = bbox(active)
     win = (slice(max(r0 - reach, 0), r1 + reach), slice(max(c0 - reach, 0), c1 + reach))
-    dw = d[win]
+    # luma of the whole image: BLAS may round a window's matrix product differently
+    dw = raw_change(normal, injected, rule)[win] if rule == "luma" else raw_change(normal[win], injected[win], rule)
     outside = (~placed_mask[win]).astype(np.float32)
     if dw.ndim == 3:
         outside = outside[..., None]
@@ -183,10 +186,19 @@ def mask_fidelity(normal, injected, mask, placed_mask, visible: float = 3.0, thr
     union = (mask | placed_mask).sum()
     if change is None:
         change = detail_change(normal, injected, placed_mask, rule=rule)
-    raw = np.abs(raw_change(normal, injected, rule))
+    win = (slice(None), slice(None))
+    if rule != "luma":  # a channel changes only where the pixels differ (luma: see detail_change)
+        normal, injected = np.asarray(normal), np.asarray(injected)
+        differs = normal != injected
+        differs = channel_max(differs) if differs.ndim == 3 else differs
+        win = (slice(0, 0), slice(0, 0))
+        if differs.any():
+            r0, c0, r1, c1 = bbox(differs)
+            win = (slice(r0, r1), slice(c0, c1))
+    raw = np.abs(raw_change(np.asarray(normal)[win], np.asarray(injected)[win], rule))
     raw = (channel_max(raw) if raw.ndim == 3 else raw) > threshold
     return {
         "iou": float((mask & placed_mask).sum() / union) if union else 1.0,
         "visible_share": float((change[mask] >= visible).mean()) if mask.any() else 0.0,
-        "changed_outside_share": float((raw & ~mask).sum() / raw.sum()) if raw.any() else 0.0,
+        "changed_outside_share": float((raw & ~mask[win]).sum() / raw.sum()) if raw.any() else 0.0,
     }

@@ -176,3 +176,33 @@ def test_relative_mode_adds_the_defects_own_contrast_and_keeps_target_texture():
     doubled = inject_pattern(normal, np.ones((48, 48), bool), pattern, mask, (24, 24), CAIConfig(mode="relative"),
                              gain=2.0)
     assert ((doubled.image.astype(int) - normal)[doubled.placed_mask] == -80).all()
+
+
+@pytest.mark.parametrize("rule", ["luma", "channel"])
+@pytest.mark.parametrize("near_border", [False, True])
+def test_detail_change_window_equals_the_whole_image_computation(rule, near_border):
+    """detail_change works on a window around the change; the reference blurs the whole image (same
+    normalised convolution, written out here), and must give the same floats everywhere."""
+    import cv2
+
+    from cai.engine.pseudo_mask import detail_change, raw_change
+    rng = np.random.default_rng(3 + near_border)
+    normal = rng.integers(60, 200, (120, 150, 3), dtype=np.uint8)
+    injected = normal.copy()
+    placed = np.zeros((120, 150), bool)
+    r, c = (2, 3) if near_border else (50, 60)
+    placed[r:r + 20, c:c + 30] = True
+    injected[placed] = rng.integers(0, 256, (int(placed.sum()), 3), dtype=np.uint8)
+    injected[r + 25:r + 28, c:c + 40] += 9  # changed pixels outside the placed defect
+    injected[r + 40, c + 5] = normal[r + 40, c + 5][[1, 0, 2]]  # channels swapped: luma may not change
+    d = raw_change(normal, injected, rule)
+    outside = (~placed).astype(np.float32)
+    o3 = outside[..., None] if d.ndim == 3 else outside
+    num = cv2.GaussianBlur(np.ascontiguousarray(d * o3), (0, 0), 6.0, borderType=cv2.BORDER_REPLICATE)
+    den = cv2.GaussianBlur(outside, (0, 0), 6.0, borderType=cv2.BORDER_REPLICATE)
+    den = den[..., None] if d.ndim == 3 else den
+    ref = np.abs(d - np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0))
+    ref = ref.max(axis=2) if ref.ndim == 3 else ref
+    got = detail_change(normal, injected, placed, rule=rule)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)  # the blur over zeros leaves ~1e-11
+    assert got.dtype == np.float32 and (got[:, 130:] == 0).all()
