@@ -27,6 +27,13 @@ def valid_centers(foreground, pattern_shape, margin: int = 0) -> np.ndarray:
     (N, 2) int64 ndarray
         (row, col) of every valid centre, in row-major order; empty when none exists.
     """
+    window, r_lo, c_lo = _center_window(foreground, pattern_shape, margin)
+    rows, cols = np.nonzero(window)
+    return np.stack([rows + r_lo, cols + c_lo], axis=1).astype(np.int64)
+
+
+def _center_window(foreground, pattern_shape, margin):
+    """(the foreground where a centre keeps the grown box inside the image, its first row, first col)."""
     foreground = as_bool_mask(foreground, "foreground")
     h, w = (int(v) for v in pattern_shape)
     if h < 1 or w < 1:
@@ -38,9 +45,8 @@ def valid_centers(foreground, pattern_shape, margin: int = 0) -> np.ndarray:
     r_lo, r_hi = h // 2 + margin, H - h + h // 2 - margin  # inclusive bounds
     c_lo, c_hi = w // 2 + margin, W - w + w // 2 - margin
     if r_lo > r_hi or c_lo > c_hi:
-        return np.empty((0, 2), np.int64)
-    rows, cols = np.nonzero(foreground[r_lo : r_hi + 1, c_lo : c_hi + 1])
-    return np.stack([rows + r_lo, cols + c_lo], axis=1).astype(np.int64)
+        return np.zeros((0, 0), bool), r_lo, c_lo
+    return foreground[r_lo : r_hi + 1, c_lo : c_hi + 1], r_lo, c_lo
 
 
 def select_center(foreground, pattern_shape, rng=None, margin: int = 0):
@@ -60,8 +66,15 @@ def select_center(foreground, pattern_shape, rng=None, margin: int = 0):
     >>> select_center(fg, (9, 3), rng=0) is None
     True
     """
-    centers = valid_centers(foreground, pattern_shape, margin)
-    if len(centers) == 0:
+    # the same draw as ``valid_centers(...)[rng.integers(len(...))]`` without listing every centre:
+    # count the valid centres per row, then find the drawn one's row and column
+    window, r_lo, c_lo = _center_window(foreground, pattern_shape, margin)
+    per_row = np.count_nonzero(window, axis=1)
+    before = np.cumsum(per_row)
+    total = int(before[-1]) if len(before) else 0
+    if total == 0:
         return None
-    row, col = centers[np.random.default_rng(rng).integers(len(centers))]
-    return int(row), int(col)
+    index = int(np.random.default_rng(rng).integers(total))
+    row = int(np.searchsorted(before, index, side="right"))
+    col = int(np.flatnonzero(window[row])[index - (before[row] - per_row[row])])
+    return row + r_lo, col + c_lo

@@ -153,3 +153,19 @@ def test_draw_setting_round_trips_and_keeps_default_fingerprints():
     assert CAIConfig.from_dict(CAIConfig(draw="class").to_dict()).draw == "class"
     with pytest.raises(ValueError, match="draw"):
         CAIConfig(draw="source")
+
+
+def test_select_center_draws_the_listed_centre_the_rng_picks():
+    """select_center counts centres per row instead of listing them; the reference lists them all
+    (valid_centers) and indexes with the same draw: the same centre for every case, None alike."""
+    rng = np.random.default_rng(0)
+    made = 0
+    for _ in range(1500):
+        H, W = (int(v) for v in rng.integers(1, 80, 2))
+        fg = rng.random((H, W)) < rng.choice([0.01, 0.3, 1.0])
+        shape, margin, seed = tuple(int(v) for v in rng.integers(1, 30, 2)), int(rng.integers(0, 4)), int(rng.integers(10**6))
+        centers = valid_centers(fg, shape, margin)
+        expected = None if len(centers) == 0 else tuple(int(v) for v in centers[np.random.default_rng(seed).integers(len(centers))])
+        assert select_center(fg, shape, seed, margin) == expected
+        made += expected is not None
+    assert made > 500
