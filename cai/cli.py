@@ -9,7 +9,7 @@ from .cli_options import csv_option as _csv
 from .cli_options import mode_option as _mode
 from .cli_options import quota_option as _quota
 from .cli_options import require_extra
-from .engine.config import BORDER_POLICIES, DRAWS, MASK_RULES, MODES, CAIConfig
+from .engine.config import BORDER_POLICIES, DRAWS, MASK_RULES, MODES, SCALE_REFERENCES, CAIConfig
 
 MIN_SIZE = 32  # = cai.build.MIN_SIZE (not imported here: the CLI module stays light)
 
@@ -85,6 +85,11 @@ def main(ctx, debug):
 @click.option("--draw", type=click.Choice(DRAWS), default=CAIConfig.draw, show_default=True,
               help="Draw each slot's pattern uniformly over the patterns that fit it, or first a class "
                    "uniformly, then one of its patterns (classes equally often, whatever their row counts).")
+@click.option("--scale-reference", type=click.Choice(SCALE_REFERENCES), default=CAIConfig.scale_reference,
+              show_default=True,
+              help="Foreground size a pattern's scale is matched to: the long side of its bounding box (the "
+                   "paper's Eq. 1), or its extent along the placed defect's long axis (the same on a square "
+                   "foreground).")
 @click.option("--quota", default="4,3,3", show_default=True, callback=_quota, help="large,medium,small per normal image.")
 @click.option("--size", type=click.IntRange(min=0), default=256, show_default=True, callback=_min_size,
               help=f"Normal images are resized to SIZE x SIZE, at least {MIN_SIZE} (0 keeps their size).")
@@ -117,7 +122,7 @@ def main(ctx, debug):
 @click.option("--private", is_flag=True, help="Create the hub repo private.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, mode, refine_mask, augment,
-                        mask_rule, median_ksize, border, draw, quota, size, num_proc, seed, threshold, classes,
+                        mask_rule, median_ksize, border, draw, scale_reference, quota, size, num_proc, seed, threshold, classes,
                         exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, engine, ray_address,
                         png_level, png_filters, overwrite, push_to_hub, private, quiet):
     """Inject real defects from an anomaly set into a target's normal images.
@@ -141,7 +146,8 @@ def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out
         options = BuildOptions(
             out=out, target=target or "default", root=root, category=category, daad=daad,
             config=CAIConfig(quota=quota, mode=mode, threshold=threshold, refine_mask=refine_mask, augment=augment,
-                             mask_rule=mask_rule, median_ksize=median_ksize, border=border, draw=draw), size=size, seed=seed, num_proc=num_proc,
+                             mask_rule=mask_rule, median_ksize=median_ksize, border=border, draw=draw,
+                             scale_reference=scale_reference), size=size, seed=seed, num_proc=num_proc,
             classes=classes, exclude_sources=exclude_source, foreground=foreground, rembg_model=rembg_model,
             rembg_model_dir=rembg_model_dir, shard_size=shard_size, overwrite=overwrite, push_to_hub=push_to_hub,
             private=private, anomaly_class=anomaly_class, source=source, png_level=png_level,

@@ -31,7 +31,8 @@ CAI_MODIFIERS = {"refine": {"refine_mask": True}, "noborder": {"border": "exclud
                  "halo2": {"halo": 2}, "halo5": {"halo": 5},
                  "classbal": {"draw": "class"}, "npmix": {"mode": "normal+paste"}, "rel": {"mode": "relative"},
                  "noaug": {"augment": False}, "flips": {"augment_group": "flips"},
-                 "att100": {"max_attempts": 100}, "along": {"scale_reference": "along"}}
+                 "att100": {"max_attempts": 100}, "along": {"scale_reference": "along"},
+                 "geo": {"scale_reference": "mean"}}
 _CAI_MIXES = {"cai-622": (6, 2, 2), "cai-262": (2, 6, 2), "cai-226": (2, 2, 6), "cai-433": (4, 3, 3)}
 # Scale mixes as modifiers, so Table 4 can run on any settings: "cai+q622" is the default with 6/2/2.
 CAI_MODIFIERS.update({f"q{name[4:]}": {"quota": mix} for name, mix in _CAI_MIXES.items()})

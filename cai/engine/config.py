@@ -9,7 +9,8 @@ MASK_RULES = ("channel", "luma")
 BORDER_POLICIES = ("keep", "exclude")
 DRAWS = ("pattern", "class")
 AUGMENT_GROUPS = ("dihedral", "flips")  # all 8 rotations/flips, or the 4 that keep the axes
-SCALE_REFERENCES = ("long", "along")  # s_f: the foreground's long side, or its extent along the defect
+# s_f: the foreground box's long side, its extent along the defect, or the geometric mean of its sides
+SCALE_REFERENCES = ("long", "along", "mean")
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,10 @@ class CAIConfig:
         The foreground size s_f a pattern's scale is matched to. ``"long"`` (default, the paper's
         Eq. 1): the long side of the foreground's bounding box, whatever the defect's orientation.
         ``"along"``: the box's extent along the placed defect's long axis (after the transform), so a
-        horizontal defect on a tall part is sized to the part's width. The two are the same on a square
-        foreground; on a non-square one ``"long"`` makes a long defect fit only along the long side.
+        horizontal defect on a tall part is sized to the part's width. ``"mean"``: the geometric mean of
+        the box's sides, whatever the orientation (Eq. 1 with that s_f, for eligibility and size). All
+        three are the same on a square foreground; on a non-square one ``"long"`` makes a long defect
+        fit only along the long side.
     """
 
     quota: tuple[int, int, int] = (4, 3, 3)

@@ -181,7 +181,8 @@ class CAISynthesizer:
             normal = normal[..., 0]
         r0, c0, r1, c1 = bbox(as_bool_mask(foreground, "foreground"))
         extent = (r1 - r0, c1 - c0)  # foreground bounding box (rows, cols)
-        ratios = self.bank.long_sides / max(extent)
+        s_f = float(np.sqrt(extent[0] * extent[1])) if self.config.scale_reference == "mean" else max(extent)
+        ratios = self.bank.long_sides / s_f
         if self.config.border == "exclude":
             ratios = np.where(self.border_patterns(), 0.0, ratios)  # below "trivial": never drawn
         foreground = self._placement_area(foreground)

@@ -165,6 +165,15 @@ def test_scale_reference_along_sizes_each_defect_to_the_foreground_along_its_lon
     a = CAISynthesizer(_bank(), CAIConfig(scale_reference="along")).synthesize(_normal((192, 192)), sq, 1, 3)
     b = CAISynthesizer(_bank(), CAIConfig()).synthesize(_normal((192, 192)), sq, 1, 3)
     assert [r.image.tobytes() for r in a] == [r.image.tobytes() for r in b]
+    c = CAISynthesizer(_bank(), CAIConfig(scale_reference="mean")).synthesize(_normal((192, 192)), sq, 1, 3)
+    assert [r.image.tobytes() for r in c] == [r.image.tobytes() for r in b]
+    # "mean": Eq. 1 with s_f = sqrt(240 x 96), whatever the orientation
+    mean = CAISynthesizer(_bank(), CAIConfig(mode="paste", scale_reference="mean", max_attempts=50))
+    made = [r for seed in range(3) for r in mean.synthesize(_normal(shape), fg, 0, seed) if isinstance(r, PseudoAnomaly)]
+    assert len(made) >= 20
+    for r in made:
+        expected = r.str_ratio * np.sqrt(240 * 96)
+        assert abs(bbox_long_side(r.placed_mask) - expected) <= 2 + 0.03 * expected
     with pytest.raises(ValueError, match="scale_reference"):
         CAIConfig(scale_reference="short")
     assert CAIConfig(scale_reference="along").to_dict()["scale_reference"] == "along"
