@@ -363,25 +363,26 @@ class _NewMasks:
         from ..engine.location import select_center
         from ..engine.inject import resize_pattern
         from ..engine.quota import choose_pattern, plan_scales
-        from ..engine.scale import bbox_long_side
+        from ..engine.scale import along_factor, foreground_scale
 
         if not foreground.any():
             for k, scale in enumerate(plan_scales(self.config.quota)):
                 yield dict(k=k, skip="empty_foreground", scale=scale)
             return
-        fg_long = bbox_long_side(foreground)
+        s_f, extent = foreground_scale(foreground, self.config.scale_reference)
         for k, scale in enumerate(plan_scales(self.config.quota)):
             rng = np.random.default_rng([seed, normal_index, k])
             anomaly_class = self.classes[(normal_index + k) % len(self.classes)]
             rows = self.by_class[anomaly_class]
             slot = None
             for _ in range(self.config.max_attempts):
-                choice = choose_pattern(self.long_sides[rows] / fg_long, scale, rng, self.config)
+                choice = choose_pattern(self.long_sides[rows] / s_f, scale, rng, self.config)
                 if choice is None:
                     break
                 index, target_ratio, resize = choice
                 row = self.patterns[rows[index]]
                 crop = np.asarray(row["pattern_mask"].convert("L")) > 127
+                resize *= along_factor(crop, extent, self.config.scale_reference)
                 _, crop = resize_pattern(crop.astype(np.uint8), crop, resize)
                 if not crop.any():
                     continue

@@ -18,7 +18,7 @@ from .location import select_center
 from .pseudo_mask import mask_fidelity, pseudo_mask
 from .quota import choose_pattern, plan_scales
 from .refine import grow_within, refine_defect_mask
-from ._checks import as_bool_mask, bbox
+from .scale import along_factor, foreground_scale
 
 
 _CV2_TURNS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
@@ -179,9 +179,7 @@ class CAISynthesizer:
             return [Skipped(k, "empty_foreground", s) for k, s in enumerate(scales)]
         if is_grey and normal.ndim == 3:
             normal = normal[..., 0]
-        r0, c0, r1, c1 = bbox(as_bool_mask(foreground, "foreground"))
-        extent = (r1 - r0, c1 - c0)  # foreground bounding box (rows, cols)
-        s_f = float(np.sqrt(extent[0] * extent[1])) if self.config.scale_reference == "mean" else max(extent)
+        s_f, extent = foreground_scale(foreground, self.config.scale_reference)
         ratios = self.bank.long_sides / s_f
         if self.config.border == "exclude":
             ratios = np.where(self.border_patterns(), 0.0, ratios)  # below "trivial": never drawn
@@ -221,10 +219,7 @@ class CAISynthesizer:
                 image, mask = _turned(image, t), _turned(mask, t)
             if not is_grey:
                 image = match_colour_mode(image, is_grey)
-            if cfg.scale_reference == "along" and extent[0] != extent[1] and mask.any():
-                rows, cols = np.nonzero(mask)  # s_f: the extent along the pattern's long axis
-                upright = rows.max() - rows.min() >= cols.max() - cols.min()
-                resize *= extent[0 if upright else 1] / max(extent)
+            resize *= along_factor(mask, extent, cfg.scale_reference)
             image, mask = resize_pattern(image, mask, resize)
             if not mask.any():
                 resamples["vanished"] += 1

@@ -169,3 +169,20 @@ def test_select_center_draws_the_listed_centre_the_rng_picks():
         assert select_center(fg, shape, seed, margin) == expected
         made += expected is not None
     assert made > 500
+
+
+def test_foreground_scale_and_along_factor_by_hand():
+    from cai.engine.scale import along_factor, foreground_scale
+    fg = np.zeros((50, 60), bool)
+    fg[5:45, 10:20] = True  # box 40 x 10
+    assert foreground_scale(fg) == (40.0, (40, 10)) == foreground_scale(fg, "along")
+    assert foreground_scale(fg, "mean") == (20.0, (40, 10))
+    with pytest.raises(ValueError, match="empty"):
+        foreground_scale(np.zeros((5, 5), bool))
+    with pytest.raises(ValueError, match="reference"):
+        foreground_scale(fg, "short")
+    flat = np.zeros((9, 30), bool)
+    flat[4, 2:27] = True
+    assert along_factor(flat, (40, 10), "along") == 0.25 and along_factor(flat.T, (40, 10), "along") == 1.0
+    assert along_factor(flat, (40, 10), "long") == 1.0 and along_factor(flat, (30, 30), "along") == 1.0
+    assert along_factor(np.zeros((3, 3), bool), (40, 10), "along") == 1.0
