@@ -130,7 +130,7 @@ def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out
     With neither --target nor --daad it runs on the embedded default sample (real cracks and fabric
     stains injected into real fabric and pavement images). The defaults differ from the paper by
     measurement (see the README); the paper's behaviour: --mode normal --no-refine-mask --no-augment
-    --median-ksize 7.
+    --scale-reference long --median-ksize 7.
     """
     from .anomaly_set import AnomalySetError
     from .build import BuildError, BuildOptions, build_synthetic

@@ -269,12 +269,12 @@ def test_paper_flags_reach_the_config_and_bad_mode_is_one_line(tmp_path):
 
     res = CliRunner().invoke(main, ["build-synthetic", "--out", str(tmp_path / "p"), "--mode", "normal",
                                     "--no-refine-mask", "--no-augment", "--median-ksize", "7", "--draw", "class",
-                                    "--scale-reference", "along", "--quiet"])
+                                    "--scale-reference", "long", "--quiet"])
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "p" / "summary.json").read_text())
     cfg = summary["config"]
     assert (cfg["mode"], cfg["refine_mask"], cfg["augment"], cfg["median_ksize"]) == ("normal", False, False, 7)
-    assert cfg["draw"] == "class" and cfg["scale_reference"] == "along"
+    assert cfg["draw"] == "class" and "scale_reference" not in cfg
     bad = CliRunner().invoke(main, ["build-synthetic", "--out", str(tmp_path / "q"), "--mode", "poisson"])
     assert bad.exit_code == 2 and "--mode" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "q").exists()

@@ -36,7 +36,7 @@ def test_build_synthetic_default_run_bytes(tmp_path):
     from cai.engine.config import CAIConfig
 
     # the settings of f07944a's default (the default changed by measurement since: see cai/engine/config.py)
-    settings = CAIConfig(mode="normal", refine_mask=False, augment=False, mask_rule="luma")
+    settings = CAIConfig(mode="normal", refine_mask=False, augment=False, mask_rule="luma", scale_reference="long")
     # PNG level 6, f07944a's (the default is 1 since issue 11: other bytes, the same pixels, see
     # tests/test_build_speed.py::test_png_settings_change_bytes_not_pixels)
     # and libpng's row filters (the default is "fast" since: other bytes, the same pixels, same test)
@@ -105,7 +105,10 @@ def _grey_results(sample, name):
 
 
 # grey targets: digests of the code at b7b5464 (before the pattern went grey ahead of its dihedral transform)
-GREY_GOLDEN = {"cai": (24, "6c1aba59aafa453563738a54e3cdfd0d4f59c5f80980cea42d485160772efbc5"),
+# ("cai+long": the default's settings before the scale reference changed to "along")
+GREY_GOLDEN = {"cai+long": (24, "6c1aba59aafa453563738a54e3cdfd0d4f59c5f80980cea42d485160772efbc5"),
+               # the default since the scale reference is "along" (recorded at that change)
+               "cai": (24, "17cc178de258bb484b2930d9dc766f2f3d57adb4e8bee46447ffbe9bd3b70097"),
                "cai-n+aug": (24, "7d26c6b31f5c055129a516f7fab47c1b859be1680a00a0d719f03e68c8e0dd7c")}
 
 

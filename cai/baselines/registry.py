@@ -24,14 +24,14 @@ _CAI_MODES = {"cai-n": "normal", "cai-m": "mixed", "cai-paste": "paste", "cai-r"
 # Modifiers appended to a CAI name with "+" (e.g. "cai-r+refine+aug"), each a CAIConfig setting.
 # The named variants keep the settings they were measured with (the defaults before the quality work:
 # unrefined source masks, no augmentation, luma pseudo mask); "cai" is CAIConfig() as it is now.
-VARIANT_BASE = {"mode": "normal", "refine_mask": False, "augment": False, "mask_rule": "luma"}
+VARIANT_BASE = {"mode": "normal", "refine_mask": False, "augment": False, "mask_rule": "luma", "scale_reference": "long"}
 CAI_MODIFIERS = {"refine": {"refine_mask": True}, "noborder": {"border": "exclude"}, "aug": {"augment": True},
                  "chmask": {"mask_rule": "channel"}, "luma": {"mask_rule": "luma"},
                  "gain2": {"gain": (1.0, 2.0)}, "gain3": {"gain": (1.0, 3.0)}, "x2": {"gain": (2.0, 2.0)},
                  "halo2": {"halo": 2}, "halo5": {"halo": 5},
                  "classbal": {"draw": "class"}, "npmix": {"mode": "normal+paste"}, "rel": {"mode": "relative"},
                  "noaug": {"augment": False}, "flips": {"augment_group": "flips"},
-                 "att100": {"max_attempts": 100}, "along": {"scale_reference": "along"},
+                 "att100": {"max_attempts": 100}, "along": {"scale_reference": "along"}, "long": {"scale_reference": "long"},
                  "geo": {"scale_reference": "mean"}}
 _CAI_MIXES = {"cai-622": (6, 2, 2), "cai-262": (2, 6, 2), "cai-226": (2, 2, 6), "cai-433": (4, 3, 3)}
 # Scale mixes as modifiers, so Table 4 can run on any settings: "cai+q622" is the default with 6/2/2.
