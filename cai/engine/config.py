@@ -126,9 +126,10 @@ class CAIConfig:
         Normal mode's 60.9) on KolektorSDD, hazelnut +0.1 (no difference shown), grid identical. Chosen
         in two of the three leave-one-target-out folds (with and without the FD rule); the third, which
         holds KolektorSDD out, chooses on grid and hazelnut, where the references give the same or
-        nearly the same images, and picks ``draw="class"`` with ``"long"``. With a target's *own* defects (the in-domain oracle) ``"along"`` shrinks them
-        below their real size and costs 9.4 points (``cai+flips+along`` 61.0 vs ``cai+flips`` 70.4):
-        for patterns already at the target's scale use ``"long"``.
+        nearly the same images, and picks ``draw="class"`` with ``"long"``. With a target's *own* defects
+        (the in-domain oracle) ``"along"`` shrinks them below their real size and costs 9.4 points
+        (``cai+flips+along`` 61.0 vs ``cai+flips`` 70.4): for patterns already at the target's scale
+        use ``"long"``.
     """
 
     quota: tuple[int, int, int] = (4, 3, 3)
