@@ -122,8 +122,8 @@ def main(ctx, debug):
 @click.option("--private", is_flag=True, help="Create the hub repo private.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, mode, refine_mask, augment,
-                        mask_rule, median_ksize, border, draw, scale_reference, quota, size, num_proc, seed, threshold, classes,
-                        exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, engine, ray_address,
+                        mask_rule, median_ksize, border, draw, scale_reference, quota, size, num_proc, seed, threshold,
+                        classes, exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, engine, ray_address,
                         png_level, png_filters, overwrite, push_to_hub, private, quiet):
     """Inject real defects from an anomaly set into a target's normal images.
 

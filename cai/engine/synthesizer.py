@@ -30,7 +30,8 @@ def _as_cv2(a: np.ndarray) -> np.ndarray:
 
 def _flipped(a: np.ndarray, t: int) -> np.ndarray:
     """Transform ``t`` in 0..3 of an (H, W[, C]) array: bit 0 flips the columns, bit 1 the rows (3: turned
-    by 180 degrees); a contiguous array (``a`` itself for t = 0), the same values as the numpy slices ``a[::-1]``, ``a[:, ::-1]``."""
+    by 180 degrees). A contiguous array (``a`` itself for t = 0) with the values of the numpy slices
+    ``a[::-1]``, ``a[:, ::-1]``."""
     if t == 0:
         return np.ascontiguousarray(a)
     flipped = cv2.flip(_as_cv2(a), {1: 1, 2: 0, 3: -1}[t])
@@ -39,8 +40,8 @@ def _flipped(a: np.ndarray, t: int) -> np.ndarray:
 
 def _turned(a: np.ndarray, t: int) -> np.ndarray:
     """Dihedral transform ``t`` in 0..7 of an (H, W[, C]) array: ``np.rot90(a, t % 4)`` (counter-clockwise),
-    then, for t >= 4, the columns flipped; a contiguous array with exactly those values (``a`` itself for t = 0) (cv2 moves
-    the pixels several times faster than numpy's strided copy)."""
+    then, for t >= 4, the columns flipped. A contiguous array (``a`` itself for t = 0) with exactly those
+    values; cv2 moves the pixels several times faster than numpy's strided copy."""
     if t == 0:
         return np.ascontiguousarray(a)
     out = _as_cv2(a)

@@ -163,7 +163,8 @@ def test_select_center_draws_the_listed_centre_the_rng_picks():
     for _ in range(1500):
         H, W = (int(v) for v in rng.integers(1, 80, 2))
         fg = rng.random((H, W)) < rng.choice([0.01, 0.3, 1.0])
-        shape, margin, seed = tuple(int(v) for v in rng.integers(1, 30, 2)), int(rng.integers(0, 4)), int(rng.integers(10**6))
+        shape = tuple(int(v) for v in rng.integers(1, 30, 2))
+        margin, seed = int(rng.integers(0, 4)), int(rng.integers(10**6))
         centers = valid_centers(fg, shape, margin)
         expected = None if len(centers) == 0 else tuple(int(v) for v in centers[np.random.default_rng(seed).integers(len(centers))])
         assert select_center(fg, shape, seed, margin) == expected
