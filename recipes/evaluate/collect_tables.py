@@ -22,7 +22,8 @@ DEFAULT = "cai"
 # (rounds 4-5, before `scale_reference="along"`) as FOLDER@long.
 OLD, LONG = "@3src", "@long"
 TABLE1 = ("cai", "cutpaste", "nsa-n", "nsa-m", "draem", "glass-las", "cai" + LONG, "cai" + OLD)
-TABLE3 = ("cai", "cai-n", "cai-paste", "cai+geo", "cai+flips+along", "cai+classbal+along") + tuple(s + LONG for s in (
+TABLE3 = ("cai", "cai-n", "cai-paste", "cai+geo", "cai+flips+along", "cai+classbal+along", "cai+noborder",
+          "cai+noaug") + tuple(s + LONG for s in (
     "cai", "cai+classbal", "cai+npmix", "cai+noborder", "cai+rel", "cai+noaug", "cai+flips"))
 TABLE3_3SRC = tuple(s + OLD for s in (
     "cai", "cai-n", "cai-paste", "cai-r", "cai-mix", "cai-n+refine", "cai-paste+refine", "cai-paste+refine+aug",

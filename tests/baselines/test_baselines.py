@@ -474,7 +474,7 @@ def test_cai_modifiers_apply_in_order_on_the_variant_base(bank):
     assert make_synthesizer("cai+noaug", bank=bank).config == dataclasses.replace(default, augment=False,
                                                                                    quota=(4, 3, 3))
     assert make_synthesizer("cai+flips+att100", bank=bank).config == dataclasses.replace(
-        default, augment_group="flips", max_attempts=100, quota=(4, 3, 3))
+        default, augment=True, augment_group="flips", max_attempts=100, quota=(4, 3, 3))
     c = make_synthesizer("cai+rel", bank=bank).config
     assert (c.mode, c.refine_mask, c.augment, c.mask_rule) == ("relative", default.refine_mask, default.augment,
                                                                default.mask_rule)

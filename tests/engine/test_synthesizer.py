@@ -143,7 +143,7 @@ def test_scale_reference_along_sizes_each_defect_to_the_foreground_along_its_lon
     fits only upright."""
     shape = (240, 96)
     fg = np.ones(shape, bool)
-    along = CAISynthesizer(_bank(), CAIConfig(mode="paste", scale_reference="along", max_attempts=50))
+    along = CAISynthesizer(_bank(), CAIConfig(mode="paste", scale_reference="along", augment=True, max_attempts=50))
     sides = {True: [], False: []}
     for seed in range(6):
         for r in along.synthesize(_normal(shape), fg, 0, seed):
@@ -154,7 +154,7 @@ def test_scale_reference_along_sizes_each_defect_to_the_foreground_along_its_lon
                 assert abs(max(h, w) - r.str_ratio * s_f) <= 2 + 0.03 * r.str_ratio * s_f, (h, w, r.str_ratio)
                 sides[bool(h >= w)].append(r.scale)
     assert "large" in sides[False] and "large" in sides[True]  # turned large defects now fit
-    paper = CAISynthesizer(_bank(), CAIConfig(mode="paste", scale_reference="long", max_attempts=50))
+    paper = CAISynthesizer(_bank(), CAIConfig(mode="paste", scale_reference="long", augment=True, max_attempts=50))
     for seed in range(6):
         for r in paper.synthesize(_normal(shape), fg, 0, seed):
             if isinstance(r, PseudoAnomaly) and r.scale == "large":
