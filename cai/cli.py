@@ -129,7 +129,7 @@ def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out
 
     With neither --target nor --daad it runs on the embedded default sample (real cracks and fabric
     stains injected into real fabric and pavement images). The defaults differ from the paper by
-    measurement (see the README); the paper's behaviour: --mode normal --no-refine-mask --no-augment
+    measurement (see the README); the paper's behaviour: --mode normal --no-refine-mask
     --scale-reference long --median-ksize 7.
     """
     from .anomaly_set import AnomalySetError

@@ -36,7 +36,7 @@ class CAIConfig:
         modes joined by ``+`` (e.g. ``"normal+mixed+paste"``, as the official code writes all three)
         draw one mode per pseudo anomaly, uniformly.
 
-        **Default ``"paste"`` with ``refine_mask`` and ``augment`` — a deviation from the paper, by
+        **Default ``"paste"`` with ``refine_mask`` — a deviation from the paper, by
         measurement** (recipes/evaluate/README.md): with the ``cpu`` detector, 3 seeds, paired
         bootstrap over test images, the default beats Normal-mode Poisson injection by
         +7 (grid, no difference shown), +15 (hazelnut) and +28 (KolektorSDD) pixel-AP points with a
@@ -92,10 +92,9 @@ class CAIConfig:
     augment_group : {"dihedral", "flips"}
         With ``augment``: the 8 rotations and flips (default), or the 4 transforms that keep a
         defect's axes (identity, horizontal flip, vertical flip, 180 degree rotation): a horizontal
-        crack stays horizontal. On DAAD the 90 degree turns help KolektorSDD (``cai+flips`` -4.8
-        pixel AP); with KolektorSDD's own defects (in-domain oracle) they cost 16.7 and ``flips`` loses
-        nothing: for defects that already have the target's orientation use ``flips`` or no
-        augmentation (recipes/evaluate/README.md).
+        crack stays horizontal. With the long-side scale rule, on DAAD the 90 degree turns helped
+        KolektorSDD (``cai+flips`` -4.8 pixel AP); with KolektorSDD's own defects (in-domain oracle) they
+        cost 16.7 and ``flips`` lost nothing (recipes/evaluate/README.md).
     gain : (float, float)
         Contrast gain range, a gain drawn log-uniformly in [low, high] per pseudo anomaly: it
         multiplies the injected change ``blend - normal`` (Poisson modes), or in paste mode the

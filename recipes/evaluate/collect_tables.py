@@ -17,13 +17,14 @@ from cai.eval.collect import compare, fill_fd, load_runs
 TARGETS = (("grid", "MVTec grid"), ("hazelnut", "MVTec hazelnut"), ("ksdd", "KolektorSDD"))
 DEFAULT = "cai"
 # Runs on the shared-sources DAAD (recipes/daad/daad.yaml) are named as they are; runs of the first three
-# rounds, on the 3-source anomaly set (recipes/anomaly_set_from_shared), are given as FOLDER@3src; DAAD runs
-# of `cai` and `cai+<modifier>` made while the default matched scale to the foreground's long side
-# (rounds 4-5, before `scale_reference="along"`) as FOLDER@long.
-OLD, LONG = "@3src", "@long"
-TABLE1 = ("cai", "cutpaste", "nsa-n", "nsa-m", "draem", "glass-las", "cai" + LONG, "cai" + OLD)
-TABLE3 = ("cai", "cai-n", "cai-paste", "cai+geo", "cai+flips+along", "cai+classbal+along", "cai+noborder",
-          "cai+noaug") + tuple(s + LONG for s in (
+# rounds, on the 3-source anomaly set (recipes/anomaly_set_from_shared), are given as FOLDER@3src. DAAD runs
+# of `cai` and `cai+<modifier>` made under earlier defaults carry the tag of those settings: FOLDER@long
+# (rounds 4-5: scale matched to the foreground's long side, 8 rotations/flips) and FOLDER@aug (round 6's
+# first step: scale matched along each defect's axis, 8 rotations/flips).
+OLD, LONG, AUG = "@3src", "@long", "@aug"
+TABLE1 = ("cai", "cutpaste", "nsa-n", "nsa-m", "draem", "glass-las", "cai" + AUG, "cai" + LONG, "cai" + OLD)
+TABLE3 = ("cai", "cai-n", "cai-paste") + tuple(s + AUG for s in (
+    "cai", "cai+noborder", "cai+geo", "cai+flips+along", "cai+classbal+along")) + tuple(s + LONG for s in (
     "cai", "cai+classbal", "cai+npmix", "cai+noborder", "cai+rel", "cai+noaug", "cai+flips"))
 TABLE3_3SRC = tuple(s + OLD for s in (
     "cai", "cai-n", "cai-paste", "cai-r", "cai-mix", "cai-n+refine", "cai-paste+refine", "cai-paste+refine+aug",
@@ -85,9 +86,10 @@ def main():
                  TABLE3_3SRC, f"Δ P-AP: row − {DEFAULT}{OLD} [95% CI]",
                  lambda entries, s: minus_default(entries, s, DEFAULT + OLD))
     # the newest settings the scale mixes were run with: the default, the default before "along", 3-source
-    tag = next((t for t in ("", LONG, OLD) if any("cai+q622" + t in e for e in targets.values())), OLD)
+    tag = next((t for t in ("", AUG, LONG, OLD) if any("cai+q622" + t in e for e in targets.values())), OLD)
     four = tuple(s + tag for s in TABLE4)
-    where = {"": "", LONG: ", the default before `scale_reference=\"along\"` (`@long`)",
+    where = {"": "", AUG: ", the sixth round's first default (`@aug`)",
+             LONG: ", the default before `scale_reference=\"along\"` (`@long`)",
              OLD: ", on the 3-source anomaly set"}[tag]
     out += table("Table 4 (CPU scale): scale mix large/medium/small per 10 pseudo anomalies (`cai` = 4/3/3)"
                  + where, targets, four,
