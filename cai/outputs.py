@@ -98,6 +98,7 @@ def render_card(out, summary: dict, load_id: str | None = None) -> Path:
         mode=summary["config"]["mode"], threshold=summary["config"]["threshold"],
         refine_mask=summary["config"].get("refine_mask", False), augment=summary["config"].get("augment", False),
         mask_rule=summary["config"].get("mask_rule", "luma"),
+        scale_reference=summary["config"].get("scale_reference", "long"),
         median_ksize=summary["config"]["median_ksize"], min_component=summary["config"]["min_component"], size=summary["size"], seed=summary["seed"],
         foreground=summary["foreground"]["used"], anomaly_set=summary["anomaly_set"],
         patterns=summary["patterns"].get("patterns"), excluded=", ".join(summary["leakage_guard"]["excluded_sources"]),

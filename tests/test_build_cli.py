@@ -95,6 +95,7 @@ def test_build_folder_target_hub_ready_and_deterministic_across_num_proc(tmp_pat
     assert (tmp_path / "a" / "contact_sheet.png").is_file()
     card = (tmp_path / "a" / "README.md").read_text()
     assert card.startswith("---") and "image-segmentation" in card.split("---")[1] and "**30** pseudo anomalies" in card
+    assert "pattern rotations/flips: no" in card and "extent along each defect's long axis" in card
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["made"] == 30 and summary["ms_per_pseudo_anomaly"] > 0
     # every mask lies on its placed defect's neighbourhood and marks a visible change
