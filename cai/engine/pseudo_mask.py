@@ -52,6 +52,20 @@ def raw_change(normal, injected, rule: str = "luma") -> np.ndarray:
     raise ValueError(f"rule must be 'luma' or 'channel', got {rule!r}")
 
 
+def _differing(normal: np.ndarray, injected: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels where any channel differs, the only ones whose change can be non-zero."""
+    differs = normal != injected
+    return channel_max(differs) if differs.ndim == 3 else differs
+
+
+def _windowed_change(normal: np.ndarray, injected: np.ndarray, rule: str, win) -> np.ndarray:
+    """:func:`raw_change` on the window ``win``; luma from the whole image, because BLAS may round a
+    window's matrix product differently and the values would then depend on the window."""
+    if rule == "luma":
+        return raw_change(normal, injected, rule)[win]
+    return raw_change(normal[win], injected[win], rule)
+
+
 def detail_change(normal, injected, placed_mask, sigma: float = 6.0, rule: str = "luma") -> np.ndarray:
     """Grey-level change with the smooth brightness shift around the defect removed.
 
@@ -80,15 +94,13 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0, rule: str =
     """
     normal, injected = np.asarray(normal), np.asarray(injected)
     out = np.zeros(normal.shape[:2], np.float32)
-    differs = normal != injected
-    active = (channel_max(differs) if differs.ndim == 3 else differs) | placed_mask  # covers d != 0
+    active = _differing(normal, injected) | placed_mask  # covers d != 0
     if not active.any():
         return out
     reach = int(np.ceil(4 * sigma)) + 1  # cv2's Gaussian support for this sigma
     r0, c0, r1, c1 = bbox(active)
     win = (slice(max(r0 - reach, 0), r1 + reach), slice(max(c0 - reach, 0), c1 + reach))
-    # luma of the whole image: BLAS may round a window's matrix product differently
-    dw = raw_change(normal, injected, rule)[win] if rule == "luma" else raw_change(normal[win], injected[win], rule)
+    dw = _windowed_change(normal, injected, rule, win)
     outside = (~placed_mask[win]).astype(np.float32)
     if dw.ndim == 3:
         outside = outside[..., None]
@@ -186,16 +198,13 @@ def mask_fidelity(normal, injected, mask, placed_mask, visible: float = 3.0, thr
     union = (mask | placed_mask).sum()
     if change is None:
         change = detail_change(normal, injected, placed_mask, rule=rule)
-    win = (slice(None), slice(None))
-    if rule != "luma":  # a channel changes only where the pixels differ (luma: see detail_change)
-        normal, injected = np.asarray(normal), np.asarray(injected)
-        differs = normal != injected
-        differs = channel_max(differs) if differs.ndim == 3 else differs
-        win = (slice(0, 0), slice(0, 0))
-        if differs.any():
-            r0, c0, r1, c1 = bbox(differs)
-            win = (slice(r0, r1), slice(c0, c1))
-    raw = np.abs(raw_change(np.asarray(normal)[win], np.asarray(injected)[win], rule))
+    normal, injected = np.asarray(normal), np.asarray(injected)
+    differs = _differing(normal, injected)
+    win = (slice(0, 0), slice(0, 0))
+    if differs.any():
+        r0, c0, r1, c1 = bbox(differs)
+        win = (slice(r0, r1), slice(c0, c1))
+    raw = np.abs(_windowed_change(normal, injected, rule, win))
     raw = (channel_max(raw) if raw.ndim == 3 else raw) > threshold
     return {
         "iou": float((mask & placed_mask).sum() / union) if union else 1.0,

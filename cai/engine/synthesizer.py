@@ -28,14 +28,13 @@ def _as_cv2(a: np.ndarray) -> np.ndarray:
     return a.view(np.uint8) if a.dtype == bool else a
 
 
+_FLIP_AS_TURN = (0, 4, 6, 2)  # identity, columns flipped, rows flipped, 180 degrees
+
+
 def _flipped(a: np.ndarray, t: int) -> np.ndarray:
     """Transform ``t`` in 0..3 of an (H, W[, C]) array: bit 0 flips the columns, bit 1 the rows (3: turned
-    by 180 degrees). A contiguous array (``a`` itself for t = 0) with the values of the numpy slices
-    ``a[::-1]``, ``a[:, ::-1]``."""
-    if t == 0:
-        return np.ascontiguousarray(a)
-    flipped = cv2.flip(_as_cv2(a), {1: 1, 2: 0, 3: -1}[t])
-    return flipped.view(bool) if a.dtype == bool else flipped
+    by 180 degrees); the values of the numpy slices ``a[::-1]``, ``a[:, ::-1]``, as :func:`_turned`."""
+    return _turned(a, _FLIP_AS_TURN[t])
 
 
 def _turned(a: np.ndarray, t: int) -> np.ndarray:

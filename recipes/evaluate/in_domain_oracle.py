@@ -159,8 +159,8 @@ def report(oracles, runs) -> None:
         for name, r in target.items():
             per_fold = [_restricted(r, fold) for fold in images]
             aps = [100 * x.pixel_ap for x in per_fold]
-            diffs = "   ".join(f"{o}: {describe(stratified_paired_bootstrap(list(map(matched_seeds, oracle_folds[o], per_fold))))}"
-                               for o in synths)
+            strata = {o: list(map(matched_seeds, oracle_folds[o], per_fold)) for o in synths}
+            diffs = "   ".join(f"{o}: {describe(stratified_paired_bootstrap(strata[o]))}" for o in synths)
             print(f"  {name:26s} {aps[0]:6.1f} {aps[1]:6.1f} {np.mean(aps):6.1f}   {diffs}")
 
 
