@@ -1,0 +1,140 @@
+"""A fourth evaluation target, kept out of every choice of default: ball-screw spindles (BSData pitting).
+
+Grid, hazelnut and KolektorSDD chose the defaults (leave one target out). This recipe turns the BSData
+photos of ../shared/data into a ``--target folder`` set so a default can be *confirmed* on a target it
+was never chosen on. Only the photos of the one spindle type with a fixed camera (``01_<time>_<pos>_
+<angle>_crop_<k>``, 1130 x 460 and 1540 x 645) are used; the other type (``KGT*``) has 55 image sizes.
+
+Windows: square, side = photo height, at ``ceil(W / H) + 1`` evenly spaced x positions (they overlap).
+A window with no pit pixel within ``margin`` px is a normal image; the window holding the most pit
+pixels of a photo is that photo's anomalous test image (its mask is the labelme polygons). Each
+spindle position (``<pos>_<angle>``, a wear sequence photographed over time, both crops) goes wholly
+to training or to testing, so no test image shows a surface seen in training: sorted positions, every
+third (index % 3 == 1) is a test position. Training normals are spread evenly over the training
+windows (``--normals``); normal test windows likewise (``--test-normals``). Every window is resized to
+``--size`` px (area interpolation; masks: area, then >= 0.5).
+
+    python recipes/evaluate/bsdata_target.py --src ../shared/data/sources/bsdata_pitting --out runs/bsdata
+    cai-hub evaluate --target folder --root runs/bsdata/normals --test-root runs/bsdata/test \\
+        --exclude-source bsdata_pitting --daad runs/daad --synth cai --seeds 3 --out runs/bs_cai
+
+``--exclude-source bsdata_pitting`` keeps the target's own defects out of the anomaly set (the folder
+target's guard only knows the folder's name). Caveat: the photos are labelled for pitting only; other
+marks (soiling, scratches) in normal windows are unlabelled, as on a real line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cai.layouts.labelme import iter_anomalies
+
+NAME = re.compile(r"^01_(\d{12})_(\d+_\d{3})_crop_(\d)$")
+
+
+def windows(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """Square windows ``(y0, x0, y1, x1)`` of side ``min(height, width)``, evenly spaced along the long
+    side, ``ceil(long / short) + 1`` of them (one if the photo is square)."""
+    side = min(height, width)
+    along = max(height, width) - side
+    n = 1 if along == 0 else math.ceil(max(height, width) / side) + 1
+    starts = sorted({round(i * along / (n - 1)) for i in range(n)}) if n > 1 else [0]
+    if width >= height:
+        return [(0, x, side, x + side) for x in starts]
+    return [(y, 0, y + side, side) for y in starts]
+
+
+def split_windows(mask: np.ndarray, margin: int) -> tuple[list[int], int | None]:
+    """Indices of the pit-free windows (no pit pixel within ``margin`` px) and the index of the window
+    with the most pit pixels (None if the mask is empty). ``mask``: (H, W) bool."""
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8)) > 0 if margin else mask
+    boxes = windows(*mask.shape)
+    free = [i for i, (y0, x0, y1, x1) in enumerate(boxes) if not near[y0:y1, x0:x1].any()]
+    counts = [int(mask[y0:y1, x0:x1].sum()) for (y0, x0, y1, x1) in boxes]
+    return free, (int(np.argmax(counts)) if max(counts) > 0 else None)
+
+
+def spread(items: list, n: int) -> list:
+    """At most ``n`` items taken evenly from a sorted list (all of them if there are fewer)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[int(i * len(items) / n)] for i in range(n)]
+
+
+def collect(src: Path, margin: int) -> tuple[list, list, list, dict]:
+    """Windows of the ``01_*`` photos: (train normals, test normals, test anomalies) as lists of
+    ``(name, image_path, box, mask or None)``, and counts."""
+    train, test_normal, test_anomalous = [], [], []
+    records = [r for r in iter_anomalies(src, labels="label", images="data")
+               if NAME.match(Path(r.image_path).stem)]
+    positions = sorted({NAME.match(Path(r.image_path).stem).group(2) for r in records})
+    test_positions = {p for i, p in enumerate(positions) if i % 3 == 1}
+    for r in sorted(records, key=lambda r: Path(r.image_path).stem):
+        stem = Path(r.image_path).stem
+        free, worst = split_windows(r.mask, margin)
+        boxes = windows(*r.mask.shape)
+        is_test = NAME.match(stem).group(2) in test_positions
+        for i in free:
+            (test_normal if is_test else train).append((f"{stem}_w{i}", r.image_path, boxes[i], None))
+        if is_test and worst is not None:
+            test_anomalous.append((f"{stem}_w{worst}", r.image_path, boxes[worst], r.mask))
+    counts = {"photos": len(records), "positions": len(positions), "test_positions": sorted(test_positions),
+              "train_windows": len(train), "test_normal_windows": len(test_normal),
+              "test_anomalous_windows": len(test_anomalous)}
+    return train, test_normal, test_anomalous, counts
+
+
+def _write(item, size: int, image_out: Path, mask_out: Path | None) -> None:
+    name, path, (y0, x0, y1, x1), mask = item
+    photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if photo is None:
+        raise SystemExit(f"cannot read {path}")
+    image_out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(image_out), cv2.resize(photo[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA))
+    if mask_out is not None:
+        crop = mask[y0:y1, x0:x1].astype(np.float32)
+        small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA) >= 0.5
+        mask_out.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(mask_out), small.astype(np.uint8) * 255)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--src", required=True, help="the BSData folder (label/*.json, data/*.jpg)")
+    ap.add_argument("--out", required=True, help="new folder: normals/ and test/{images,masks}/")
+    ap.add_argument("--normals", type=int, default=30, help="training normals [30]")
+    ap.add_argument("--test-normals", type=int, default=12, help="normal test images [12]")
+    ap.add_argument("--size", type=int, default=320, help="side of the written windows [320]")
+    ap.add_argument("--margin", type=int, default=8, help="px a normal window keeps from any pit [8]")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out} exists and is not empty; choose a new folder")
+    train, test_normal, test_anomalous, counts = collect(Path(args.src), args.margin)
+    if not train or not test_anomalous:
+        raise SystemExit(f"nothing to write from {args.src}: {counts}")
+    train, test_normal = spread(train, args.normals), spread(test_normal, args.test_normals)
+    for item in train:
+        _write(item, args.size, out / "normals" / f"{item[0]}.png", None)
+    for item in test_normal:
+        _write(item, args.size, out / "test" / "images" / "good" / f"{item[0]}.png", None)
+    for item in test_anomalous:
+        _write(item, args.size, out / "test" / "images" / "pitting" / f"{item[0]}.png",
+               out / "test" / "masks" / "pitting" / f"{item[0]}.png")
+    (out / "test" / "masks").mkdir(parents=True, exist_ok=True)
+    counts.update(written_train=len(train), written_test_normal=len(test_normal),
+                  written_test_anomalous=len(test_anomalous), args=vars(args))
+    (out / "target.json").write_text(json.dumps(counts, indent=1))
+    print(json.dumps({k: v for k, v in counts.items() if k != "args"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
