@@ -11,6 +11,10 @@ one matrix product.
 The comparison is paired: both synthesizers are scored on the same resampled images, with the
 detector seeds matched (seed s of A with seed s of B); the statistic is the difference of the
 seed-mean pixel APs. The 95% interval is the percentile interval of 2000 resamples.
+
+Test images that are not independent (the same defect photographed again and again, e.g. a wear
+sequence) can be given cluster labels: a resample then draws whole clusters with replacement (a cluster
+bootstrap), so the interval reflects the number of distinct defects, not of photos.
 """
 from __future__ import annotations
 
@@ -88,7 +92,8 @@ def ap_from_histograms(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
         return np.sum(recall_step * precision, axis=-1)
 
 
-def paired_bootstrap(runs_a, runs_b, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+def paired_bootstrap(runs_a, runs_b, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                     clusters=None) -> dict:
     """Paired bootstrap over test images of mean-over-seeds pixel AP, A minus B.
 
     Parameters
@@ -96,46 +101,70 @@ def paired_bootstrap(runs_a, runs_b, n_boot: int = 2000, seed: int = 0, level: f
     runs_a, runs_b : sequence of (pos, neg)
         One :func:`score_histograms` result per detector seed, same seeds in the same order and the
         same test images in the same order.
+    clusters : sequence of hashable, one per test image, or None
+        Cluster labels: resample whole clusters (None: every image is its own cluster).
 
     Returns
     -------
     dict
         ``diff`` (point estimate on all images, AP points in [0, 1] units), ``low``, ``high`` (the
-        interval), ``shown`` (True when the interval excludes 0), ``n_images``, ``n_boot``.
+        interval), ``shown`` (True when the interval excludes 0), ``n_images``, ``n_boot``, ``n_clusters``.
     """
-    return stratified_paired_bootstrap([(runs_a, runs_b)], n_boot=n_boot, seed=seed, level=level)
+    return stratified_paired_bootstrap([(runs_a, runs_b)], n_boot=n_boot, seed=seed, level=level,
+                                       clusters=None if clusters is None else [clusters])
 
 
-def stratified_paired_bootstrap(strata, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+def stratified_paired_bootstrap(strata, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                                clusters=None) -> dict:
     """:func:`paired_bootstrap` of the mean over strata of the A-minus-B pixel AP difference, the test
     images resampled within each stratum (e.g. the folds of a cross-validation, each scored by its
     own detectors: histograms of different runs have different bins, so their images cannot be pooled).
 
     ``strata`` is a sequence of ``(runs_a, runs_b)`` pairs as :func:`paired_bootstrap` takes them;
-    ``n_images`` in the result is the total over strata. One stratum gives :func:`paired_bootstrap`'s result.
+    ``clusters`` (None, or one label sequence or None per stratum) as there. ``n_images`` and
+    ``n_clusters`` in the result are totals over strata. One stratum gives :func:`paired_bootstrap`'s result.
     """
     if not strata:
         raise ValueError("no stratum given")
+    if clusters is not None and len(clusters) != len(strata):
+        raise ValueError(f"need one cluster labelling per stratum, got {len(clusters)} for {len(strata)} strata")
     rng = np.random.default_rng(seed)
-    points, samples, total = [], [], 0
-    for runs_a, runs_b in strata:
+    points, samples, total, n_clusters = [], [], 0, 0
+    for index, (runs_a, runs_b) in enumerate(strata):
         if len(runs_a) != len(runs_b) or not runs_a:
             raise ValueError(f"need the same seeds for A and B, got {len(runs_a)} and {len(runs_b)} runs")
         n = runs_a[0][0].shape[0]
         if any(r[0].shape[0] != n for r in list(runs_a) + list(runs_b)):
             raise ValueError("A and B were scored on different test sets")
-        weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(np.float64)
+        labels = None if clusters is None else clusters[index]
+        weights, k = _resample_weights(rng, n, n_boot, labels)
         ones = np.ones((1, n))
         points.append(float((_seed_mean_ap(runs_a, ones) - _seed_mean_ap(runs_b, ones))[0]))
         samples.append(_seed_mean_ap(runs_a, weights) - _seed_mean_ap(runs_b, weights))
         total += n
+        n_clusters += k
     point = float(np.mean(points))
     diffs = np.mean(samples, axis=0)
     diffs = diffs[np.isfinite(diffs)]
     alpha = (1 - level) / 2
     low, high = (float(v) for v in np.quantile(diffs, [alpha, 1 - alpha]))
     return {"diff": point, "low": low, "high": high, "shown": bool(low > 0 or high < 0), "n_images": int(total),
-            "n_boot": int(n_boot)}
+            "n_boot": int(n_boot), "n_clusters": int(n_clusters)}
+
+
+def _resample_weights(rng, n: int, n_boot: int, labels) -> tuple[np.ndarray, int]:
+    """(n_boot, n) float64 image weights of ``n_boot`` resamples, and the number of clusters: each
+    resample draws as many clusters as there are, with replacement; an image weighs as often as its
+    cluster was drawn. ``labels`` None: every image is its own cluster."""
+    if labels is None:
+        codes, k = np.arange(n), n
+    else:
+        if len(labels) != n:
+            raise ValueError(f"{len(labels)} cluster labels for {n} test images")
+        _, codes = np.unique(np.asarray([str(v) for v in labels]), return_inverse=True)
+        k = int(codes.max()) + 1
+    counts = np.stack([np.bincount(rng.integers(0, k, k), minlength=k) for _ in range(n_boot)])
+    return counts[:, codes].astype(np.float64), k
 
 
 def _seed_mean_ap(runs, weights: np.ndarray) -> np.ndarray:

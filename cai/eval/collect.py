@@ -109,9 +109,27 @@ def matched_seeds(a: SynthRuns, b: SynthRuns) -> tuple[list, list]:
     return [a.seeds[s] for s in seeds], [b.seeds[s] for s in seeds]
 
 
-def compare(a: SynthRuns, b: SynthRuns, n_boot: int = 2000) -> dict:
-    """Paired bootstrap of pixel AP, ``a`` minus ``b``, over their common seeds."""
-    return paired_bootstrap(*matched_seeds(a, b), n_boot=n_boot)
+def compare(a: SynthRuns, b: SynthRuns, n_boot: int = 2000, cluster: str | None = None) -> dict:
+    """Paired bootstrap of pixel AP, ``a`` minus ``b``, over their common seeds; with ``cluster`` (a
+    regular expression, see :func:`cluster_labels`) whole clusters of test images are resampled."""
+    labels = None if cluster is None else cluster_labels(a.images, cluster)
+    return paired_bootstrap(*matched_seeds(a, b), n_boot=n_boot, clusters=labels)
 
 
-__all__ = ["SynthRuns", "load_runs", "compare", "matched_seeds", "fill_fd", "target_name"]
+def cluster_labels(images, pattern: str) -> list[str]:
+    """One cluster label per test image name: the first group of ``pattern``'s first match in the name
+    (the whole match if it has no group); a name it does not match is a cluster of its own.
+
+    >>> cluster_labels(["a/01_2009_305000_090_w0.png", "b/01_2010_305000_090_w0.png", "c.png"],
+    ...                r"_(\d+_\d{3}_w\d)")
+    ['305000_090_w0', '305000_090_w0', 'c.png']
+    """
+    regex = re.compile(pattern)
+    labels = []
+    for name in images:
+        m = regex.search(str(name))
+        labels.append(str(name) if m is None else (m.group(1) if regex.groups else m.group(0)))
+    return labels
+
+
+__all__ = ["SynthRuns", "load_runs", "compare", "cluster_labels", "matched_seeds", "fill_fd", "target_name"]

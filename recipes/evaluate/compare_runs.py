@@ -11,6 +11,11 @@ against T's best baseline and against every other candidate.
     python recipes/evaluate/compare_runs.py runs/* --reference cai-n \
         --candidates cai-n,cai-paste,cai-paste+refine --baselines cutpaste,nsa-n,nsa-m,draem,glass-las
 
+``--cluster TARGET=REGEX`` resamples clusters of test images on that target instead of single images
+(the first group of the regular expression in the image name is the cluster; e.g. the BSData target of
+``bsdata_target.py``, whose test photos show the same pits again and again over time:
+``--cluster folder=_(\d+_\d{3}_crop_\d_w\d)\.``).
+
 Runs made with ``evaluate --on-the-fly`` are named ``<synth>@otf`` (:func:`cai.eval.collect.load_runs`);
 each is also compared with the fixed-split run of the same synthesizer (matched seeds).
 """
@@ -23,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from cai.eval.bootstrap import describe
-from cai.eval.collect import ON_THE_FLY_TAG, compare, fill_fd, load_runs
+from cai.eval.collect import ON_THE_FLY_TAG, cluster_labels, fill_fd, load_runs
+from cai.eval.collect import compare as compare_runs
 
 
 def fd_ok(entry, ref, tolerance: float) -> bool:
@@ -42,17 +48,36 @@ def main():
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--fd", action="append", default=[], metavar="TARGET=FILE",
                     help="FD-Lite0 values from recipes/evaluate/authenticity.py for runs that did not record them")
+    ap.add_argument("--cluster", action="append", default=[], metavar="TARGET=REGEX",
+                    help="resample clusters of this target's test images (regex group 1 of the image name)")
     args = ap.parse_args()
+    clusters = {}
+    for spec in args.cluster:
+        target, sep, pattern = spec.partition("=")
+        if not sep or not pattern:
+            raise SystemExit(f"--cluster expects TARGET=REGEX, got {spec!r}")
+        clusters[target] = pattern
     targets = load_runs(args.runs)
     fill_fd(targets, args.fd)
     out = {"per_target": {}, "loo": {}}
+    unknown = set(clusters) - set(targets)
+    if unknown:
+        raise SystemExit(f"--cluster names targets not among the runs: {sorted(unknown)} (runs: {sorted(targets)})")
+
+    def compare(a, b, target):
+        return compare_runs(a, b, args.n_boot, cluster=clusters.get(target))
+
     for tname, synths in targets.items():
         ref = synths.get(args.reference)
-        print(f"\n### {tname}: pixel AP % (mean over seeds), Δ vs {args.reference} [paired bootstrap 95% CI]\n")
+        how = "paired bootstrap 95% CI"
+        if tname in clusters:
+            first = next(iter(synths.values()))
+            how = f"paired cluster bootstrap 95% CI, {len(set(cluster_labels(first.images, clusters[tname])))} clusters"
+        print(f"\n### {tname}: pixel AP % (mean over seeds), Δ vs {args.reference} [{how}]\n")
         print(f"| synthesizer | seeds | P-AP | FD-Lite0 | Δ vs {args.reference} |\n|---|---|---|---|---|")
         rows = {}
         for s, e in sorted(synths.items(), key=lambda kv: -kv[1].pixel_ap):
-            d = compare(e, ref, args.n_boot) if ref is not None and s != args.reference else None
+            d = compare(e, ref, tname) if ref is not None and s != args.reference else None
             fd = e.fd.get("lite0")
             rows[s] = {"ap": e.pixel_ap, "seeds": sorted(e.seeds), "fd": fd, "vs_reference": d}
             print(f"| {s} | {len(e.seeds)} | {100 * e.pixel_ap:.1f} | {'n/a' if fd is None else f'{fd:.1f}'} | "
@@ -64,7 +89,7 @@ def main():
             print(f"\n{tname}: on the fly vs the fixed split, same synthesizer and seeds\n")
             for s in pairs:
                 otf = s + ON_THE_FLY_TAG
-                d = compare(synths[otf], synths[s], args.n_boot)
+                d = compare(synths[otf], synths[s], tname)
                 rows[otf]["vs_fixed_split"] = d
                 print(f"- `{otf}` {100 * synths[otf].pixel_ap:.1f} vs `{s}` {100 * synths[s].pixel_ap:.1f}: {describe(d)}")
     candidates = [c for c in args.candidates.split(",") if c]
@@ -89,14 +114,14 @@ def main():
             present = [b for b in baselines if b in here]
             if present:
                 best = max(present, key=lambda b: here[b].pixel_ap)
-                d = compare(here[chosen], here[best], args.n_boot)
+                d = compare(here[chosen], here[best], held)
                 fold["vs_best_baseline"] = {"baseline": best, **d}
                 line += f"; vs best baseline `{best}` ({100 * here[best].pixel_ap:.1f}): {describe(d)}"
             print(line)
             fold["vs_candidates"] = {}
             for c in usable:
                 if c != chosen:
-                    d = compare(here[chosen], here[c], args.n_boot)
+                    d = compare(here[chosen], here[c], held)
                     fold["vs_candidates"][c] = d
                     print(f"    vs `{c}` ({100 * here[c].pixel_ap:.1f}): {describe(d)}")
             out["loo"][held] = fold

@@ -86,3 +86,35 @@ def test_paired_bootstrap_refuses_mismatched_runs():
         paired_bootstrap([a], [b])
     with pytest.raises(ValueError, match="same seeds"):
         paired_bootstrap([a, a], [a])
+
+
+def test_cluster_bootstrap_equals_the_image_bootstrap_of_one_copy_per_cluster():
+    """Repeating every image five times and labelling the copies as one cluster gives exactly the
+    interval of the set without copies (same draws); treating the copies as independent narrows it."""
+    rng = np.random.default_rng(5)
+    maps_a, masks = _maps(rng, n=8, strength=1.5)
+    maps_b = [m + rng.normal(scale=0.8, size=m.shape) for m in maps_a]
+    ha, hb = score_histograms(maps_a, masks), score_histograms(maps_b, masks)
+    copies = np.repeat(np.arange(8), 5)
+    big_a = [(ha[0][copies], ha[1][copies])]
+    big_b = [(hb[0][copies], hb[1][copies])]
+    once = paired_bootstrap([ha], [hb], n_boot=300, seed=3)
+    clustered = paired_bootstrap(big_a, big_b, n_boot=300, seed=3, clusters=[f"c{i}" for i in copies])
+    for key in ("diff", "low", "high"):
+        assert clustered[key] == pytest.approx(once[key], abs=1e-12)
+    assert clustered["n_clusters"] == 8 and clustered["n_images"] == 40 and once["n_clusters"] == 8
+    naive = paired_bootstrap(big_a, big_b, n_boot=300, seed=3)
+    assert naive["high"] - naive["low"] < clustered["high"] - clustered["low"]
+
+
+def test_one_cluster_collapses_the_interval_and_bad_labels_are_refused():
+    rng = np.random.default_rng(6)
+    maps, masks = _maps(rng, n=6)
+    h = score_histograms(maps, masks)
+    other = score_histograms([m * 0.5 + 0.1 * y for m, y in zip(maps, masks)], masks)
+    res = paired_bootstrap([h], [other], n_boot=50, clusters=["all"] * 6)
+    assert res["low"] == pytest.approx(res["diff"]) and res["high"] == pytest.approx(res["diff"])
+    with pytest.raises(ValueError, match="cluster labels"):
+        paired_bootstrap([h], [other], n_boot=10, clusters=["a"] * 5)
+    with pytest.raises(ValueError, match="one cluster labelling per stratum"):
+        stratified_paired_bootstrap([([h], [other])], n_boot=10, clusters=[None, None])

@@ -73,3 +73,12 @@ def test_a_tagged_folder_names_its_synthesizers_apart(tmp_path):
     # a folder whose own name holds "@" is read as it is
     odd = _run(tmp_path / "x@y_grid", "grid", ["draem"], [1.0])
     assert set(load_runs([odd])["grid"]) == {"draem"}
+
+
+def test_cluster_labels_take_the_first_group_and_leave_unmatched_names_alone():
+    from cai.eval.collect import cluster_labels
+    names = ["pitting/01_200902053521_305000_090_crop_1_w0.png", "pitting/01_200905041126_305000_090_crop_1_w0.png",
+             "good/01_200905041126_305000_090_crop_2_w3.png", "other.png"]
+    assert cluster_labels(names, r"_(\d+_\d{3}_crop_\d_w\d)\.") == [
+        "305000_090_crop_1_w0", "305000_090_crop_1_w0", "305000_090_crop_2_w3", "other.png"]
+    assert cluster_labels(["ab12", "cd12"], r"\d+") == ["12", "12"]

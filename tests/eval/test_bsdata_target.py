@@ -1,0 +1,67 @@
+"""recipes/evaluate/bsdata_target.py: square windows, pit-free normals, one test window per photo,
+spindle positions never split between training and testing."""
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "evaluate" / "bsdata_target.py"
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    spec = importlib.util.spec_from_file_location("bsdata_target", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_windows_cover_the_long_side_evenly(recipe):
+    assert recipe.windows(40, 100) == [(0, 0, 40, 40), (0, 20, 40, 60), (0, 40, 40, 80), (0, 60, 40, 100)]
+    assert recipe.windows(30, 30) == [(0, 0, 30, 30)]
+    assert recipe.windows(90, 40) == [(0, 0, 40, 40), (17, 0, 57, 40), (33, 0, 73, 40), (50, 0, 90, 40)]  # 50/3 rounded
+
+
+def test_split_windows_keeps_a_margin_and_picks_the_fullest_window(recipe):
+    mask = np.zeros((40, 100), bool)
+    mask[10:14, 85:88] = True  # x 85..87: only window 3 (x 60..100)
+    free, worst = recipe.split_windows(mask, margin=0)
+    assert free == [0, 1, 2] and worst == 3
+    free, _ = recipe.split_windows(mask, margin=6)  # dilated to x >= 79: touches window 2 (x < 80)
+    assert free == [0, 1]
+    assert recipe.split_windows(np.zeros((40, 100), bool), 4) == ([0, 1, 2, 3], None)
+
+
+def _photo(root: Path, stamp: str, pos: str, box) -> None:
+    rng = np.random.default_rng(int(stamp[-3:]))
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / "label").mkdir(parents=True, exist_ok=True)
+    name = f"01_{stamp}_{pos}_crop_1"
+    cv2.imwrite(str(root / "data" / f"{name}.jpg"), rng.integers(0, 255, (40, 100, 3), np.uint8))
+    y0, x0, y1, x1 = box
+    doc = {"shapes": [{"label": "Pitting", "shape_type": "polygon", "points": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]}],
+           "imagePath": f"{name}.jpg", "imageData": None, "imageHeight": 40, "imageWidth": 100}
+    (root / "label" / f"{name}.json").write_text(json.dumps(doc))
+
+
+def test_main_writes_a_folder_target_without_sharing_positions(recipe, tmp_path):
+    src = tmp_path / "bs"
+    for i, pos in enumerate(["100000_000", "200000_090", "300000_180", "400000_270"]):
+        for t in range(2):
+            _photo(src, f"2009010100{i}{t}", pos, (10, 5 + 20 * t, 16, 12 + 20 * t))
+    out = tmp_path / "target"
+    assert recipe.main(["--src", str(src), "--out", str(out), "--size", "32", "--margin", "2"]) == 0
+    info = json.loads((out / "target.json").read_text())
+    assert info["test_positions"] == ["200000_090"]  # sorted positions, index % 3 == 1
+    tests = sorted(p.name for p in (out / "test" / "images" / "pitting").iterdir())
+    assert len(tests) == 2 and all("_200000_090_" in n for n in tests)
+    assert not any("_200000_090_" in p.name for p in (out / "normals").iterdir())
+    assert len(list((out / "normals").iterdir())) == info["written_train"] > 0
+    for name in tests:
+        mask = cv2.imread(str(out / "test" / "masks" / "pitting" / name), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == (32, 32) and set(np.unique(mask)) == {0, 255}
+    with pytest.raises(SystemExit, match="not empty"):
+        recipe.main(["--src", str(src), "--out", str(out)])
