@@ -48,6 +48,9 @@ def main():
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--fd", action="append", default=[], metavar="TARGET=FILE",
                     help="FD-Lite0 values from recipes/evaluate/authenticity.py for runs that did not record them")
+    ap.add_argument("--alias", action="append", default=[], metavar="NAME=AS",
+                    help="call synthesizer NAME AS on every target (the same settings run under another name, "
+                         "e.g. cai+long+aug=cai@long)")
     ap.add_argument("--cluster", action="append", default=[], metavar="TARGET=REGEX",
                     help="resample clusters of this target's test images (regex group 1 of the image name)")
     args = ap.parse_args()
@@ -58,6 +61,15 @@ def main():
             raise SystemExit(f"--cluster expects TARGET=REGEX, got {spec!r}")
         clusters[target] = pattern
     targets = load_runs(args.runs)
+    for spec in args.alias:
+        name, sep, alias = spec.partition("=")
+        if not sep or not name or not alias:
+            raise SystemExit(f"--alias expects NAME=AS, got {spec!r}")
+        for tname, synths in targets.items():
+            if name in synths:
+                if alias in synths:
+                    raise SystemExit(f"--alias {spec}: {tname} already has a synthesizer named {alias}")
+                synths[alias] = synths.pop(name)
     fill_fd(targets, args.fd)
     out = {"per_target": {}, "loo": {}}
     unknown = set(clusters) - set(targets)

@@ -82,3 +82,27 @@ def test_cluster_labels_take_the_first_group_and_leave_unmatched_names_alone():
     assert cluster_labels(names, r"_(\d+_\d{3}_crop_\d_w\d)\.") == [
         "305000_090_crop_1_w0", "305000_090_crop_1_w0", "305000_090_crop_2_w3", "other.png"]
     assert cluster_labels(["ab12", "cd12"], r"\d+") == ["12", "12"]
+
+
+def test_compare_runs_aliases_and_clusters(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "evaluate" / "compare_runs.py"
+    spec = importlib.util.spec_from_file_location("compare_runs", recipe)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    images = ("good/01_200901010000_1_000_crop_1_w0.png", "crack/01_200901010000_2_000_crop_1_w0.png",
+              "crack/01_200901020000_2_000_crop_1_w0.png")
+    run = _run(tmp_path / "x_grid", "grid", ["cai+long+aug", "cai"], [3.0, 0.5], images=images)
+    out = tmp_path / "out.json"
+    monkeypatch.setattr(sys, "argv", ["compare_runs", str(run), "--reference", "cai", "--alias", "cai+long+aug=cai@long",
+                                      "--cluster", r"grid=_(\d+_\d{3}_crop_\d_w\d)\.", "--n-boot", "50",
+                                      "--json", str(out)])
+    module.main()
+    text = capsys.readouterr().out
+    assert "2 clusters" in text and "cai@long" in text and "cai+long+aug" not in text
+    assert json.loads(out.read_text())["per_target"]["grid"]["cai@long"]["vs_reference"]["n_clusters"] == 2
+    monkeypatch.setattr(sys, "argv", ["compare_runs", str(run), "--cluster", "ksdd=x"])
+    with pytest.raises(SystemExit, match="not among the runs"):
+        module.main()
