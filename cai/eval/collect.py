@@ -117,7 +117,7 @@ def compare(a: SynthRuns, b: SynthRuns, n_boot: int = 2000, cluster: str | None 
 
 
 def cluster_labels(images, pattern: str) -> list[str]:
-    """One cluster label per test image name: the first group of ``pattern``'s first match in the name
+    r"""One cluster label per test image name: the first group of ``pattern``'s first match in the name
     (the whole match if it has no group); a name it does not match is a cluster of its own.
 
     >>> cluster_labels(["a/01_2009_305000_090_w0.png", "b/01_2010_305000_090_w0.png", "c.png"],

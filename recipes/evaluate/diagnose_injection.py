@@ -102,7 +102,10 @@ def main():
     ap.add_argument("--daad", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--synth", default="cai-n,cai-m,cai-paste,cai-r")
-    ap.add_argument("--targets", default="grid,hazelnut,ksdd")
+    ap.add_argument("--targets", default="grid,hazelnut,ksdd",
+                    help="among grid, hazelnut, ksdd and the names given with --folder")
+    ap.add_argument("--folder", action="append", default=[], metavar="NAME=NORMALS:TEST[:SOURCE,...]",
+                    help="a --target folder set (e.g. bsdata_target.py's), with anomaly-set sources to leave out")
     ap.add_argument("--normals", type=int, default=8, help="normals per target (evenly spread)")
     ap.add_argument("--columns", type=int, default=8, help="pseudo anomalies per row of the contact sheet")
     args = ap.parse_args()
@@ -110,13 +113,24 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     table = {}
     cache = tempfile.mkdtemp(prefix="cai-diagnose-")
+    targets, excluded = dict(TARGETS), {}
+    for spec in args.folder:
+        name, sep, rest = spec.partition("=")
+        parts = rest.split(":")
+        if not sep or len(parts) not in (2, 3):
+            raise SystemExit(f"--folder expects NAME=NORMALS:TEST[:SOURCE,...], got {spec!r}")
+        targets[name] = ("folder", parts[0], None, parts[1])
+        excluded[name] = tuple(s for s in (parts[2] if len(parts) == 3 else "").split(",") if s)
     for tname in args.targets.split(","):
-        kind, root, category = TARGETS[tname]
-        target = load_eval_target(kind, root, category, max_normals=args.normals)
+        if tname not in targets:
+            raise SystemExit(f"unknown target {tname!r}: known {sorted(targets)}")
+        kind, root, category, *test_root = targets[tname]
+        target = load_eval_target(kind, root, category, test_root=test_root[0] if test_root else None,
+                                  max_normals=args.normals)
         normals, is_grey = load_normals(target.train, 256)
         fg_fn = make_foreground("auto", category=category)
         fgs = [np.asarray(fg_fn(n[..., 0] if is_grey else n), bool) for n in normals]
-        bank, *_ = _pattern_bank(args.daad, target.guard_sources, (), Path(cache))
+        bank, *_ = _pattern_bank(args.daad, target.guard_sources, excluded.get(tname, ()), Path(cache))
         real = real_contrast(target)
         print(f"{tname:9s} {'real test defects':22s} n {len(real):3d}  |contrast| {np.median(real):5.1f} "
               f"[{np.percentile(real, 25):.1f}, {np.percentile(real, 75):.1f}]", flush=True)
