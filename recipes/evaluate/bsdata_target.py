@@ -5,7 +5,10 @@ photos of ../shared/data into a ``--target folder`` set so a default can be *con
 was never chosen on. Only the photos of the one spindle type with a fixed camera (``01_<time>_<pos>_
 <angle>_crop_<k>``, 1130 x 460 and 1540 x 645) are used; the other type (``KGT*``) has 55 image sizes.
 
-Windows: square, side = photo height, at ``ceil(W / H) + 1`` evenly spaced x positions (they overlap).
+Windows: square (``--aspect 1``), side = photo height, at ``ceil(W / H) + 1`` evenly spaced x positions
+(they overlap); ``--aspect A`` makes them 1/A as high, on a grid of evenly spaced rows too (a
+non-square part, where the scale reference matters: ``--scale-reference along`` and ``long`` give the
+same bytes on a square foreground).
 A window with no pit pixel within ``margin`` px is a normal image; the window holding the most pit
 pixels of a photo is that photo's anomalous test image (its mask is the labelme polygons). Each
 spindle position (``<pos>_<angle>``, a wear sequence photographed over time, both crops) goes wholly
@@ -39,23 +42,30 @@ from cai.layouts.labelme import iter_anomalies
 NAME = re.compile(r"^01_(\d{12})_(\d+_\d{3})_crop_(\d)$")
 
 
-def windows(height: int, width: int) -> list[tuple[int, int, int, int]]:
-    """Square windows ``(y0, x0, y1, x1)`` of side ``min(height, width)``, evenly spaced along the long
-    side, ``ceil(long / short) + 1`` of them (one if the photo is square)."""
+def _starts(extent: int, length: int) -> list[int]:
+    """``ceil(extent / length) + 1`` evenly spaced starts of a window of ``length`` in ``extent`` (one if
+    it fits exactly)."""
+    if length >= extent:
+        return [0]
+    n = math.ceil(extent / length) + 1
+    return sorted({round(i * (extent - length) / (n - 1)) for i in range(n)})
+
+
+def windows(height: int, width: int, aspect: float = 1.0) -> list[tuple[int, int, int, int]]:
+    """Windows ``(y0, x0, y1, x1)`` as long as the photo's short side ``s`` along its long side and
+    ``s / aspect`` across, on an evenly spaced grid (:func:`_starts` along each axis), row by row."""
     side = min(height, width)
-    along = max(height, width) - side
-    n = 1 if along == 0 else math.ceil(max(height, width) / side) + 1
-    starts = sorted({round(i * along / (n - 1)) for i in range(n)}) if n > 1 else [0]
+    across = int(round(side / aspect))
     if width >= height:
-        return [(0, x, side, x + side) for x in starts]
-    return [(y, 0, y + side, side) for y in starts]
+        return [(y, x, y + across, x + side) for y in _starts(height, across) for x in _starts(width, side)]
+    return [(y, x, y + side, x + across) for y in _starts(height, side) for x in _starts(width, across)]
 
 
-def split_windows(mask: np.ndarray, margin: int) -> tuple[list[int], int | None]:
+def split_windows(mask: np.ndarray, margin: int, aspect: float = 1.0) -> tuple[list[int], int | None]:
     """Indices of the pit-free windows (no pit pixel within ``margin`` px) and the index of the window
     with the most pit pixels (None if the mask is empty). ``mask``: (H, W) bool."""
     near = cv2.dilate(mask.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8)) > 0 if margin else mask
-    boxes = windows(*mask.shape)
+    boxes = windows(*mask.shape, aspect)
     free = [i for i, (y0, x0, y1, x1) in enumerate(boxes) if not near[y0:y1, x0:x1].any()]
     counts = [int(mask[y0:y1, x0:x1].sum()) for (y0, x0, y1, x1) in boxes]
     return free, (int(np.argmax(counts)) if max(counts) > 0 else None)
@@ -68,7 +78,7 @@ def spread(items: list, n: int) -> list:
     return [items[int(i * len(items) / n)] for i in range(n)]
 
 
-def collect(src: Path, margin: int) -> tuple[list, list, list, dict]:
+def collect(src: Path, margin: int, aspect: float = 1.0) -> tuple[list, list, list, dict]:
     """Windows of the ``01_*`` photos: (train normals, test normals, test anomalies) as lists of
     ``(name, image_path, box, mask or None)``, and counts."""
     train, test_normal, test_anomalous = [], [], []
@@ -78,8 +88,8 @@ def collect(src: Path, margin: int) -> tuple[list, list, list, dict]:
     test_positions = {p for i, p in enumerate(positions) if i % 3 == 1}
     for r in sorted(records, key=lambda r: Path(r.image_path).stem):
         stem = Path(r.image_path).stem
-        free, worst = split_windows(r.mask, margin)
-        boxes = windows(*r.mask.shape)
+        free, worst = split_windows(r.mask, margin, aspect)
+        boxes = windows(*r.mask.shape, aspect)
         is_test = NAME.match(stem).group(2) in test_positions
         for i in free:
             (test_normal if is_test else train).append((f"{stem}_w{i}", r.image_path, boxes[i], None))
@@ -92,15 +102,17 @@ def collect(src: Path, margin: int) -> tuple[list, list, list, dict]:
 
 
 def _write(item, size: int, image_out: Path, mask_out: Path | None) -> None:
+    """Crop the window, resize it to ``size`` px high (width in proportion), write image (and mask)."""
     name, path, (y0, x0, y1, x1), mask = item
+    shape = (round(size * (x1 - x0) / (y1 - y0)), size)
     photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if photo is None:
         raise SystemExit(f"cannot read {path}")
     image_out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(image_out), cv2.resize(photo[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA))
+    cv2.imwrite(str(image_out), cv2.resize(photo[y0:y1, x0:x1], shape, interpolation=cv2.INTER_AREA))
     if mask_out is not None:
         crop = mask[y0:y1, x0:x1].astype(np.float32)
-        small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA) >= 0.5
+        small = cv2.resize(crop, shape, interpolation=cv2.INTER_AREA) >= 0.5
         mask_out.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(mask_out), small.astype(np.uint8) * 255)
 
@@ -111,13 +123,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="new folder: normals/ and test/{images,masks}/")
     ap.add_argument("--normals", type=int, default=30, help="training normals [30]")
     ap.add_argument("--test-normals", type=int, default=12, help="normal test images [12]")
-    ap.add_argument("--size", type=int, default=320, help="side of the written windows [320]")
+    ap.add_argument("--size", type=int, default=320, help="height of the written windows [320]")
+    ap.add_argument("--aspect", type=float, default=1.0, help="window width / height (>= 1; the height shrinks) [1: square]")
     ap.add_argument("--margin", type=int, default=8, help="px a normal window keeps from any pit [8]")
     args = ap.parse_args(argv)
+    if args.aspect < 1:
+        raise SystemExit(f"--aspect must be >= 1, got {args.aspect}")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} exists and is not empty; choose a new folder")
-    train, test_normal, test_anomalous, counts = collect(Path(args.src), args.margin)
+    train, test_normal, test_anomalous, counts = collect(Path(args.src), args.margin, args.aspect)
     if not train or not test_anomalous:
         raise SystemExit(f"nothing to write from {args.src}: {counts}")
     train, test_normal = spread(train, args.normals), spread(test_normal, args.test_normals)

@@ -23,6 +23,10 @@ def test_windows_cover_the_long_side_evenly(recipe):
     assert recipe.windows(40, 100) == [(0, 0, 40, 40), (0, 20, 40, 60), (0, 40, 40, 80), (0, 60, 40, 100)]
     assert recipe.windows(30, 30) == [(0, 0, 30, 30)]
     assert recipe.windows(90, 40) == [(0, 0, 40, 40), (17, 0, 57, 40), (33, 0, 73, 40), (50, 0, 90, 40)]  # 50/3 rounded
+    # aspect 2: 20 px high rows at y 0, 10, 20 (ceil(40 / 20) + 1 = 3), 40 px wide at the same x
+    wide = recipe.windows(40, 100, aspect=2)
+    assert len(wide) == 12 and wide[:4] == [(0, 0, 20, 40), (0, 20, 20, 60), (0, 40, 20, 80), (0, 60, 20, 100)]
+    assert sorted({w[0] for w in wide}) == [0, 10, 20] and all(w[2] - w[0] == 20 for w in wide)
 
 
 def test_split_windows_keeps_a_margin_and_picks_the_fullest_window(recipe):
@@ -63,5 +67,9 @@ def test_main_writes_a_folder_target_without_sharing_positions(recipe, tmp_path)
     for name in tests:
         mask = cv2.imread(str(out / "test" / "masks" / "pitting" / name), cv2.IMREAD_GRAYSCALE)
         assert mask.shape == (32, 32) and set(np.unique(mask)) == {0, 255}
+    wide = tmp_path / "wide"
+    assert recipe.main(["--src", str(src), "--out", str(wide), "--size", "16", "--aspect", "2"]) == 0
+    for image in (wide / "normals").iterdir():
+        assert cv2.imread(str(image)).shape == (16, 32, 3)
     with pytest.raises(SystemExit, match="not empty"):
         recipe.main(["--src", str(src), "--out", str(out)])
