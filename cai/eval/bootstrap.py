@@ -15,6 +15,10 @@ seed-mean pixel APs. The 95% interval is the percentile interval of 2000 resampl
 Test images that are not independent (the same defect photographed again and again, e.g. a wear
 sequence) can be given cluster labels: a resample then draws whole clusters with replacement (a cluster
 bootstrap), so the interval reflects the number of distinct defects, not of photos.
+
+The detector seeds are fixed by default: the interval is about the test images only. With
+``resample_seeds=True`` each resample also draws the (paired) seeds with replacement, so a difference
+that flips sign from seed to seed is not shown (with 3 seeds this is coarse; use more seeds).
 """
 from __future__ import annotations
 
@@ -93,7 +97,7 @@ def ap_from_histograms(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 
 
 def paired_bootstrap(runs_a, runs_b, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
-                     clusters=None) -> dict:
+                     clusters=None, resample_seeds: bool = False) -> dict:
     """Paired bootstrap over test images of mean-over-seeds pixel AP, A minus B.
 
     Parameters
@@ -103,6 +107,8 @@ def paired_bootstrap(runs_a, runs_b, n_boot: int = 2000, seed: int = 0, level: f
         same test images in the same order.
     clusters : sequence of hashable, one per test image, or None
         Cluster labels: resample whole clusters (None: every image is its own cluster).
+    resample_seeds : bool
+        Also resample the paired seeds (from a generator of its own: the image draws stay the same).
 
     Returns
     -------
@@ -111,17 +117,18 @@ def paired_bootstrap(runs_a, runs_b, n_boot: int = 2000, seed: int = 0, level: f
         interval), ``shown`` (True when the interval excludes 0), ``n_images``, ``n_boot``, ``n_clusters``.
     """
     return stratified_paired_bootstrap([(runs_a, runs_b)], n_boot=n_boot, seed=seed, level=level,
-                                       clusters=None if clusters is None else [clusters])
+                                       clusters=None if clusters is None else [clusters],
+                                       resample_seeds=resample_seeds)
 
 
 def stratified_paired_bootstrap(strata, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
-                                clusters=None) -> dict:
+                                clusters=None, resample_seeds: bool = False) -> dict:
     """:func:`paired_bootstrap` of the mean over strata of the A-minus-B pixel AP difference, the test
     images resampled within each stratum (e.g. the folds of a cross-validation, each scored by its
     own detectors: histograms of different runs have different bins, so their images cannot be pooled).
 
     ``strata`` is a sequence of ``(runs_a, runs_b)`` pairs as :func:`paired_bootstrap` takes them;
-    ``clusters`` (None, or one label sequence or None per stratum) as there. ``n_images`` and
+    ``clusters`` (None, or one label sequence or None per stratum) and ``resample_seeds`` as there. ``n_images`` and
     ``n_clusters`` in the result are totals over strata. One stratum gives :func:`paired_bootstrap`'s result.
     """
     if not strata:
@@ -129,6 +136,7 @@ def stratified_paired_bootstrap(strata, n_boot: int = 2000, seed: int = 0, level
     if clusters is not None and len(clusters) != len(strata):
         raise ValueError(f"need one cluster labelling per stratum, got {len(clusters)} for {len(strata)} strata")
     rng = np.random.default_rng(seed)
+    seed_rng = np.random.default_rng([seed, 1])
     points, samples, total, n_clusters = [], [], 0, 0
     for index, (runs_a, runs_b) in enumerate(strata):
         if len(runs_a) != len(runs_b) or not runs_a:
@@ -140,7 +148,14 @@ def stratified_paired_bootstrap(strata, n_boot: int = 2000, seed: int = 0, level
         weights, k = _resample_weights(rng, n, n_boot, labels)
         ones = np.ones((1, n))
         points.append(float((_seed_mean_ap(runs_a, ones) - _seed_mean_ap(runs_b, ones))[0]))
-        samples.append(_seed_mean_ap(runs_a, weights) - _seed_mean_ap(runs_b, weights))
+        per_seed = _per_seed_ap(runs_a, weights) - _per_seed_ap(runs_b, weights)  # (S, R)
+        if resample_seeds:
+            n_seeds = per_seed.shape[0]
+            seed_weights = np.stack([np.bincount(seed_rng.integers(0, n_seeds, n_seeds), minlength=n_seeds)
+                                     for _ in range(n_boot)]).astype(np.float64)  # (R, S)
+            samples.append(np.sum(seed_weights.T * per_seed, axis=0) / n_seeds)
+        else:
+            samples.append(np.mean(per_seed, axis=0))
         total += n
         n_clusters += k
     point = float(np.mean(points))
@@ -149,7 +164,7 @@ def stratified_paired_bootstrap(strata, n_boot: int = 2000, seed: int = 0, level
     alpha = (1 - level) / 2
     low, high = (float(v) for v in np.quantile(diffs, [alpha, 1 - alpha]))
     return {"diff": point, "low": low, "high": high, "shown": bool(low > 0 or high < 0), "n_images": int(total),
-            "n_boot": int(n_boot), "n_clusters": int(n_clusters)}
+            "n_boot": int(n_boot), "n_clusters": int(n_clusters), "seeds_resampled": bool(resample_seeds)}
 
 
 def _resample_weights(rng, n: int, n_boot: int, labels) -> tuple[np.ndarray, int]:
@@ -167,9 +182,14 @@ def _resample_weights(rng, n: int, n_boot: int, labels) -> tuple[np.ndarray, int
     return counts[:, codes].astype(np.float64), k
 
 
+def _per_seed_ap(runs, weights: np.ndarray) -> np.ndarray:
+    """(S, R) AP of each seed's run under each image weighting (row of the (R, n) ``weights``)."""
+    return np.stack([ap_from_histograms(weights @ pos, weights @ neg) for pos, neg in runs])
+
+
 def _seed_mean_ap(runs, weights: np.ndarray) -> np.ndarray:
     """(R,) mean over seeds of the AP of each image weighting (row of the (R, n) ``weights``)."""
-    return np.mean([ap_from_histograms(weights @ pos, weights @ neg) for pos, neg in runs], axis=0)
+    return np.mean(_per_seed_ap(runs, weights), axis=0)
 
 
 def save_histograms(path, pos, neg, image_names) -> Path:

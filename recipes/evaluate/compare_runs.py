@@ -1,4 +1,4 @@
-"""Compare synthesizers across evaluation runs with paired bootstrap intervals, and choose a default
+r"""Compare synthesizers across evaluation runs with paired bootstrap intervals, and choose a default
 by leave-one-target-out.
 
 Pools the run folders given (by target), prints for each target every synthesizer's pixel AP (mean
@@ -15,6 +15,9 @@ against T's best baseline and against every other candidate.
 (the first group of the regular expression in the image name is the cluster; e.g. the BSData target of
 ``bsdata_target.py``, whose test photos show the same pits again and again over time:
 ``--cluster folder=_(\d+_\d{3}_crop_\d_w\d)\.``).
+
+``--resample-seeds`` also resamples the paired detector seeds in each bootstrap draw, so the interval
+covers seed-to-seed variation as well as the test images (coarse with 3 seeds).
 
 Runs made with ``evaluate --on-the-fly`` are named ``<synth>@otf`` (:func:`cai.eval.collect.load_runs`);
 each is also compared with the fixed-split run of the same synthesizer (matched seeds).
@@ -51,6 +54,7 @@ def main():
     ap.add_argument("--alias", action="append", default=[], metavar="NAME=AS",
                     help="call synthesizer NAME AS on every target (the same settings run under another name, "
                          "e.g. cai+long+aug=cai@long)")
+    ap.add_argument("--resample-seeds", action="store_true", help="resample the paired seeds too")
     ap.add_argument("--cluster", action="append", default=[], metavar="TARGET=REGEX",
                     help="resample clusters of this target's test images (regex group 1 of the image name)")
     args = ap.parse_args()
@@ -77,14 +81,14 @@ def main():
         raise SystemExit(f"--cluster names targets not among the runs: {sorted(unknown)} (runs: {sorted(targets)})")
 
     def compare(a, b, target):
-        return compare_runs(a, b, args.n_boot, cluster=clusters.get(target))
+        return compare_runs(a, b, args.n_boot, cluster=clusters.get(target), resample_seeds=args.resample_seeds)
 
     for tname, synths in targets.items():
         ref = synths.get(args.reference)
-        how = "paired bootstrap 95% CI"
+        how = "paired bootstrap 95% CI" + (", seeds resampled too" if args.resample_seeds else "")
         if tname in clusters:
             first = next(iter(synths.values()))
-            how = f"paired cluster bootstrap 95% CI, {len(set(cluster_labels(first.images, clusters[tname])))} clusters"
+            how = f"{how}, test images in {len(set(cluster_labels(first.images, clusters[tname])))} clusters"
         print(f"\n### {tname}: pixel AP % (mean over seeds), Δ vs {args.reference} [{how}]\n")
         print(f"| synthesizer | seeds | P-AP | FD-Lite0 | Δ vs {args.reference} |\n|---|---|---|---|---|")
         rows = {}

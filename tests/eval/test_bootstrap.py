@@ -118,3 +118,24 @@ def test_one_cluster_collapses_the_interval_and_bad_labels_are_refused():
         paired_bootstrap([h], [other], n_boot=10, clusters=["a"] * 5)
     with pytest.raises(ValueError, match="one cluster labelling per stratum"):
         stratified_paired_bootstrap([([h], [other])], n_boot=10, clusters=[None, None])
+
+
+def test_resampling_seeds_widens_the_interval_when_seeds_disagree():
+    """Two seeds whose differences have opposite signs: with fixed seeds the images alone decide; with
+    the seeds resampled, the interval spans both seeds' differences. The image draws are unchanged."""
+    rng = np.random.default_rng(7)
+    maps, masks = _maps(rng, n=20, strength=1.0)
+    strong = score_histograms([m + 1.5 * y for m, y in zip(maps, masks)], masks)
+    weak = score_histograms([m - 0.5 * y for m, y in zip(maps, masks)], masks)
+    base = score_histograms(maps, masks)
+    runs_a, runs_b = [strong, weak], [base, base]
+    fixed = paired_bootstrap(runs_a, runs_b, n_boot=400, seed=1)
+    both = paired_bootstrap(runs_a, runs_b, n_boot=400, seed=1, resample_seeds=True)
+    assert both["diff"] == fixed["diff"] and both["seeds_resampled"] and not fixed["seeds_resampled"]
+    assert both["high"] - both["low"] > fixed["high"] - fixed["low"]
+    per_seed = [paired_bootstrap([a], [b], n_boot=400, seed=1)["diff"] for a, b in zip(runs_a, runs_b)]
+    assert per_seed[0] > 0 > per_seed[1]
+    assert both["low"] < per_seed[1] / 2 and both["high"] > per_seed[0] / 2
+    same = paired_bootstrap([strong, strong], [base, base], n_boot=400, seed=1, resample_seeds=True)
+    once = paired_bootstrap([strong], [base], n_boot=400, seed=1)
+    assert (same["low"], same["high"]) == pytest.approx((once["low"], once["high"]))  # identical seeds: no change
