@@ -22,7 +22,10 @@ windows (``--normals``); normal test windows likewise (``--test-normals``). Ever
         --exclude-source bsdata_pitting --daad runs/daad --synth cai --seeds 3 --out runs/bs_cai
 
 ``--exclude-source bsdata_pitting`` keeps the target's own defects out of the anomaly set (the folder
-target's guard only knows the folder's name). Caveat: the photos are labelled for pitting only; other
+target's guard only knows the folder's name). With ``--daad DAAD`` the recipe also writes two oracle
+anomaly sets that never hold a pit of a test position: ``oracle_daad/`` (DAAD without those pits) and
+``oracle_pits/`` (only the BSData pits of the training positions and of the other spindle type); run
+them without ``--exclude-source``. Caveat: the photos are labelled for pitting only; other
 marks (soiling, scratches) in normal windows are unlabelled, as on a real line.
 """
 from __future__ import annotations
@@ -101,6 +104,24 @@ def collect(src: Path, margin: int, aspect: float = 1.0) -> tuple[list, list, li
     return train, test_normal, test_anomalous, counts
 
 
+def write_oracle_sets(daad: str, test_positions, out: Path) -> dict:
+    """DAAD without the BSData rows of ``test_positions`` (``out/oracle_daad``) and those BSData rows
+    alone (``out/oracle_pits``), as parquet folders ``cai-hub`` reads with ``--daad``; row counts."""
+    from cai.anomaly_set import load_anomaly_set
+    rows = load_anomaly_set(daad)
+    keep, pits = [], []
+    for i, (source, original) in enumerate(zip(rows["source"], rows["original_file"])):
+        if source == "bsdata_pitting":
+            if any(f"_{p}_" in str(original) for p in test_positions):
+                continue
+            pits.append(i)
+        keep.append(i)
+    for name, index in (("oracle_daad", keep), ("oracle_pits", pits)):
+        (out / name / "data").mkdir(parents=True)
+        rows.select(index).to_parquet(str(out / name / "data" / "train-00000-of-00001.parquet"))
+    return {"oracle_daad_rows": len(keep), "oracle_pits_rows": len(pits), "daad_rows": len(rows)}
+
+
 def _write(item, size: int, image_out: Path, mask_out: Path | None) -> None:
     """Crop the window, resize it to ``size`` px high (width in proportion), write image (and mask)."""
     name, path, (y0, x0, y1, x1), mask = item
@@ -126,6 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=320, help="height of the written windows [320]")
     ap.add_argument("--aspect", type=float, default=1.0, help="window width / height (>= 1; the height shrinks) [1: square]")
     ap.add_argument("--margin", type=int, default=8, help="px a normal window keeps from any pit [8]")
+    ap.add_argument("--daad", help="also write the oracle anomaly sets from this anomaly set (see above)")
     args = ap.parse_args(argv)
     if args.aspect < 1:
         raise SystemExit(f"--aspect must be >= 1, got {args.aspect}")
@@ -145,7 +167,10 @@ def main(argv=None) -> int:
                out / "test" / "masks" / "pitting" / f"{item[0]}.png")
     (out / "test" / "masks").mkdir(parents=True, exist_ok=True)
     counts.update(written_train=len(train), written_test_normal=len(test_normal),
-                  written_test_anomalous=len(test_anomalous), args=vars(args))
+                  written_test_anomalous=len(test_anomalous))
+    if args.daad:
+        counts.update(write_oracle_sets(args.daad, counts["test_positions"], out))
+    counts["args"] = vars(args)
     (out / "target.json").write_text(json.dumps(counts, indent=1))
     print(json.dumps({k: v for k, v in counts.items() if k != "args"}))
     return 0

@@ -73,3 +73,20 @@ def test_main_writes_a_folder_target_without_sharing_positions(recipe, tmp_path)
         assert cv2.imread(str(image)).shape == (16, 32, 3)
     with pytest.raises(SystemExit, match="not empty"):
         recipe.main(["--src", str(src), "--out", str(out)])
+
+
+def test_oracle_sets_drop_every_pit_of_a_test_position(recipe, tmp_path):
+    import datasets
+    rows = {"image": [b"x"] * 5, "mask": [b"y"] * 5,
+            "anomaly_class": ["pits", "pits", "pits", "crack", "pits"],
+            "source": ["bsdata_pitting", "bsdata_pitting", "bsdata_pitting", "cracks_mixed", "bsdata_pitting"],
+            "original_file": ["data/01_200901010000_100000_000_crop_1.jpg", "data/01_200901010000_200000_090_crop_2.jpg",
+                              "data/KGT2-V-331-A09_crop_3.jpg", "cracks/200000_090.png",
+                              "data/01_200901020000_200000_090_crop_1.jpg"]}
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "daad"))
+    counts = recipe.write_oracle_sets(str(tmp_path / "daad"), ["200000_090"], tmp_path / "out")
+    assert counts == {"oracle_daad_rows": 3, "oracle_pits_rows": 2, "daad_rows": 5}
+    daad = datasets.load_dataset("parquet", data_dir=str(tmp_path / "out" / "oracle_daad" / "data"), split="train")
+    pits = datasets.load_dataset("parquet", data_dir=str(tmp_path / "out" / "oracle_pits" / "data"), split="train")
+    assert daad["original_file"] == [rows["original_file"][i] for i in (0, 2, 3)]  # the crack with a look-alike name stays
+    assert pits["original_file"] == [rows["original_file"][i] for i in (0, 2)]
