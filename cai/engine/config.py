@@ -92,6 +92,7 @@ class CAIConfig:
         the long-side rule let long defects fit upright alone. With ``"along"``, no augmentation
         (``cai+noaug``) is +2.2 [+0.7, +3.9] pixel AP on KolektorSDD (FD-Lite0 57.6 -> 51.0), -0.2 on
         hazelnut and -0.7 on grid (no difference shown), and is chosen in two of the three folds.
+        Not confirmed on the fourth target (BSData): augmentation on is +1.8 there, no difference shown.
     augment_group : {"dihedral", "flips"}
         With ``augment``: the 8 rotations and flips (default), or the 4 transforms that keep a
         defect's axes (identity, horizontal flip, vertical flip, 180 degree rotation): a horizontal
@@ -122,7 +123,8 @@ class CAIConfig:
         horizontal defect on a tall part is sized to the part's width; which patterns can serve a slot
         is still decided with the long side. ``"mean"``: the geometric mean of the box's sides, whatever
         the orientation (Eq. 1 with that s_f, for eligibility and size). All three are the same on a
-        square foreground (byte for byte: MVTec grid).
+        square foreground (byte for byte: MVTec grid). Not confirmed on the fourth target cut into 2:1 windows (BSData):
+        ``"long"`` +1.9, no difference shown.
 
         **Default ``"along"`` — a deviation from the paper, by measurement** (recipes/evaluate/README.md,
         sixth round): with ``"long"``, on KolektorSDD's 647 x 256 images a defect long enough for the
