@@ -1,6 +1,5 @@
 """recipes/evaluate/bsdata_target.py: square windows, pit-free normals, one test window per photo,
 spindle positions never split between training and testing."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,15 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "evaluate" / "bsdata_target.py"
-
-
 @pytest.fixture(scope="module")
-def recipe():
-    spec = importlib.util.spec_from_file_location("bsdata_target", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def recipe(evaluate_recipe):
+    return evaluate_recipe("bsdata_target")
 
 
 def test_windows_cover_the_long_side_evenly(recipe):

@@ -84,14 +84,9 @@ def test_cluster_labels_take_the_first_group_and_leave_unmatched_names_alone():
     assert cluster_labels(["ab12", "cd12"], r"\d+") == ["12", "12"]
 
 
-def test_compare_runs_aliases_and_clusters(tmp_path, monkeypatch, capsys):
-    import importlib.util
+def test_compare_runs_aliases_and_clusters(tmp_path, monkeypatch, capsys, evaluate_recipe):
     import sys
-    from pathlib import Path
-    recipe = Path(__file__).resolve().parents[2] / "recipes" / "evaluate" / "compare_runs.py"
-    spec = importlib.util.spec_from_file_location("compare_runs", recipe)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = evaluate_recipe("compare_runs")
     images = ("good/01_200901010000_1_000_crop_1_w0.png", "crack/01_200901010000_2_000_crop_1_w0.png",
               "crack/01_200901020000_2_000_crop_1_w0.png")
     run = _run(tmp_path / "x_grid", "grid", ["cai+long+aug", "cai"], [3.0, 0.5], images=images)

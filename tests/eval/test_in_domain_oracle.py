@@ -1,6 +1,5 @@
 """recipes/evaluate/in_domain_oracle.py: the two folds never share a defect image, and the pooled score
 takes each anomalous image from the run whose patterns did not come from it."""
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -11,15 +10,9 @@ import pytest
 from cai.eval.bootstrap import save_histograms, score_histograms
 from cai.eval.collect import SynthRuns
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "evaluate" / "in_domain_oracle.py"
-
-
 @pytest.fixture(scope="module")
-def oracle():
-    spec = importlib.util.spec_from_file_location("in_domain_oracle", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def oracle(evaluate_recipe):
+    return evaluate_recipe("in_domain_oracle")
 
 
 def _mvtec(root: Path) -> Path:
