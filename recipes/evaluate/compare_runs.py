@@ -13,7 +13,7 @@ against T's best baseline and against every other candidate.
 
 ``--cluster TARGET=REGEX`` resamples clusters of test images on that target instead of single images
 (the first group of the regular expression in the image name is the cluster; e.g. the BSData target of
-``bsdata_target.py``, whose test photos show the same pits again and again over time:
+``window_target.py``, whose test photos show the same pits again and again over time:
 ``--cluster folder=_(\d+_\d{3}_crop_\d_w\d)\.``).
 
 ``--resample-seeds`` also resamples the paired detector seeds in each bootstrap draw, so the interval

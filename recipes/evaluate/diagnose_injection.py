@@ -105,7 +105,7 @@ def main():
     ap.add_argument("--targets", default="grid,hazelnut,ksdd",
                     help="among grid, hazelnut, ksdd and the names given with --folder")
     ap.add_argument("--folder", action="append", default=[], metavar="NAME=NORMALS:TEST[:SOURCE,...]",
-                    help="a --target folder set (e.g. bsdata_target.py's), with anomaly-set sources to leave out")
+                    help="a --target folder set (e.g. window_target.py's), with anomaly-set sources to leave out")
     ap.add_argument("--normals", type=int, default=8, help="normals per target (evenly spread)")
     ap.add_argument("--columns", type=int, default=8, help="pseudo anomalies per row of the contact sheet")
     args = ap.parse_args()

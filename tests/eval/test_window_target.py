@@ -1,4 +1,4 @@
-"""recipes/evaluate/bsdata_target.py: square windows, pit-free normals, one test window per photo,
+"""recipes/evaluate/window_target.py: square windows, defect-free normals, one test window per photo,
 spindle positions never split between training and testing."""
 import json
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def recipe(evaluate_recipe):
-    return evaluate_recipe("bsdata_target")
+    return evaluate_recipe("window_target")
 
 
 def test_windows_cover_the_long_side_evenly(recipe):
@@ -50,7 +50,7 @@ def test_main_writes_a_folder_target_without_sharing_positions(recipe, tmp_path)
         for t in range(2):
             _photo(src, f"2009010100{i}{t}", pos, (10, 5 + 20 * t, 16, 12 + 20 * t))
     out = tmp_path / "target"
-    assert recipe.main(["--src", str(src), "--out", str(out), "--size", "32", "--margin", "2"]) == 0
+    assert recipe.main(["--bsdata", str(src), "--out", str(out), "--size", "32", "--margin", "2"]) == 0
     info = json.loads((out / "target.json").read_text())
     assert info["test_positions"] == ["200000_090"]  # sorted positions, index % 3 == 1
     tests = sorted(p.name for p in (out / "test" / "images" / "pitting").iterdir())
@@ -61,11 +61,11 @@ def test_main_writes_a_folder_target_without_sharing_positions(recipe, tmp_path)
         mask = cv2.imread(str(out / "test" / "masks" / "pitting" / name), cv2.IMREAD_GRAYSCALE)
         assert mask.shape == (32, 32) and set(np.unique(mask)) == {0, 255}
     wide = tmp_path / "wide"
-    assert recipe.main(["--src", str(src), "--out", str(wide), "--size", "16", "--aspect", "2"]) == 0
+    assert recipe.main(["--bsdata", str(src), "--out", str(wide), "--size", "16", "--aspect", "2"]) == 0
     for image in (wide / "normals").iterdir():
         assert cv2.imread(str(image)).shape == (16, 32, 3)
     with pytest.raises(SystemExit, match="not empty"):
-        recipe.main(["--src", str(src), "--out", str(out)])
+        recipe.main(["--bsdata", str(src), "--out", str(out)])
 
 
 def test_oracle_sets_drop_every_pit_of_a_test_position(recipe, tmp_path):
@@ -83,3 +83,36 @@ def test_oracle_sets_drop_every_pit_of_a_test_position(recipe, tmp_path):
     pits = datasets.load_dataset("parquet", data_dir=str(tmp_path / "out" / "oracle_pits" / "data"), split="train")
     assert daad["original_file"] == [rows["original_file"][i] for i in (0, 2, 3)]  # the crack with a look-alike name stays
     assert pits["original_file"] == [rows["original_file"][i] for i in (0, 2)]
+
+
+def test_windows_of_a_given_length_on_a_square_photo(recipe):
+    # 100 x 100 photo, 40 px windows: ceil(100 / 40) + 1 = 4 starts per axis (0, 20, 40, 60)
+    boxes = recipe.windows(100, 100, side=40)
+    assert len(boxes) == 16 and boxes[0] == (0, 0, 40, 40) and boxes[-1] == (60, 60, 100, 100)
+    assert recipe.windows(30, 50, side=100) == recipe.windows(30, 50)  # never longer than the short side
+
+
+def test_mvtec_defect_photos_make_a_target(recipe, tmp_path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "mvtec"
+    (root / "carpet" / "test" / "color").mkdir(parents=True)
+    (root / "carpet" / "ground_truth" / "color").mkdir(parents=True)
+    for i in range(4):
+        cv2.imwrite(str(root / "carpet" / "test" / "color" / f"{i:03d}.png"), rng.integers(0, 255, (64, 64, 3), np.uint8))
+        mask = np.zeros((64, 64), np.uint8)
+        mask[5 + 10 * i:12 + 10 * i, 40:50] = 255
+        cv2.imwrite(str(root / "carpet" / "ground_truth" / "color" / f"{i:03d}_mask.png"), mask)
+    out = tmp_path / "target"
+    assert recipe.main(["--mvtec", str(root), "--category", "carpet", "--defect", "color", "--window", "32",
+                        "--test-every", "2", "--size", "16", "--margin", "1", "--out", str(out)]) == 0
+    tests = sorted(p.name for p in (out / "test" / "images" / "color").iterdir())
+    assert [n.rsplit("_w", 1)[0] for n in tests] == ["carpet_color_001", "carpet_color_003"]  # index % 2 == 1
+    assert not any(p.name.startswith(("carpet_color_001", "carpet_color_003")) for p in (out / "normals").iterdir())
+    for name in tests:
+        mask = cv2.imread(str(out / "test" / "masks" / "color" / name), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == (16, 16) and mask.max() == 255
+    with pytest.raises(SystemExit, match="--category and --defect"):
+        recipe.main(["--mvtec", str(root), "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="for --bsdata only"):
+        recipe.main(["--mvtec", str(root), "--category", "carpet", "--defect", "color", "--daad", "d",
+                     "--out", str(tmp_path / "y")])
