@@ -8,6 +8,7 @@ synthesizer found in several runs is taken from the last one given.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +36,17 @@ class SynthRuns:
 
 
 def target_name(folder: Path) -> str:
-    """The MVTec category (``grid``) or the target kind (``ksdd``), from results.json, else the folder name's last part."""
+    """The MVTec category (``grid``) or the target kind (``ksdd``), from results.json, else the folder
+    name's last part. A ``folder`` target is named after the folder holding both its normals and its
+    test set (``runs/bsdata`` for ``runs/bsdata/normals`` + ``runs/bsdata/test``), else its normals'
+    folder, so two folder targets are never pooled."""
     path = Path(folder) / "results.json"
     if path.is_file():
         t = json.loads(path.read_text())["target"]
+        if t.get("kind") == "folder":
+            common = Path(os.path.commonpath([t["root"], t["test_root"]])) if t.get("root") and t.get("test_root") \
+                else Path("/")
+            return common.name or t["name"]
         return t.get("category") or t.get("kind") or t["name"]
     return Path(folder).name.rsplit("_", 1)[-1]
 

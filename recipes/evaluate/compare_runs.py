@@ -14,7 +14,7 @@ against T's best baseline and against every other candidate.
 ``--cluster TARGET=REGEX`` resamples clusters of test images on that target instead of single images
 (the first group of the regular expression in the image name is the cluster; e.g. the BSData target of
 ``window_target.py``, whose test photos show the same pits again and again over time:
-``--cluster folder=_(\d+_\d{3}_crop_\d_w\d)\.``).
+``--cluster bsdata=_(\d+_\d{3}_crop_\d_w\d)\.``).
 
 ``--resample-seeds`` also resamples the paired detector seeds in each bootstrap draw, so the interval
 covers seed-to-seed variation as well as the test images (coarse with 3 seeds).

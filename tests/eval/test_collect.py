@@ -101,3 +101,14 @@ def test_compare_runs_aliases_and_clusters(tmp_path, monkeypatch, capsys, evalua
     monkeypatch.setattr(sys, "argv", ["compare_runs", str(run), "--cluster", "ksdd=x"])
     with pytest.raises(SystemExit, match="not among the runs"):
         module.main()
+
+
+def test_folder_targets_are_named_after_their_common_folder(tmp_path):
+    from cai.eval.collect import target_name
+    for name, root, test_root in (("a", "/d/bsdata/normals", "/d/bsdata/test"), ("b", "/x/normals", "/y/test")):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "results.json").write_text(json.dumps({"target": {"kind": "folder", "name": "normals", "category": None,
+                                                                 "root": root, "test_root": test_root}}))
+    assert target_name(tmp_path / "a") == "bsdata"
+    assert target_name(tmp_path / "b") == "normals"  # nothing in common but "/": the normals' folder name
