@@ -20,6 +20,8 @@ One run prints, each a separate build into a fresh output folder:
 3. peak RSS of a whole run (fresh process) for ``--rss-normals`` (default 100 and 1000 normals);
 4. throughput for ``--num-proc 1`` vs ``2`` (steady state, same process).
 
+``--compare-modes paste,normal+paste,normal`` runs only a steady-state comparison of those modes.
+
     python benchmarks/bench_build.py [--shared ../shared/data] [--normals 100] [--rss-normals 100,1000]
 
 Figures only; nothing is asserted. Stage times are wall time inside the build's own functions
@@ -210,6 +212,9 @@ def main():
     parser.add_argument("--rss-normals", default="100,1000", help="normal counts for peak RSS ('' to skip)")
     parser.add_argument("--skip-num-proc", action="store_true")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temp dir, removed)")
+    parser.add_argument("--compare-modes", default="",
+                        help="only this: steady-state ms per pseudo anomaly of these modes (comma-separated, "
+                             "e.g. paste,normal+paste,normal), two alternating rounds")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-normals", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -229,6 +234,20 @@ def main():
     normals = make_normals(shared, args.normals, work)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
           f"{args.normals} normals x 10 at 256², anomaly set {aset}")
+
+    if args.compare_modes:
+        modes = [m for m in args.compare_modes.split(",") if m]
+        os.environ["CAI_HUB_CACHE"] = str(work / "cache_warm")
+        for mode in modes:  # warm-up: patterns cached, solver loaded
+            run_build(normals, aset, work / "warm", mode)
+        print("\nsteady state, --num-proc 1, by mode (ms per pseudo anomaly; stages ms per pseudo anomaly)")
+        for round_ in (1, 2):
+            for mode in modes:
+                r = run_build(normals, aset, work / "steady", mode, stages=True)
+                print(f"  round {round_} {mode:<14}: {r['ms']:6.2f} ms  [{fmt_stages(r['stages_ms'])}]  made {r['made']}")
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+        return
 
     # 1. cold: fresh process, empty pattern cache (and the numba cache as installed)
     env = {**os.environ, "CAI_HUB_CACHE": str(work / "cache_cold")}
