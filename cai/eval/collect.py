@@ -117,13 +117,11 @@ def matched_seeds(a: SynthRuns, b: SynthRuns) -> tuple[list, list]:
     return [a.seeds[s] for s in seeds], [b.seeds[s] for s in seeds]
 
 
-def compare(a: SynthRuns, b: SynthRuns, n_boot: int = 2000, cluster: str | None = None,
-            resample_seeds: bool = False) -> dict:
-    """Paired bootstrap of pixel AP, ``a`` minus ``b``, over their common seeds; with ``cluster`` (a
-    regular expression, see :func:`cluster_labels`) whole clusters of test images are resampled, with
-    ``resample_seeds`` the paired seeds too (:func:`~cai.eval.bootstrap.paired_bootstrap`)."""
-    labels = None if cluster is None else cluster_labels(a.images, cluster)
-    return paired_bootstrap(*matched_seeds(a, b), n_boot=n_boot, clusters=labels, resample_seeds=resample_seeds)
+def compare(a: SynthRuns, b: SynthRuns, n_boot: int = 2000, clusters=None, resample_seeds: bool = False) -> dict:
+    """Paired bootstrap of pixel AP, ``a`` minus ``b``, over their common seeds; ``clusters`` (one label
+    per test image, e.g. from :func:`cluster_labels`) resamples whole clusters, ``resample_seeds`` the
+    paired seeds too (:func:`~cai.eval.bootstrap.paired_bootstrap`)."""
+    return paired_bootstrap(*matched_seeds(a, b), n_boot=n_boot, clusters=clusters, resample_seeds=resample_seeds)
 
 
 def cluster_labels(images, pattern: str) -> list[str]:

@@ -58,12 +58,12 @@ def main():
     ap.add_argument("--cluster", action="append", default=[], metavar="TARGET=REGEX",
                     help="resample clusters of this target's test images (regex group 1 of the image name)")
     args = ap.parse_args()
-    clusters = {}
+    patterns = {}
     for spec in args.cluster:
         target, sep, pattern = spec.partition("=")
         if not sep or not pattern:
             raise SystemExit(f"--cluster expects TARGET=REGEX, got {spec!r}")
-        clusters[target] = pattern
+        patterns[target] = pattern
     targets = load_runs(args.runs)
     for spec in args.alias:
         name, sep, alias = spec.partition("=")
@@ -76,19 +76,20 @@ def main():
                 synths[alias] = synths.pop(name)
     fill_fd(targets, args.fd)
     out = {"per_target": {}, "loo": {}}
-    unknown = set(clusters) - set(targets)
+    unknown = set(patterns) - set(targets)
     if unknown:
         raise SystemExit(f"--cluster names targets not among the runs: {sorted(unknown)} (runs: {sorted(targets)})")
+    # the runs of one target scored the same test images (load_runs checks): one labelling per target
+    clusters = {t: cluster_labels(next(iter(targets[t].values())).images, pattern) for t, pattern in patterns.items()}
 
     def compare(a, b, target):
-        return compare_runs(a, b, args.n_boot, cluster=clusters.get(target), resample_seeds=args.resample_seeds)
+        return compare_runs(a, b, args.n_boot, clusters=clusters.get(target), resample_seeds=args.resample_seeds)
 
     for tname, synths in targets.items():
         ref = synths.get(args.reference)
         how = "paired bootstrap 95% CI" + (", seeds resampled too" if args.resample_seeds else "")
         if tname in clusters:
-            first = next(iter(synths.values()))
-            how = f"{how}, test images in {len(set(cluster_labels(first.images, clusters[tname])))} clusters"
+            how = f"{how}, test images in {len(set(clusters[tname]))} clusters"
         print(f"\n### {tname}: pixel AP % (mean over seeds), Δ vs {args.reference} [{how}]\n")
         print(f"| synthesizer | seeds | P-AP | FD-Lite0 | Δ vs {args.reference} |\n|---|---|---|---|---|")
         rows = {}

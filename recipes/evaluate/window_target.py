@@ -47,6 +47,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cai.layouts import mvtec
 from cai.layouts.labelme import iter_anomalies
 
 NAME = re.compile(r"^01_(\d{12})_(\d+_\d{3})_crop_(\d)$")
@@ -99,17 +100,18 @@ def bsdata_photos(src: Path) -> tuple[list, dict]:
 
 
 def mvtec_photos(root: Path, category: str, defect: str) -> tuple[list, dict]:
-    """The test photos of one MVTec AD defect type as ``(name, image_path, mask, group)``, each its own group."""
-    images = sorted((root / category / "test" / defect).glob("*.png"))
-    if not images:
-        raise SystemExit(f"no test/{defect}/*.png under {root / category}")
+    """The test photos of one MVTec AD defect type as ``(name, image_path, mask, group)``, each its own
+    group (read with :mod:`cai.layouts.mvtec`)."""
+    records = [r for r in mvtec.iter_anomalies(root, categories=[category]) if r.original_label == defect]
+    if not records:
+        raise SystemExit(f"no test/{defect} images under {root / category}")
+    missing = [str(r.image_path) for r in records if r.mask is None]
+    if missing:
+        raise SystemExit(f"no ground-truth mask for {missing[0]} (and {len(missing) - 1} more)")
     photos = []
-    for path in images:
-        mask = cv2.imread(str(root / category / "ground_truth" / defect / f"{path.stem}_mask.png"), cv2.IMREAD_GRAYSCALE)
-        if mask is None:
-            raise SystemExit(f"no ground-truth mask for {path}")
-        name = f"{category}_{defect}_{path.stem}"
-        photos.append((name, path, mask > 127, name))
+    for r in sorted(records, key=lambda r: Path(r.image_path).name):
+        name = f"{category}_{defect}_{Path(r.image_path).stem}"
+        photos.append((name, Path(r.image_path), r.mask, name))
     return photos, {"photos": len(photos)}
 
 
