@@ -145,7 +145,7 @@ class CAIConfig:
     small_below: float = 0.3
     medium_below: float = 0.7
     large_max: float = 1.0
-    mode: str = "paste"
+    mode: str = "normal+paste"
     threshold: int = 7
     median_ksize: int = 1
     min_component: int = 5
