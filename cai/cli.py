@@ -71,7 +71,8 @@ def main(ctx, debug):
               help="Output folder: new, empty, or an earlier cai-hub output (resumed).")
 @click.option("--mode", default=CAIConfig.mode, show_default=True, callback=_mode,
               help=f"Injection: {', '.join(MODES)}, or several joined by '+' (one drawn per pseudo anomaly). "
-                   "The paper: normal.")
+                   "The paper: normal. Default: half normal, half paste (chosen by measurement, see "
+                   "recipes/evaluate/README.md).")
 @click.option("--refine-mask/--no-refine-mask", default=CAIConfig.refine_mask, show_default=True,
               help="Shrink each source mask to its visibly defective pixels first (the paper: no).")
 @click.option("--augment/--no-augment", default=CAIConfig.augment, show_default=True,

@@ -106,11 +106,14 @@ def _grey_results(sample, name):
 
 # grey targets: digests of the code at b7b5464 (before the pattern went grey ahead of its dihedral transform)
 # ("cai+long+aug": the default's settings before the scale reference changed to "along")
-GREY_GOLDEN = {"cai+long+aug": (24, "6c1aba59aafa453563738a54e3cdfd0d4f59c5f80980cea42d485160772efbc5"),
+# (the default's mode was "paste" until the eighth round: "+paste" keeps those settings)
+GREY_GOLDEN = {"cai+paste+long+aug": (24, "6c1aba59aafa453563738a54e3cdfd0d4f59c5f80980cea42d485160772efbc5"),
                # the default of the sixth round's first step (scale reference "along", 8 transforms), recorded then
-               "cai+aug": (24, "17cc178de258bb484b2930d9dc766f2f3d57adb4e8bee46447ffbe9bd3b70097"),
+               "cai+paste+aug": (24, "17cc178de258bb484b2930d9dc766f2f3d57adb4e8bee46447ffbe9bd3b70097"),
                # the default since (along, no augmentation, as the paper), recorded at that change
-               "cai": (24, "18c6fcf13d1fcd871a6e1baff1d230538e9f85e541d7a84bab4387b020f9c9ad"),
+               "cai+paste": (24, "18c6fcf13d1fcd871a6e1baff1d230538e9f85e541d7a84bab4387b020f9c9ad"),
+               # the default of the eighth round (mode "normal+paste"), recorded at that change
+               "cai": (24, "d80ba41a6d69033ce6a13d3824f94f0927ddd23695ff3ce000d1dd0b09b06ddd"),
                "cai-n+aug": (24, "7d26c6b31f5c055129a516f7fab47c1b859be1680a00a0d719f03e68c8e0dd7c")}
 
 

@@ -112,3 +112,65 @@ def test_folder_targets_are_named_after_their_common_folder(tmp_path):
                                                                  "root": root, "test_root": test_root}}))
     assert target_name(tmp_path / "a") == "bsdata"
     assert target_name(tmp_path / "b") == "normals"  # nothing in common but "/": the normals' folder name
+
+
+def test_collect_tables_tags_the_old_default_and_resamples_clusters(tmp_path, monkeypatch, capsys, evaluate_recipe):
+    import re
+    import sys
+    module = evaluate_recipe("collect_tables")
+    new = _run(tmp_path / "n_grid", "grid", ["cai", "cutpaste"], [3.0, 0.5])
+    old = _run(tmp_path / "o_grid", "grid", ["cai"], [1.0])
+    monkeypatch.setattr(sys, "argv", ["collect_tables", str(new), f"{old}@paste", "--n-boot", "50"])
+    module.main()
+    text = capsys.readouterr().out
+    table1 = text.split("### Table 3")[0]
+    assert "| cai@paste | 2 |" in table1 and "| cutpaste | 2 |" in table1
+    assert "KolektorSDD" not in text and "BSData" not in text  # targets without runs are left out
+
+    def cutpaste_interval(out):
+        row = next(line for line in out.splitlines() if line.startswith("| cutpaste |"))
+        return [float(v) for v in re.search(r"\[([-+][\d.]+), ([-+][\d.]+)\]", row).groups()]
+
+    lo, hi = cutpaste_interval(table1)
+    assert lo < hi
+    # every test image in one cluster: each resample draws that cluster, the interval collapses to a point
+    monkeypatch.setattr(sys, "argv", ["collect_tables", str(new), "--n-boot", "50", "--cluster", r"grid=(\.png)$"])
+    module.main()
+    lo, hi = cutpaste_interval(capsys.readouterr().out.split("### Table 3")[0])
+    assert lo == hi
+    monkeypatch.setattr(sys, "argv", ["collect_tables", str(new), "--cluster", "ksdd=x"])
+    with pytest.raises(SystemExit, match="TARGET=REGEX"):
+        module.main()
+
+
+def test_compare_runs_worst_margin_criterion_prefers_the_candidate_that_never_loses(tmp_path, monkeypatch, capsys,
+                                                                                      evaluate_recipe):
+    import sys
+    module = evaluate_recipe("compare_runs")
+    # pixel AP (these seeds): cai 1.00 / 1.00 / 0.20, cai-n 0.57 / 0.57 / 0.57, cutpaste 0.23 / 0.22 / 0.29
+    strengths = {"grid": (8.0, 2.0, 1.0), "hazelnut": (8.0, 2.0, 1.0), "ksdd": (1.0, 2.0, 1.2)}
+    runs = [str(_run(tmp_path / f"r_{t}", t, ["cai", "cai-n", "cutpaste"], list(v))) for t, v in strengths.items()]
+    fd = tmp_path / "fd.json"
+    fd.write_text(json.dumps({"cai-n": 10.0}))
+    out = tmp_path / "out.json"
+    chosen = {}
+    for criterion in ("mean", "worst-margin"):
+        monkeypatch.setattr(sys, "argv", ["compare_runs", *runs, "--candidates", "cai,cai-n", "--baselines", "cutpaste",
+                                          "--fd-tolerance", "100", "--criterion", criterion, "--n-boot", "20",
+                                          "--json", str(out), *[f"--fd={t}={fd}" for t in strengths]])
+        module.main()
+        loo = json.loads(out.read_text())["loo"]
+        chosen[criterion] = {t: fold["chosen"] for t, fold in loo.items()}
+        grid = loo["grid"]["score_on_others"]  # chosen on hazelnut + ksdd
+        targets = json.loads(out.read_text())["per_target"]
+        ap = {t: {s: row["ap"] for s, row in rows.items()} for t, rows in targets.items()}
+        expect = {c: (ap["hazelnut"][c] + ap["ksdd"][c]) / 2 if criterion == "mean"
+                  else min(ap[t][c] - ap[t]["cutpaste"] for t in ("hazelnut", "ksdd")) for c in ("cai", "cai-n")}
+        assert grid == pytest.approx(expect)
+    # holding out grid: cai has the higher mean on hazelnut + ksdd, but loses to cutpaste on ksdd
+    assert chosen["mean"]["grid"] == "cai" and chosen["worst-margin"]["grid"] == "cai-n"
+    assert "worst margin over the best baseline" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["compare_runs", *runs, "--candidates", "cai", "--baselines", "draem",
+                                      "--criterion", "worst-margin"])
+    with pytest.raises(SystemExit, match="none of the baselines"):
+        module.main()
