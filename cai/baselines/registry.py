@@ -30,7 +30,7 @@ CAI_MODIFIERS = {"refine": {"refine_mask": True}, "noborder": {"border": "exclud
                  "gain2": {"gain": (1.0, 2.0)}, "gain3": {"gain": (1.0, 3.0)}, "x2": {"gain": (2.0, 2.0)},
                  "halo2": {"halo": 2}, "halo5": {"halo": 5},
                  "classbal": {"draw": "class"}, "npmix": {"mode": "normal+paste"}, "rel": {"mode": "relative"},
-                 "paste": {"mode": "paste"}, "normal": {"mode": "normal"},
+                 "paste": {"mode": "paste"}, "normal": {"mode": "normal"}, "nmpmix": {"mode": "normal+mixed+paste"},
                  "noaug": {"augment": False}, "flips": {"augment": True, "augment_group": "flips"},
                  "att100": {"max_attempts": 100}, "along": {"scale_reference": "along"}, "long": {"scale_reference": "long"},
                  "geo": {"scale_reference": "mean"}}
