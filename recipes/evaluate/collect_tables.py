@@ -14,7 +14,9 @@ import math
 from cai.eval.bootstrap import describe
 from cai.eval.collect import cluster_labels, compare, fill_fd, load_runs
 
-TARGETS = (("grid", "MVTec grid"), ("hazelnut", "MVTec hazelnut"), ("ksdd", "KolektorSDD"))
+TARGETS = (("grid", "MVTec grid"), ("hazelnut", "MVTec hazelnut"), ("ksdd", "KolektorSDD"),
+           ("bsdata_target", "BSData spindle pits (window target, 6 seeds)"),
+           ("carpet_target", "MVTec carpet stains (window target, 6 seeds)"))
 DEFAULT = "cai"
 # Runs on the shared-sources DAAD (recipes/daad/daad.yaml) are named as they are; runs of the first three
 # rounds, on the 3-source anomaly set (recipes/anomaly_set_from_shared), are given as FOLDER@3src. DAAD runs

@@ -120,12 +120,15 @@ def test_collect_tables_tags_the_old_default_and_resamples_clusters(tmp_path, mo
     module = evaluate_recipe("collect_tables")
     new = _run(tmp_path / "n_grid", "grid", ["cai", "cutpaste"], [3.0, 0.5])
     old = _run(tmp_path / "o_grid", "grid", ["cai"], [1.0])
-    monkeypatch.setattr(sys, "argv", ["collect_tables", str(new), f"{old}@paste", "--n-boot", "50"])
+    window = _run(tmp_path / "w_bsdata", "bsdata_target", ["cai", "draem"], [2.0, 1.0])
+    monkeypatch.setattr(sys, "argv", ["collect_tables", str(new), f"{old}@paste", str(window), "--n-boot", "50"])
     module.main()
     text = capsys.readouterr().out
     table1 = text.split("### Table 3")[0]
     assert "| cai@paste | 2 |" in table1 and "| cutpaste | 2 |" in table1
-    assert "KolektorSDD" not in text and "BSData" not in text  # targets without runs are left out
+    assert "**BSData spindle pits" in table1 and "| draem | 2 |" in table1
+    assert "KolektorSDD" not in text and "carpet" not in text  # targets without runs are left out
+    table1 = table1.split("**BSData")[0]
 
     def cutpaste_interval(out):
         row = next(line for line in out.splitlines() if line.startswith("| cutpaste |"))
