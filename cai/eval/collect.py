@@ -140,4 +140,24 @@ def cluster_labels(images, pattern: str) -> list[str]:
     return labels
 
 
-__all__ = ["SynthRuns", "load_runs", "compare", "cluster_labels", "matched_seeds", "fill_fd", "target_name"]
+def clusters_by_target(targets: dict, specs) -> dict[str, list[str]]:
+    r"""``{target: cluster labels of its test images}`` from ``"TARGET=REGEX"`` specs (the recipes'
+    ``--cluster``): the runs of one target scored the same test images (:func:`load_runs` checks), so
+    each target is labelled once with :func:`cluster_labels`.
+
+    Raises
+    ------
+    ValueError
+        A spec without ``=`` or regex, or naming a target that is not among ``targets``.
+    """
+    out = {}
+    for spec in specs:
+        target, sep, pattern = str(spec).partition("=")
+        if not sep or not pattern or target not in targets:
+            raise ValueError(f"--cluster {spec!r}: expects TARGET=REGEX with TARGET among the runs ({sorted(targets)})")
+        out[target] = cluster_labels(next(iter(targets[target].values())).images, pattern)
+    return out
+
+
+__all__ = ["SynthRuns", "load_runs", "compare", "cluster_labels", "clusters_by_target", "matched_seeds", "fill_fd",
+           "target_name"]

@@ -12,7 +12,7 @@ import argparse
 import math
 
 from cai.eval.bootstrap import describe
-from cai.eval.collect import cluster_labels, compare, fill_fd, load_runs
+from cai.eval.collect import clusters_by_target, compare, fill_fd, load_runs
 
 TARGETS = (("grid", "MVTec grid"), ("hazelnut", "MVTec hazelnut"), ("ksdd", "KolektorSDD"),
            ("bsdata_target", "BSData spindle pits (window target, 6 seeds)"),
@@ -81,13 +81,10 @@ def main():
     args = ap.parse_args()
     targets = load_runs(args.runs)
     fill_fd(targets, args.fd)
-    clusters = {}
-    for spec in args.cluster:
-        target, sep, pattern = spec.partition("=")
-        if not sep or not pattern or target not in targets:
-            raise SystemExit(f"--cluster expects TARGET=REGEX with a target among the runs ({sorted(targets)}), "
-                             f"got {spec!r}")
-        clusters[target] = cluster_labels(next(iter(targets[target].values())).images, pattern)
+    try:
+        clusters = clusters_by_target(targets, args.cluster)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
     def default_minus(entries, s, target, ref=DEFAULT):
         return (compare(entries[ref], entries[s], args.n_boot, clusters=clusters.get(target))

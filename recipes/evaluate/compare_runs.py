@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from cai.eval.bootstrap import describe
-from cai.eval.collect import ON_THE_FLY_TAG, cluster_labels, fill_fd, load_runs
+from cai.eval.collect import ON_THE_FLY_TAG, clusters_by_target, fill_fd, load_runs
 from cai.eval.collect import compare as compare_runs
 
 
@@ -64,12 +64,6 @@ def main():
     ap.add_argument("--cluster", action="append", default=[], metavar="TARGET=REGEX",
                     help="resample clusters of this target's test images (regex group 1 of the image name)")
     args = ap.parse_args()
-    patterns = {}
-    for spec in args.cluster:
-        target, sep, pattern = spec.partition("=")
-        if not sep or not pattern:
-            raise SystemExit(f"--cluster expects TARGET=REGEX, got {spec!r}")
-        patterns[target] = pattern
     targets = load_runs(args.runs)
     for spec in args.alias:
         name, sep, alias = spec.partition("=")
@@ -82,11 +76,10 @@ def main():
                 synths[alias] = synths.pop(name)
     fill_fd(targets, args.fd)
     out = {"per_target": {}, "loo": {}}
-    unknown = set(patterns) - set(targets)
-    if unknown:
-        raise SystemExit(f"--cluster names targets not among the runs: {sorted(unknown)} (runs: {sorted(targets)})")
-    # the runs of one target scored the same test images (load_runs checks): one labelling per target
-    clusters = {t: cluster_labels(next(iter(targets[t].values())).images, pattern) for t, pattern in patterns.items()}
+    try:
+        clusters = clusters_by_target(targets, args.cluster)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
     def compare(a, b, target):
         return compare_runs(a, b, args.n_boot, clusters=clusters.get(target), resample_seeds=args.resample_seeds)

@@ -99,7 +99,7 @@ def test_compare_runs_aliases_and_clusters(tmp_path, monkeypatch, capsys, evalua
     assert "2 clusters" in text and "cai@long" in text and "cai+long+aug" not in text
     assert json.loads(out.read_text())["per_target"]["grid"]["cai@long"]["vs_reference"]["n_clusters"] == 2
     monkeypatch.setattr(sys, "argv", ["compare_runs", str(run), "--cluster", "ksdd=x"])
-    with pytest.raises(SystemExit, match="not among the runs"):
+    with pytest.raises(SystemExit, match="among the runs"):
         module.main()
 
 
@@ -142,7 +142,7 @@ def test_collect_tables_tags_the_old_default_and_resamples_clusters(tmp_path, mo
     lo, hi = cutpaste_interval(capsys.readouterr().out.split("### Table 3")[0])
     assert lo == hi
     monkeypatch.setattr(sys, "argv", ["collect_tables", str(new), "--cluster", "ksdd=x"])
-    with pytest.raises(SystemExit, match="TARGET=REGEX"):
+    with pytest.raises(SystemExit, match="among the runs"):
         module.main()
 
 
