@@ -11,16 +11,17 @@ One run prints, each a separate build into a fresh output folder:
 
 1. cold: a fresh process (imports, numba cache load) with an empty pattern cache (patterns prepared);
 2. steady state, one process, ``--num-proc 1``, pattern cache warm, solver loaded — per mode:
-   the default (``paste``) and ``--mode normal`` with our solver and with ``cv2.seamlessClone`` as
-   the blend (``_common.cv2_blend``, the same swap as ``bench_pipeline.py``: only
-   ``cai.engine.inject.poisson_blend`` changes; the cv2 comparison concerns Poisson modes only; paste uses
-   no solver), each with the default PNG settings (level 1, ``--png-filters fast``), with libpng's row
-   filters at level 1, and at level 6 with libpng's filters (the settings before issue 11); all give
-   the same pixels; with a per-stage breakdown;
+   the default (``normal+paste``: half of the pseudo anomalies Poisson-blended, half pasted) and
+   ``--mode normal``, each with our solver and with ``cv2.seamlessClone`` as the blend
+   (``_common.cv2_blend``, the same swap as ``bench_pipeline.py``: only ``cai.engine.inject.poisson_blend``
+   changes; paste uses no solver), and ``--mode paste``; each with the default PNG settings (level 1,
+   ``--png-filters fast``), with libpng's row filters at level 1, and at level 6 with libpng's filters
+   (the settings before issue 11); all give the same pixels; with a per-stage breakdown;
 3. peak RSS of a whole run (fresh process) for ``--rss-normals`` (default 100 and 1000 normals);
 4. throughput for ``--num-proc 1`` vs ``2`` (steady state, same process).
 
 ``--compare-modes paste,normal+paste,normal`` runs only a steady-state comparison of those modes.
+The default mode is read from :class:`cai.engine.config.CAIConfig`.
 
     python benchmarks/bench_build.py [--shared ../shared/data] [--normals 100] [--rss-normals 100,1000]
 
@@ -50,9 +51,11 @@ from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
+from cai.engine.config import CAIConfig  # noqa: E402
 from _common import cv2_blend  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
 cv2.setNumThreads(1)
+DEFAULT_MODE = CAIConfig.mode
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -218,7 +221,7 @@ def main():
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-normals", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
-    parser.add_argument("--child-mode", default="paste", help=argparse.SUPPRESS)
+    parser.add_argument("--child-mode", default=DEFAULT_MODE, help=argparse.SUPPRESS)
     parser.add_argument("--child-num-proc", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--t0", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -253,33 +256,35 @@ def main():
     env = {**os.environ, "CAI_HUB_CACHE": str(work / "cache_cold")}
     shutil.rmtree(work / "cache_cold", ignore_errors=True)
     print("\ncold (fresh process, empty pattern cache; wall from process start, imports included)")
-    for mode in ("paste", "normal"):
+    for mode in (DEFAULT_MODE, "normal"):
         shutil.rmtree(work / "cache_cold", ignore_errors=True)
         r = in_fresh_process(normals, aset, work / "out_cold", mode, env)
-        print(f"  {mode:>6}: {r['process_ms']:6.2f} ms per pseudo anomaly ({r['process_wall_s']:.1f} s, "
+        print(f"  {mode:>12}: {r['process_ms']:6.2f} ms per pseudo anomaly ({r['process_wall_s']:.1f} s, "
               f"{r['made']} made; build call alone {r['ms']:.2f} ms)")
 
     # 2. steady state in this process
     os.environ["CAI_HUB_CACHE"] = str(work / "cache_warm")
-    run_build(normals, aset, work / "warm", "paste")   # warm-up: patterns cached, modules loaded
-    run_build(normals, aset, work / "warm", "normal")
-    run_build(normals, aset, work / "warm", "normal", blend=cv2_blend)
+    for mode, blend in ((DEFAULT_MODE, None), ("normal", None), (DEFAULT_MODE, cv2_blend), ("normal", cv2_blend),
+                        ("paste", None)):
+        run_build(normals, aset, work / "warm", mode, blend=blend)   # warm-up: patterns cached, modules loaded
     print("\nsteady state, --num-proc 1 (ms per pseudo anomaly; stages ms per pseudo anomaly)")
     rows = {}
     pngs = ((1, "fast"), (1, "libpng"), (6, "libpng"))  # the default; libpng's row filters; the level before
-    for label, mode, blend in (("paste (default)", "paste", None), ("normal, ours", "normal", None),
-                               ("normal, cv2", "normal", cv2_blend)):
+    builds = ((f"{DEFAULT_MODE} (default), ours", DEFAULT_MODE, None), (f"{DEFAULT_MODE} (default), cv2", DEFAULT_MODE, cv2_blend),
+              ("normal, ours", "normal", None), ("normal, cv2", "normal", cv2_blend), ("paste", "paste", None))
+    for label, mode, blend in builds:
         for level, filters in pngs:
             r = run_build(normals, aset, work / "steady", mode, png_level=level, blend=blend, stages=True,
                           png_filters=filters)
             rows[(mode, blend is not None, level, filters)] = r
-            print(f"  {label:<16} png {level} {filters:<6}: {r['ms']:6.2f} ms  [{fmt_stages(r['stages_ms'])}]  "
+            print(f"  {label:<28} png {level} {filters:<6}: {r['ms']:6.2f} ms  [{fmt_stages(r['stages_ms'])}]  "
                   f"made {r['made']}, parquet {r['parquet_mib']:.1f} MiB")
     for level, filters in pngs:
-        ours_n, cv2_n, paste = (rows[("normal", False, level, filters)]["ms"],
-                                rows[("normal", True, level, filters)]["ms"], rows[("paste", False, level, filters)]["ms"])
-        print(f"  png {level} {filters}: cv2 normal / ours normal = {cv2_n / ours_n:.2f}x; "
-              f"cv2 normal / ours paste (default) = {cv2_n / paste:.2f}x")
+        ms = {(mode, cv2_used): rows[(mode, cv2_used, level, filters)]["ms"]
+              for mode in (DEFAULT_MODE, "normal") for cv2_used in (False, True)}
+        print(f"  png {level} {filters}: with cv2 / ours: default {ms[(DEFAULT_MODE, True)] / ms[(DEFAULT_MODE, False)]:.2f}x, "
+              f"normal {ms[('normal', True)] / ms[('normal', False)]:.2f}x; "
+              f"cv2 normal / ours default = {ms[('normal', True)] / ms[(DEFAULT_MODE, False)]:.2f}x")
 
     # 3. peak RSS, fresh process per size
     sizes = [int(x) for x in args.rss_normals.split(",") if x.strip()]
@@ -288,7 +293,7 @@ def main():
         env = {**os.environ, "CAI_HUB_CACHE": str(work / "cache_warm")}
         base = None
         for n in sizes:
-            r = in_fresh_process(make_normals(shared, n, work), aset, work / "out_rss", "paste", env)
+            r = in_fresh_process(make_normals(shared, n, work), aset, work / "out_rss", DEFAULT_MODE, env)
             base = base or r["peak_rss_mib"]
             print(f"  {n:>5} normals: peak RSS {r['peak_rss_mib']:7.1f} MiB ({r['peak_rss_mib'] / base:.2f}x), "
                   f"{r['ms']:.2f} ms per pseudo anomaly, {r['made']} made")
@@ -298,7 +303,7 @@ def main():
         print("\nthroughput by --num-proc (steady state, default mode, default PNG settings)")
         one = None
         for n_proc in (1, 2):
-            r = run_build(normals, aset, work / "np", "paste", num_proc=n_proc)
+            r = run_build(normals, aset, work / "np", DEFAULT_MODE, num_proc=n_proc)
             one = one or r["ms"]
             print(f"  --num-proc {n_proc}: {r['ms']:6.2f} ms per pseudo anomaly, "
                   f"{1000 / r['ms']:6.1f} per s ({one / r['ms']:.2f}x)")
