@@ -264,14 +264,13 @@ def main():
 
     # 2. steady state in this process
     os.environ["CAI_HUB_CACHE"] = str(work / "cache_warm")
-    for mode, blend in ((DEFAULT_MODE, None), ("normal", None), (DEFAULT_MODE, cv2_blend), ("normal", cv2_blend),
-                        ("paste", None)):
+    builds = ((f"{DEFAULT_MODE} (default), ours", DEFAULT_MODE, None), (f"{DEFAULT_MODE} (default), cv2", DEFAULT_MODE, cv2_blend),
+              ("normal, ours", "normal", None), ("normal, cv2", "normal", cv2_blend), ("paste", "paste", None))
+    for _, mode, blend in builds:
         run_build(normals, aset, work / "warm", mode, blend=blend)   # warm-up: patterns cached, modules loaded
     print("\nsteady state, --num-proc 1 (ms per pseudo anomaly; stages ms per pseudo anomaly)")
     rows = {}
     pngs = ((1, "fast"), (1, "libpng"), (6, "libpng"))  # the default; libpng's row filters; the level before
-    builds = ((f"{DEFAULT_MODE} (default), ours", DEFAULT_MODE, None), (f"{DEFAULT_MODE} (default), cv2", DEFAULT_MODE, cv2_blend),
-              ("normal, ours", "normal", None), ("normal, cv2", "normal", cv2_blend), ("paste", "paste", None))
     for label, mode, blend in builds:
         for level, filters in pngs:
             r = run_build(normals, aset, work / "steady", mode, png_level=level, blend=blend, stages=True,

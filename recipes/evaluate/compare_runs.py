@@ -111,19 +111,20 @@ def main():
     candidates = [c for c in args.candidates.split(",") if c]
     baselines = [b for b in args.baselines.split(",") if b]
     if candidates:
-        best_baseline = {}
-        for t, synths in targets.items():
-            present = [b for b in baselines if b in synths]
-            if args.criterion == "worst-margin" and not present:
-                raise SystemExit(f"--criterion worst-margin: target {t} has none of the baselines {baselines}")
-            best_baseline[t] = max((synths[b].pixel_ap for b in present), default=float("nan"))
+        # each target's best baseline (None where none was run)
+        best_baseline = {t: max((b for b in baselines if b in synths), key=lambda b: synths[b].pixel_ap, default=None)
+                         for t, synths in targets.items()}
+        if args.criterion == "worst-margin" and None in best_baseline.values():
+            missing = sorted(t for t, b in best_baseline.items() if b is None)
+            raise SystemExit(f"--criterion worst-margin: target(s) {missing} have none of the baselines {baselines}")
 
         def score_of(c, others):
             if args.criterion == "mean":
                 return float(np.mean([targets[t][c].pixel_ap for t in others]))
-            return float(min(targets[t][c].pixel_ap - best_baseline[t] for t in others))
+            return float(min(targets[t][c].pixel_ap - targets[t][best_baseline[t]].pixel_ap for t in others))
 
-        what = "mean P-AP" if args.criterion == "mean" else "worst margin over the best baseline"
+        what, fmt = (("mean P-AP", ".1f") if args.criterion == "mean"
+                     else ("worst margin over the best baseline", "+.1f"))
         print(f"\n### Leave one target out by {what} (FD-Lite0 within {100 * args.fd_tolerance:.0f}% of "
               f"{args.reference}'s)\n")
         for held in targets:
@@ -140,10 +141,9 @@ def main():
             fold = {"chosen": chosen, "eligible": eligible, "criterion": args.criterion, "score_on_others": score,
                     "ap_held_out": here[chosen].pixel_ap}
             line = (f"- held out **{held}**: chosen on {' + '.join(others)} → `{chosen}` "
-                    f"({what} there {100 * score[chosen]:{'.1f' if args.criterion == 'mean' else '+.1f'}}); on {held}: {100 * here[chosen].pixel_ap:.1f}")
-            present = [b for b in baselines if b in here]
-            if present:
-                best = max(present, key=lambda b: here[b].pixel_ap)
+                    f"({what} there {100 * score[chosen]:{fmt}}); on {held}: {100 * here[chosen].pixel_ap:.1f}")
+            best = best_baseline[held]
+            if best is not None:
                 d = compare(here[chosen], here[best], held)
                 fold["vs_best_baseline"] = {"baseline": best, **d}
                 line += f"; vs best baseline `{best}` ({100 * here[best].pixel_ap:.1f}): {describe(d)}"
