@@ -1,0 +1,82 @@
+r"""Is choosing the synthesizer on k of your own real defects better than keeping the default?
+
+From evaluation runs already made (``cai-hub evaluate`` folders, pooled by target as in
+``compare_runs.py``), for each target and each k: draw k defective test images (``--cluster``: k
+clusters of photos of the same defect) as a user's few real defects, choose the candidate with the best
+pixel AP on them, and score the choice and the default ``--default`` on every other test image
+(:func:`cai.eval.selection.few_defect_choice`). Prints, per target and k, how often the choice is the
+best candidate on the held-out images, the mean held-out gain over the default with its 5th and 95th
+percentiles over draws, and the share of draws that lose more than ``--loss`` points.
+
+    python recipes/evaluate/choose_with_few_defects.py runs/n21_grid runs/nd2_grid@paste runs/dfn_grid \
+        --candidates cai,cai@paste,cai-n --default cai --k 1,2,3,5,8
+
+The recipe README's ninth round shows the figures on five targets and the rule they were read by
+(``results/round9_plan.txt``, written before they were computed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cai.eval.collect import clusters_by_target, load_runs
+from cai.eval.selection import few_defect_choice
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="run folders of cai-hub evaluate (FOLDER@TAG names its synthesizers <synth>@TAG)")
+    ap.add_argument("--candidates", required=True, help="comma-separated synthesizer names; their order breaks ties")
+    ap.add_argument("--default", default="cai", help="the candidate kept without a choice")
+    ap.add_argument("--k", default="1,2,3,5,8", help="comma-separated numbers of validation defects")
+    ap.add_argument("--draws", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--loss", type=float, default=5.0, help="a draw losing more than this many AP points counts as a loss")
+    ap.add_argument("--cluster", action="append", default=[], metavar="TARGET=REGEX",
+                    help="draw clusters of this target's test images (regex group 1 of the image name)")
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+    candidates = [c for c in args.candidates.split(",") if c]
+    ks = [int(v) for v in args.k.split(",") if v]
+    if args.default not in candidates:
+        raise SystemExit(f"--default {args.default!r} must be one of --candidates {candidates}")
+    targets = load_runs(args.runs)
+    try:
+        clusters = clusters_by_target(targets, args.cluster)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    out = {}
+    print(f"candidates {', '.join(candidates)}; default {args.default}; {args.draws} draws per k; "
+          f"held-out pixel AP %, gain = choice − default\n")
+    print("| target | k | units | picked the held-out best | mean gain [5th, 95th pct] | draws losing > "
+          f"{args.loss:g} | chosen |\n|---|---|---|---|---|---|---|")
+    for tname, synths in targets.items():
+        missing = [c for c in candidates if c not in synths]
+        if missing:
+            print(f"| {tname} | – | – | – | missing {', '.join(missing)} | – | – |")
+            continue
+        seeds = sorted(set.intersection(*(set(synths[c].seeds) for c in candidates)))
+        if not seeds:
+            raise SystemExit(f"{tname}: the candidates share no seed")
+        runs = {c: [synths[c].seeds[s] for s in seeds] for c in candidates}
+        out[tname] = {"seeds": seeds, "k": {}}
+        for k in ks:
+            try:
+                draws = few_defect_choice(runs, k, args.default, n_draws=args.draws, seed=args.seed,
+                                          clusters=clusters.get(tname))
+            except ValueError as exc:
+                print(f"| {tname} | {k} | – | – | {exc} | – | – |")
+                continue
+            s = draws.summary(loss=args.loss / 100)
+            out[tname]["k"][k] = s
+            chosen = ", ".join(f"{c} {100 * v:.0f}%" for c, v in sorted(s["chosen"].items(), key=lambda kv: -kv[1]) if v)
+            print(f"| {tname} | {k} | {s['units']} | {100 * s['picked_best']:.0f}% | {100 * s['gain_mean']:+.1f} "
+                  f"[{100 * s['gain_p05']:+.1f}, {100 * s['gain_p95']:+.1f}] | {100 * s['loss_share']:.0f}% | {chosen} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"candidates": candidates, "default": args.default, "draws": args.draws,
+                                               "loss": args.loss, "targets": out}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
