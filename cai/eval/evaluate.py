@@ -46,6 +46,7 @@ from cai.engine.synthesizer import PseudoAnomaly
 
 from . import bootstrap, report
 from .detector import DetectorConfig, FeatureCache, get_profile, train_detector
+from .heap import retained_heap
 from .metrics import GroundTruth, pixel_metrics
 from .targets import NORMAL_CLASS, EvalTarget, load_eval_target
 
@@ -253,12 +254,14 @@ def evaluate(target: str, root, category: str | None = None, daad: str | None = 
 
 
 def run_evaluation(options: EvalOptions) -> dict:
-    """:func:`evaluate` with an :class:`EvalOptions`; torch runs with ``options.threads`` threads."""
+    """:func:`evaluate` with an :class:`EvalOptions`; torch runs with ``options.threads`` threads, and
+    freed buffers stay in the heap for reuse (:func:`cai.eval.heap.retained_heap`)."""
     old_threads = torch.get_num_threads()
     from .detector import default_threads
     torch.set_num_threads(default_threads() if options.threads is None else max(1, int(options.threads)))
     try:
-        return _evaluate(options)
+        with retained_heap():
+            return _evaluate(options)
     finally:
         torch.set_num_threads(old_threads)
 
