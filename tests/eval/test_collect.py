@@ -177,3 +177,23 @@ def test_compare_runs_worst_margin_criterion_prefers_the_candidate_that_never_lo
                                       "--criterion", "worst-margin"])
     with pytest.raises(SystemExit, match="none of the baselines"):
         module.main()
+
+
+def test_choose_with_few_defects_prints_each_target_and_k(tmp_path, monkeypatch, capsys, evaluate_recipe):
+    import sys
+    module = evaluate_recipe("choose_with_few_defects")
+    images = ("good/a.png", "crack/b.png", "crack/c.png", "good/d.png")  # _run marks b and c defective
+    run = _run(tmp_path / "w1_grid", "grid", ["cai", "cai-n"], [0.2, 4.0], images=images)
+    out = tmp_path / "choice.json"
+    monkeypatch.setattr(sys, "argv", ["choose", str(run), "--candidates", "cai,cai-n", "--k", "1,2",
+                                      "--draws", "50", "--json", str(out)])
+    module.main()
+    text = capsys.readouterr().out
+    assert "| grid | 1 | 2 |" in text
+    assert "k must be in [1, 1]" in text  # k = 2 would leave no defect held out: reported, not a crash
+    figures = json.loads(out.read_text())["targets"]["grid"]["k"]
+    assert set(figures) == {"1"} and figures["1"]["chosen"]["cai-n"] == 1.0  # the far stronger one
+    assert figures["1"]["gain_mean"] > 0 and figures["1"]["picked_best"] == 1.0
+    monkeypatch.setattr(sys, "argv", ["choose", str(run), "--candidates", "cai-n", "--default", "cai"])
+    with pytest.raises(SystemExit, match="--default"):
+        module.main()
