@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bootstrap import ap_from_histograms
+from .bootstrap import _seed_mean_ap  # (R,) seed-mean pixel AP of each row of an (R, n) image weighting
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,6 @@ class ChoiceDraws:
                 "gain_mean": float(np.mean(gain)), "gain_p05": float(np.quantile(gain, 0.05)),
                 "gain_p95": float(np.quantile(gain, 0.95)), "loss_share": float(np.mean(gain < -loss)),
                 "chosen": {c: float(s) for c, s in zip(self.candidates, counts)}}
-
-
-def _seed_mean_ap(runs, weights: np.ndarray) -> np.ndarray:
-    """(R,) seed-mean pixel AP of each image weighting, a row of the (R, n) ``weights``."""
-    return np.mean([ap_from_histograms(weights @ pos, weights @ neg) for pos, neg in runs], axis=0)
 
 
 def few_defect_choice(runs: dict, k: int, default: str, n_draws: int = 2000, seed: int = 0,
