@@ -167,17 +167,22 @@ def stratified_paired_bootstrap(strata, n_boot: int = 2000, seed: int = 0, level
             "n_boot": int(n_boot), "n_clusters": int(n_clusters), "seeds_resampled": bool(resample_seeds)}
 
 
+def cluster_codes(labels, n: int) -> np.ndarray:
+    """(n,) int codes 0 .. k-1 of the test images' cluster labels (compared as strings); ``labels`` None:
+    every image its own cluster (``arange(n)``)."""
+    if labels is None:
+        return np.arange(n)
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} cluster labels for {n} test images")
+    return np.unique(np.asarray([str(v) for v in labels]), return_inverse=True)[1].ravel()
+
+
 def _resample_weights(rng, n: int, n_boot: int, labels) -> tuple[np.ndarray, int]:
     """(n_boot, n) float64 image weights of ``n_boot`` resamples, and the number of clusters: each
     resample draws as many clusters as there are, with replacement; an image weighs as often as its
     cluster was drawn. ``labels`` None: every image is its own cluster."""
-    if labels is None:
-        codes, k = np.arange(n), n
-    else:
-        if len(labels) != n:
-            raise ValueError(f"{len(labels)} cluster labels for {n} test images")
-        _, codes = np.unique(np.asarray([str(v) for v in labels]), return_inverse=True)
-        k = int(codes.max()) + 1
+    codes = cluster_codes(labels, n)
+    k = int(codes.max()) + 1
     counts = np.stack([np.bincount(rng.integers(0, k, k), minlength=k) for _ in range(n_boot)])
     return counts[:, codes].astype(np.float64), k
 
@@ -213,5 +218,5 @@ def describe(result: dict) -> str:
 
 
 __all__ = ["score_histograms", "ap_from_histograms", "paired_bootstrap", "stratified_paired_bootstrap",
-           "save_histograms", "load_histograms",
+           "save_histograms", "load_histograms", "cluster_codes",
            "describe", "N_BINS"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bootstrap import _seed_mean_ap  # (R,) seed-mean pixel AP of each row of an (R, n) image weighting
+from .bootstrap import cluster_codes
 
 
 @dataclass(frozen=True)
@@ -92,29 +93,25 @@ def few_defect_choice(runs: dict, k: int, default: str, n_draws: int = 2000, see
     seeds = {len(r) for r in runs.values()}
     if len(seeds) != 1 or 0 in seeds:
         raise ValueError(f"every candidate needs the same (non-zero) number of seeds, got {sorted(seeds)}")
-    n = next(iter(runs.values()))[0][0].shape[0]
+    first_pos = next(iter(runs.values()))[0][0]
+    n = first_pos.shape[0]
     if any(pos.shape[0] != n or neg.shape[0] != n for r in runs.values() for pos, neg in r):
         raise ValueError("candidates were scored on different test sets")
-    labels = np.arange(n) if clusters is None else np.unique(np.asarray([str(c) for c in clusters]),
-                                                             return_inverse=True)[1].ravel()
-    if len(labels) != n:
-        raise ValueError(f"{len(labels)} cluster labels for {n} test images")
-    first_pos = next(iter(runs.values()))[0][0]
-    defective = first_pos.sum(axis=1) > 0
-    units = np.unique(labels[defective])
+    labels = cluster_codes(clusters, n)
+    units = np.unique(labels[first_pos.sum(axis=1) > 0])  # units holding a defective image
     if not 1 <= k < len(units):
         raise ValueError(f"k must be in [1, {len(units) - 1}] ({len(units)} defective units), got {k}")
     rng = np.random.default_rng(seed)
     picks = np.stack([rng.choice(units, size=k, replace=False) for _ in range(n_draws)])  # (R, k)
     in_val = np.zeros((n_draws, labels.max() + 1), bool)
     np.put_along_axis(in_val, picks, True, axis=1)
-    val = in_val[:, labels].astype(np.float64)  # (R, n) image weights
-    held = 1.0 - val
+    validation = in_val[:, labels]  # (R, n)
+    val, held = validation.astype(np.float64), (~validation).astype(np.float64)  # image weights
     val_ap = np.stack([_seed_mean_ap(runs[c], val) for c in names], axis=1)  # (R, C)
     held_ap = np.stack([_seed_mean_ap(runs[c], held) for c in names], axis=1)
     chosen = np.argmax(np.nan_to_num(val_ap, nan=-np.inf), axis=1)  # argmax: the first of ties
     return ChoiceDraws(chosen=chosen, best=np.argmax(held_ap, axis=1), held_out_ap=held_ap,
-                       default=names.index(default), validation=val.astype(bool), candidates=tuple(names),
+                       default=names.index(default), validation=validation, candidates=tuple(names),
                        units=len(units))
 
 
