@@ -1,5 +1,6 @@
 """Pooling evaluation runs: per-image histograms by target, FD filling, paired comparison."""
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from cai.eval.collect import compare, fill_fd, load_runs
 
 
 def _run(folder, target, synths, strength, images=("good/a.png", "crack/b.png", "crack/c.png")):
-    rng = np.random.default_rng(len(str(folder)))
+    rng = np.random.default_rng(zlib.crc32(folder.name.encode()))  # not the tmp path: its length varies by machine
     masks = [np.zeros((16, 16), bool) for _ in images]
     masks[1][4:8, 4:8] = True
     masks[2][9:12, 2:10] = True
@@ -150,7 +151,7 @@ def test_compare_runs_worst_margin_criterion_prefers_the_candidate_that_never_lo
                                                                                       evaluate_recipe):
     import sys
     module = evaluate_recipe("compare_runs")
-    # pixel AP (these seeds): cai 1.00 / 1.00 / 0.20, cai-n 0.57 / 0.57 / 0.57, cutpaste 0.23 / 0.22 / 0.29
+    # pixel AP (grid / hazelnut / ksdd): cai 1.00 / 1.00 / 0.20, cai-n 0.57 / 0.65 / 0.41, cutpaste 0.20 / 0.16 / 0.34
     strengths = {"grid": (8.0, 2.0, 1.0), "hazelnut": (8.0, 2.0, 1.0), "ksdd": (1.0, 2.0, 1.2)}
     runs = [str(_run(tmp_path / f"r_{t}", t, ["cai", "cai-n", "cutpaste"], list(v))) for t, v in strengths.items()]
     fd = tmp_path / "fd.json"
