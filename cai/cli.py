@@ -239,17 +239,22 @@ def _seeds(ctx, param, value):
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch CPU threads [default: the cores this process may use]. Results are identical for the "
                    "same seeds and thread count; another count changes them in the last digits (~1e-7).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes, each making whole (synthesizer, seed) runs with threads // jobs torch threads "
+                   "(memory: each holds its own copy of the inputs). The numbers depend on the threads per "
+                   "process only: --jobs 2 --threads 2 gives those of --threads 1.")
 @click.option("--device", default="auto", show_default=True, help="torch device: auto (CUDA if available), cpu, cuda.")
 @click.option("--on-the-fly", is_flag=True,
               help="Fresh pseudo anomalies every training epoch instead of one fixed split (cpu profile: the "
                    "backbone features are recomputed every epoch, about epochs x the synthesis + feature time).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds, out, inception, texture_dir,
-                 foreground, synth_size, per_image, max_normals, exclude_source, epochs, size, threads, device,
+                 foreground, synth_size, per_image, max_normals, exclude_source, epochs, size, threads, jobs, device,
                  on_the_fly, quiet):
     """Train a detector on each synthesizer's pseudo anomalies and score it on the target's real test set.
 
-    Writes results.md / results.json / results.csv, PR and PRO curves and example anomaly maps to OUT.
+    Each (synthesizer, seed) run is kept in OUT/.cache/units as it finishes: after an interruption the same
+    command resumes with the runs not yet made. Writes results.md / results.json / results.csv, PR and PRO curves and example anomaly maps to OUT.
     """
     from .anomaly_set import AnomalySetError
     from pathlib import Path
@@ -278,7 +283,7 @@ def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds
             target=target, root=root, out=out, category=category, daad=daad, synths=names, profile=profile,
             seeds=seeds, test_root=test_root, inception=inception, texture_dir=texture_dir, foreground=foreground,
             synth_size=synth_size, per_image=per_image, max_normals=max_normals, exclude_sources=exclude_source,
-            detector={"epochs": epochs, "size": size}, threads=threads, device=device, progress=not quiet,
+            detector={"epochs": epochs, "size": size}, threads=threads, jobs=jobs, device=device, progress=not quiet,
             on_the_fly=on_the_fly,
             command=_evaluate_command(click.get_current_context())))
     except (AnomalySetError, EvaluationError, EvalTargetError, ForegroundUnavailable, FileNotFoundError,

@@ -29,11 +29,12 @@ pseudo-anomaly examples use the epoch-0 split.
 """
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -44,9 +45,9 @@ from tqdm.auto import tqdm
 from cai.imageio import load_rgb
 from cai.engine.synthesizer import PseudoAnomaly
 
-from . import bootstrap, report
+from . import bootstrap, report, units
 from .detector import DetectorConfig, FeatureCache, get_profile, train_detector
-from .heap import retained_heap
+from .heap import retain_freed_memory, retained_heap
 from .metrics import GroundTruth, pixel_metrics
 from .targets import NORMAL_CLASS, EvalTarget, load_eval_target
 
@@ -85,6 +86,7 @@ class EvalOptions:
     exclude_sources: tuple[str, ...] = ()
     detector: dict = field(default_factory=dict)  # overrides of the profile's DetectorConfig fields
     threads: int | None = None  # None: the cores this process may use (cai.eval.detector.default_threads)
+    jobs: int = 1  # worker processes, each running whole (synthesizer, seed) runs with threads // jobs threads
     device: str = "auto"
     examples: int = 4
     progress: bool = True
@@ -254,16 +256,212 @@ def evaluate(target: str, root, category: str | None = None, daad: str | None = 
 
 
 def run_evaluation(options: EvalOptions) -> dict:
-    """:func:`evaluate` with an :class:`EvalOptions`; torch runs with ``options.threads`` threads, and
-    freed buffers stay in the heap for reuse (:func:`cai.eval.heap.retained_heap`)."""
+    """:func:`evaluate` with an :class:`EvalOptions`; torch runs with ``options.threads`` threads (split
+    between ``options.jobs`` worker processes), and freed buffers stay in the heap for reuse
+    (:func:`cai.eval.heap.retained_heap`)."""
     old_threads = torch.get_num_threads()
-    from .detector import default_threads
-    torch.set_num_threads(default_threads() if options.threads is None else max(1, int(options.threads)))
+    torch.set_num_threads(_threads_per_job(options))
     try:
         with retained_heap():
             return _evaluate(options)
     finally:
         torch.set_num_threads(old_threads)
+
+
+def _threads_per_job(o: EvalOptions) -> int:
+    from .detector import default_threads
+    total = default_threads() if o.threads is None else max(1, int(o.threads))
+    return max(1, total // max(1, int(o.jobs)))
+
+
+@dataclass
+class _Inputs:
+    """What every (synthesizer, seed) run reads; built once per process."""
+
+    target: EvalTarget
+    normals: list
+    is_grey: bool
+    foregrounds: list
+    fg_fn: object
+    test_images: tuple
+    test_masks: tuple
+    test_classes: list
+    test_shapes: list
+    real_anomalies: list
+    synths: dict = field(default_factory=dict)
+    bank_report: tuple = (None, None, [], [])  # anomaly-set report, excluded sources, the set's sources
+    extractors: dict = field(default_factory=dict)
+    real_feats: dict = field(default_factory=dict)
+    truth: GroundTruth | None = None
+    per_class: dict = field(default_factory=dict)
+    examples_idx: list = field(default_factory=list)
+    features: FeatureCache = field(default_factory=FeatureCache)
+
+
+def _read_inputs(o: EvalOptions) -> _Inputs:
+    """The target, its normals and foregrounds and its test set (everything read before a folder is claimed)."""
+    target: EvalTarget = load_eval_target(o.target, o.root, o.category, o.test_root, o.max_normals)
+    normals, is_grey = load_normals(target.train, o.synth_size)
+    from cai.foreground import make_foreground
+    fg_fn = make_foreground(o.foreground, category=o.category)
+    foregrounds = [np.asarray(fg_fn(n[..., 0] if is_grey else n), bool) for n in normals]
+    test_images, test_masks = zip(*(t.load() for t in target.test))
+    test_classes = [t.defect_class for t in target.test]
+    return _Inputs(target=target, normals=normals, is_grey=is_grey, foregrounds=foregrounds, fg_fn=fg_fn,
+                   test_images=test_images, test_masks=test_masks, test_classes=test_classes,
+                   test_shapes=[m.shape for m in test_masks],
+                   real_anomalies=[im for im, c in zip(test_images, test_classes) if c != NORMAL_CLASS])
+
+
+def _complete_inputs(inp: _Inputs, o: EvalOptions, real_feats: dict | None = None) -> _Inputs:
+    """Add the synthesizers, the FD feature extractors (and the real anomalies' features unless given),
+    the test set's ground truth and per-class subsets."""
+    bank = None
+    if any(s.startswith("cai") for s in o.synths):
+        bank, aset, excluded, set_sources = _pattern_bank(o.daad, inp.target.guard_sources, o.exclude_sources)
+        inp.bank_report = (aset, excluded, set_sources)
+    else:
+        inp.bank_report = (None, list(o.exclude_sources), [])
+    inp.synths = make_synthesizers(o.synths, bank=bank, normals=inp.normals, texture_dir=o.texture_dir,
+                                   per_image=o.per_image)
+    from .features import InceptionFeatures, Lite0Features
+    inp.extractors = {"lite0": Lite0Features()}
+    if o.inception:
+        inp.extractors["inception"] = InceptionFeatures(o.inception)
+    inp.real_feats = real_feats if real_feats is not None else \
+        {k: f(inp.real_anomalies) for k, f in inp.extractors.items()}
+    inp.per_class = class_subsets(inp.test_classes, inp.target.defect_classes)
+    inp.truth = GroundTruth(inp.test_masks)  # labels and PRO regions: once for every synth and seed
+    inp.examples_idx = _pick_examples(inp.test_classes, o.examples)
+    return inp
+
+
+def _run_unit(inp: _Inputs, o: EvalOptions, config: DetectorConfig, name: str, seed: int, first: bool,
+              progress: bool) -> dict:
+    """One synthesizer and seed: synthesis, detector training, test maps, metrics (see
+    :mod:`cai.eval.units` for the result's fields)."""
+    from .features import frechet_distance_features
+    synth = inp.synths[name]
+    normals, foregrounds = inp.normals, inp.foregrounds
+    t0, c0 = time.perf_counter(), time.process_time()
+    images, masks, skipped = synthesize_all(synth, normals, foregrounds, seed, inp.is_grey, progress,
+                                            desc=f"{name} seed {seed}: synthesis")
+    t_synth = time.perf_counter() - t0
+    if not images:
+        raise EvaluationError(f"{name} made no pseudo anomaly (skipped: {dict(skipped)})")
+    train_images = list(normals) + images
+    train_masks = [np.zeros(n.shape[:2], bool) for n in normals] + masks
+    refresh, fresh = None, Counter()
+    if o.on_the_fly:
+        def refresh(epoch):
+            t = time.perf_counter()
+            new, new_masks, _ = synthesize_all(synth, normals, foregrounds, epoch_seed(seed, epoch), inp.is_grey)
+            fresh.update({"made": len(new), "synthesis_seconds": time.perf_counter() - t})
+            return list(normals) + new, [np.zeros(n.shape[:2], bool) for n in normals] + new_masks
+    detector = train_detector(train_images, train_masks, config, seed=seed, progress=progress,
+                              desc=f"{name} seed {seed}", device=o.device, feature_cache=inp.features,
+                              reuse=len(normals), refresh=refresh)
+    t_synth += fresh["synthesis_seconds"]
+    maps = detector.predict(inp.test_images, inp.test_shapes, feature_cache=inp.features)
+    m = pixel_metrics(maps, inp.truth, return_curves=first, subsets=inp.per_class)
+    m["per_class_ap"] = m.pop("subset_ap")
+    pos, neg = bootstrap.score_histograms(maps, inp.test_masks)
+    result = {"pos": pos, "neg": neg, "history": detector.history, "fd": {}}
+    if first:
+        precision, recall = m["curves"]["pr"]
+        result["curve_pr"] = np.stack(_resample(recall, precision, 1.0))  # x recall, y precision
+        result["curve_pro"] = np.stack(_resample(*m["curves"]["pro"], 0.3))
+        result["example_maps"] = [maps[i] for i in inp.examples_idx]
+        result["pseudo"] = list(zip(images[:8], masks[:8]))
+        result["fd"] = {k: frechet_distance_features(f(images), inp.real_feats[k]) for k, f in inp.extractors.items()}
+    result["run"] = {"seed": seed, **{k: v for k, v in m.items() if k != "curves"},
+                     "made": len(images), **({"made_on_the_fly": fresh["made"]} if o.on_the_fly else {}),
+                     "skipped": dict(skipped), "final_loss": detector.history[-1]["loss"],
+                     "synthesis_seconds": round(t_synth, 2), "wall_seconds": round(time.perf_counter() - t0, 2),
+                     "cpu_seconds": round(time.process_time() - c0, 2)}
+    return result
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(o: EvalOptions, config: DetectorConfig, threads: int, real_feats: dict) -> None:
+    """Worker process: its threads, the freed-buffer setting and its own copy of the inputs."""
+    torch.set_num_threads(threads)
+    retain_freed_memory()  # the process ends with the pool: nothing to restore
+    _WORKER.update(o=o, config=config, inp=_complete_inputs(_read_inputs(o), o, real_feats))
+
+
+def _worker_unit(name: str, seed: int, first: bool) -> dict:
+    return _run_unit(_WORKER["inp"], _WORKER["o"], _WORKER["config"], name, seed, first, progress=False)
+
+
+def _unit_key(o: EvalOptions, config: DetectorConfig, threads: int) -> str:
+    """Fingerprint of everything a run's numbers depend on besides its synthesizer and seed."""
+    import cai
+    fixed = {k: v for k, v in asdict(o).items()
+             if k not in ("out", "synths", "seeds", "threads", "jobs", "progress", "command", "detector")}
+    return units.fingerprint({"options": fixed, "detector": config.to_dict(), "threads_per_process": threads,
+                              "torch": torch.__version__, "cai": getattr(cai, "__version__", "")})
+
+
+def _run_units(o: EvalOptions, config: DetectorConfig, inp: _Inputs, folder, unit_dir: Path) -> dict:
+    """Every (synthesizer, seed) result, keyed ``(name, seed)``: loaded when an earlier run of the same options
+    finished it, else made here (``o.jobs == 1``) or in ``o.jobs`` worker processes; each is saved as it
+    finishes. Key ``"worker_cpu_seconds"``: CPU time the workers spent on the runs they made."""
+    threads = torch.get_num_threads()
+    key = _unit_key(o, config, threads)
+    todo, done = [], {}
+    for name in o.synths:
+        for seed in o.seeds:
+            found = units.load_unit(unit_dir, name, seed, key, needs_extras=seed == o.seeds[0])
+            if found is None:
+                todo.append((name, seed, seed == o.seeds[0]))
+            else:
+                done[name, seed] = found
+    total = len(o.synths) * len(o.seeds)
+    if done and o.progress:
+        tqdm.write(f"resuming: {len(done)} of {total} runs already done ({unit_dir})")
+
+    def finished(name, seed, result):
+        path = units.unit_path(unit_dir, name, seed)
+        folder.add(path)
+        units.save_unit(unit_dir, name, seed, result, key)
+        done[name, seed] = result
+        if o.progress:
+            r = result["run"]
+            tqdm.write(f"{name} seed {seed}: P-AUROC {r['pixel_auroc']:.3f} P-AP {r['pixel_ap']:.3f} "
+                       f"PRO {r['pro']:.3f} I-AUROC {r['image_auroc']:.3f} ({r['wall_seconds']:.0f} s)")
+
+    jobs = max(1, min(int(o.jobs), len(todo)))
+    pool = None
+    try:
+        if jobs == 1:
+            for name, seed, first in todo:
+                finished(name, seed, _run_unit(inp, o, config, name, seed, first, o.progress))
+            return done
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                                   initargs=(o, config, threads, inp.real_feats))
+        with tqdm(total=total, initial=len(done), desc="runs", unit="run", disable=not o.progress) as bar:
+            pending = {pool.submit(_worker_unit, name, seed, first): (name, seed) for name, seed, first in todo}
+            while pending:
+                ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in ready:
+                    name, seed = pending.pop(future)
+                    finished(name, seed, future.result())
+                    done["worker_cpu_seconds"] = done.get("worker_cpu_seconds", 0.0) + \
+                        done[name, seed]["run"]["cpu_seconds"]
+                    bar.update()
+        pool.shutdown()
+        return done
+    except BaseException:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        if o.progress and len(done) < total:
+            tqdm.write(f"stopped: {len(done)} of {total} runs are kept in {unit_dir}; the same command resumes")
+        raise
 
 
 def _evaluate(o: EvalOptions) -> dict:
@@ -274,6 +472,8 @@ def _evaluate(o: EvalOptions) -> dict:
         raise EvaluationError(f"synthesizer listed twice: {list(o.synths)}")
     if not o.seeds:
         raise EvaluationError("no seed given")
+    if int(o.jobs) < 1:
+        raise EvaluationError(f"jobs must be >= 1, got {o.jobs}")
     config: DetectorConfig = get_profile(o.profile, **o.detector)
     from cai.baselines.registry import CAI_MODIFIERS, SYNTHESIZERS
     for name in o.synths:  # names checked before anything is written
@@ -283,13 +483,8 @@ def _evaluate(o: EvalOptions) -> dict:
                                   f"(cai* names take +{'/+'.join(CAI_MODIFIERS)})")
 
     # every input is read before the output folder is claimed
-    target: EvalTarget = load_eval_target(o.target, o.root, o.category, o.test_root, o.max_normals)
-    normals, is_grey = load_normals(target.train, o.synth_size)
-    from cai.foreground import make_foreground
-    fg_fn = make_foreground(o.foreground, category=o.category)
-    foregrounds = [np.asarray(fg_fn(n[..., 0] if is_grey else n), bool) for n in normals]
-    needs_bank = any(s.startswith("cai") for s in o.synths)
-    if needs_bank:
+    inp = _read_inputs(o)
+    if any(s.startswith("cai") for s in o.synths):
         if not o.daad:
             raise EvaluationError("the cai-* synthesizers need an anomaly set (--daad)")
         from cai.anomaly_set import load_anomaly_set
@@ -299,108 +494,61 @@ def _evaluate(o: EvalOptions) -> dict:
     folder = _claim_out(o)
     cache = out / ".cache"
     cache.mkdir(exist_ok=True)
-    log_path = folder.path("train_log.jsonl")
-    log_path.write_text("")
+    _complete_inputs(inp, o)
+    target, normals = inp.target, inp.normals
+    aset, excluded, set_sources = inp.bank_report
+    done = _run_units(o, config, inp, folder, cache / "units")
+    worker_cpu = done.pop("worker_cpu_seconds", 0.0)  # what the parent's process time does not include
 
-    bank, aset, excluded, set_sources = None, None, list(o.exclude_sources), []
-    if needs_bank:
-        bank, aset, excluded, set_sources = _pattern_bank(o.daad, target.guard_sources, o.exclude_sources)
-    synths = make_synthesizers(o.synths, bank=bank, normals=normals, texture_dir=o.texture_dir,
-                               per_image=o.per_image)
-
-    test_images, test_masks = zip(*(t.load() for t in target.test))
-    test_classes = [t.defect_class for t in target.test]
-    test_shapes = [m.shape for m in test_masks]
-    real_anomalies = [im for im, c in zip(test_images, test_classes) if c != NORMAL_CLASS]
-
-    from .features import InceptionFeatures, Lite0Features, frechet_distance_features
-    extractors = {"lite0": Lite0Features()}
-    if o.inception:
-        extractors["inception"] = InceptionFeatures(o.inception)
-    real_feats = {k: f(real_anomalies) for k, f in extractors.items()}
-
-    per_class = class_subsets(test_classes, target.defect_classes)
-    truth = GroundTruth(test_masks)  # labels and PRO regions of the test set: once for every synth and seed
     test_names = [f"{t.defect_class}/{t.path.parent.name}/{t.path.name}" for t in target.test]
     histograms = {}  # synth -> [(pos, neg) per seed], for the paired bootstrap
-    examples_idx = _pick_examples(test_classes, o.examples)
     example_maps, pseudo_examples, curves_pr, curves_pro = {}, {}, {}, {}
-    results = {}
-    features = FeatureCache()  # backbone features of the normals and the test set: once for every synth and seed
-    for name, synth in synths.items():
-        s_wall, s_cpu = time.perf_counter(), time.process_time()
-        runs, fd = [], {}
+    results, log_lines = {}, []
+    for name in o.synths:
+        runs = [done[name, seed]["run"] for seed in o.seeds]
         for seed in o.seeds:
-            t0, c0 = time.perf_counter(), time.process_time()
-            images, masks, skipped = synthesize_all(synth, normals, foregrounds, seed, is_grey, o.progress,
-                                                    desc=f"{name} seed {seed}: synthesis")
-            t_synth = time.perf_counter() - t0
-            if not images:
-                raise EvaluationError(f"{name} made no pseudo anomaly (skipped: {dict(skipped)})")
-            train_images = list(normals) + images
-            train_masks = [np.zeros(n.shape[:2], bool) for n in normals] + masks
-            refresh, fresh = None, Counter()
-            if o.on_the_fly:
-                def refresh(epoch, synth=synth, seed=seed):
-                    t = time.perf_counter()
-                    new, new_masks, _ = synthesize_all(synth, normals, foregrounds,
-                                                       epoch_seed(seed, epoch), is_grey)
-                    fresh.update({"made": len(new), "synthesis_seconds": time.perf_counter() - t})
-                    return list(normals) + new, [np.zeros(n.shape[:2], bool) for n in normals] + new_masks
-            detector = train_detector(train_images, train_masks, config, seed=seed, progress=o.progress,
-                                      log_path=log_path, desc=f"{name} seed {seed}", device=o.device,
-                                      feature_cache=features, reuse=len(normals), refresh=refresh)
-            t_synth += fresh["synthesis_seconds"]
-            maps = detector.predict(test_images, test_shapes, feature_cache=features)
-            m = pixel_metrics(maps, truth, return_curves=seed == o.seeds[0], subsets=per_class)
-            m["per_class_ap"] = m.pop("subset_ap")
-            pos, neg = bootstrap.score_histograms(maps, test_masks)
-            histograms.setdefault(name, []).append((pos, neg))
-            bootstrap.save_histograms(out / "per_image" / f"{name}__seed{seed}.npz", pos, neg, test_names)
-            run = {"seed": seed, **{k: v for k, v in m.items() if k != "curves"},
-                   "made": len(images), **({"made_on_the_fly": fresh["made"]} if o.on_the_fly else {}),
-                   "skipped": dict(skipped), "final_loss": detector.history[-1]["loss"],
-                   "synthesis_seconds": round(t_synth, 2), "wall_seconds": round(time.perf_counter() - t0, 2),
-                   "cpu_seconds": round(time.process_time() - c0, 2)}
-            runs.append(run)
-            if seed == o.seeds[0]:
-                precision, recall = m["curves"]["pr"]
-                curves_pr[name] = _resample(recall, precision, 1.0)  # x recall, y precision
-                curves_pro[name] = _resample(*m["curves"]["pro"], 0.3)
-                example_maps[name] = [maps[i] for i in examples_idx]
-                pseudo_examples[name] = list(zip(images[:8], masks[:8]))
-                for k, f in extractors.items():
-                    fd[k] = frechet_distance_features(f(images), real_feats[k])
-            if o.progress:
-                tqdm.write(f"{name} seed {seed}: P-AUROC {m['pixel_auroc']:.3f} P-AP {m['pixel_ap']:.3f} "
-                           f"PRO {m['pro']:.3f} I-AUROC {m['image_auroc']:.3f} ({run['wall_seconds']:.0f} s)")
+            unit = done[name, seed]
+            histograms.setdefault(name, []).append((unit["pos"], unit["neg"]))
+            folder.add(out / "per_image" / f"{name}__seed{seed}.npz")
+            bootstrap.save_histograms(out / "per_image" / f"{name}__seed{seed}.npz", unit["pos"], unit["neg"],
+                                      test_names)
+            log_lines += [json.dumps(entry) for entry in unit["history"]]
+        first = done[name, o.seeds[0]]
+        curves_pr[name], curves_pro[name] = tuple(first["curve_pr"]), tuple(first["curve_pro"])
+        example_maps[name] = list(first["example_maps"])
+        pseudo_examples[name] = list(first["pseudo"])
         summary = {k: report.mean_std([r[k] for r in runs]) for k in report.METRICS}
         summary["per_class_ap"] = {c: report.mean_std([r["per_class_ap"][c] for r in runs])
                                    for c in target.defect_classes}
         results[name] = {"runs": runs, "summary": summary, "made_mean": float(np.mean([r["made"] for r in runs])),
-                         "fd": fd, "fd_pseudo_images": runs[0]["made"],
-                         "wall_seconds": round(time.perf_counter() - s_wall, 2),
-                         "cpu_seconds": round(time.process_time() - s_cpu, 2)}
+                         "fd": first["fd"], "fd_pseudo_images": runs[0]["made"],
+                         "wall_seconds": round(sum(r["wall_seconds"] for r in runs), 2),
+                         "cpu_seconds": round(sum(r["cpu_seconds"] for r in runs), 2)}
+    folder.add(out / "train_log.jsonl")
+    (out / "train_log.jsonl").write_text("".join(line + "\n" for line in log_lines))
 
     reference = o.synths[0]
     comparisons = {name: bootstrap.paired_bootstrap(histograms[name], histograms[reference])
                    for name in o.synths if name != reference}
+    fg_fn, test_images, test_masks, test_classes = inp.fg_fn, inp.test_images, inp.test_masks, inp.test_classes
+    examples_idx = inp.examples_idx
     res = {
         "bootstrap": {"reference": reference, "statistic": "pixel AP (mean over seeds) minus the reference's, "
                       "paired bootstrap over test images, 95% percentile interval", "vs_reference": comparisons},
         "profile": {"name": o.profile, "description": PROFILE_DESCRIPTIONS[o.profile], "config": config.to_dict()},
         "target": {**target.summary(), "defect_classes": target.defect_classes,
-                   "root": str(o.root), "test_root": o.test_root, "is_grey": is_grey,
+                   "root": str(o.root), "test_root": o.test_root, "is_grey": inp.is_grey,
                    "synthesis_shape": list(normals[0].shape[:2]),
                    "foreground": {"used": getattr(fg_fn, "kind", o.foreground), "note": getattr(fg_fn, "note", "")}},
         "seeds": list(o.seeds), "per_image": o.per_image, "on_the_fly": o.on_the_fly, "synthesizers": results,
         "leakage_guard": {"target_sources": list(target.guard_sources), "excluded_sources": excluded,
                           "anomaly_set_sources": set_sources},
-        "anomaly_set": aset, "inception": o.inception, "fd_real_images": len(real_anomalies),
-        "fd_labels": {k: f.label for k, f in extractors.items()},
-        "threads": torch.get_num_threads(), "device": str(o.device), "cuda": torch.cuda.is_available(),
+        "anomaly_set": aset, "inception": o.inception, "fd_real_images": len(inp.real_anomalies),
+        "fd_labels": {k: f.label for k, f in inp.extractors.items()},
+        "threads": torch.get_num_threads(), "jobs": int(o.jobs), "device": str(o.device), "cuda": torch.cuda.is_available(),
         "command": o.command,
-        "wall_seconds": round(time.perf_counter() - wall0, 2), "cpu_seconds": round(time.process_time() - cpu0, 2),
+        "wall_seconds": round(time.perf_counter() - wall0, 2),
+        "cpu_seconds": round(time.process_time() - cpu0 + worker_cpu, 2),
         "python": sys.version.split()[0], "torch": torch.__version__,
     }
     report.write_json(out / "results.json", res)

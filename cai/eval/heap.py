@@ -31,18 +31,26 @@ def _glibc():
         return None
 
 
+def retain_freed_memory(trim_threshold: int = 1 << 30):
+    """Set the two thresholds for the rest of the process (a worker that ends with its pool); returns the
+    C library, or None where this does not apply."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, int(trim_threshold))
+    return libc
+
+
 @contextmanager
 def retained_heap(trim_threshold: int = 1 << 30):
     """Within the block, allocations up to 32 MiB come from the heap and freed memory up to
     ``trim_threshold`` bytes stays there; afterwards both thresholds return to glibc's starting values
     and the free heap top is given back. Yields True where this applies (glibc), False elsewhere (the
     block then runs as it would without it)."""
-    libc = _glibc()
+    libc = retain_freed_memory(trim_threshold)
     if libc is None:
         yield False
         return
-    libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
-    libc.mallopt(M_TRIM_THRESHOLD, int(trim_threshold))
     try:
         yield True
     finally:
@@ -51,4 +59,4 @@ def retained_heap(trim_threshold: int = 1 << 30):
         libc.malloc_trim(0)
 
 
-__all__ = ["retained_heap"]
+__all__ = ["retained_heap", "retain_freed_memory"]

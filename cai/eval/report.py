@@ -139,8 +139,13 @@ def markdown(results: dict) -> str:
         lines.append("Target notes: " + "; ".join(tgt["notes"]) + ".")
     lines += ["", f"Command: `{results['command']}`" if results.get("command") else "",
               f"Total CPU time {results['cpu_seconds']:.0f} s, wall {results['wall_seconds']:.0f} s "
-              f"({results['threads']} torch thread(s))."]
+              f"({_processes(results)}{results['threads']} torch thread(s))."]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _processes(results: dict) -> str:
+    jobs = int(results.get("jobs", 1))
+    return f"{jobs} worker processes of " if jobs > 1 else ""
 
 
 # ----------------------------------------------------------------------------- figures
