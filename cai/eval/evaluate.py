@@ -130,7 +130,8 @@ def _pattern_bank(daad: str, guard_sources, exclude_sources, cache: Path | None 
     path, patterns, report_ = cached_patterns(anomalies, exclude_sources=excluded, cache=cache)
     per_source = dict(Counter(map(str, patterns["source"])))
     return open_pattern_bank(str(path)), {"path": daad, "patterns": report_["patterns"], "per_source": per_source,
-                                         "skipped": report_.get("skipped", {})}, excluded, sorted(sources)
+                                         "skipped": report_.get("skipped", {}), "store": Path(path).name}, \
+        excluded, sorted(sources)
 
 
 def make_synthesizers(names, bank=None, normals=None, texture_dir=None, per_image: int = 10) -> dict:
@@ -289,7 +290,7 @@ class _Inputs:
     test_shapes: list
     real_anomalies: list
     synths: dict = field(default_factory=dict)
-    bank_report: tuple = (None, None, [], [])  # anomaly-set report, excluded sources, the set's sources
+    bank_report: tuple = (None, [], [])  # anomaly-set report, excluded sources, the set's sources
     extractors: dict = field(default_factory=dict)
     real_feats: dict = field(default_factory=dict)
     truth: GroundTruth | None = None
@@ -396,13 +397,19 @@ def _worker_unit(name: str, seed: int, first: bool) -> dict:
     return _run_unit(_WORKER["inp"], _WORKER["o"], _WORKER["config"], name, seed, first, progress=False)
 
 
-def _unit_key(o: EvalOptions, config: DetectorConfig, threads: int) -> str:
-    """Fingerprint of everything a run's numbers depend on besides its synthesizer and seed."""
+def _unit_key(o: EvalOptions, config: DetectorConfig, threads: int, inp: _Inputs, synth: str) -> str:
+    """Fingerprint of everything a run of ``synth`` depends on besides its seed: the options, the detector,
+    the threads per process, the versions, the target's files and, for the cai* synthesizers, the anomaly
+    set's content (its pattern store's content key)."""
     import cai
     fixed = {k: v for k, v in asdict(o).items()
              if k not in ("out", "synths", "seeds", "threads", "jobs", "progress", "command", "detector")}
+    aset = inp.bank_report[0] or {}
     return units.fingerprint({"options": fixed, "detector": config.to_dict(), "threads_per_process": threads,
-                              "torch": torch.__version__, "cai": getattr(cai, "__version__", "")})
+                              "torch": torch.__version__, "cai": getattr(cai, "__version__", ""),
+                              "train": [str(p) for p in inp.target.train],
+                              "test": [str(t.path) for t in inp.target.test],
+                              "patterns": aset.get("store") if synth.startswith("cai") else None})
 
 
 def _run_units(o: EvalOptions, config: DetectorConfig, inp: _Inputs, folder, unit_dir: Path) -> dict:
@@ -410,11 +417,11 @@ def _run_units(o: EvalOptions, config: DetectorConfig, inp: _Inputs, folder, uni
     finished it, else made here (``o.jobs == 1``) or in ``o.jobs`` worker processes; each is saved as it
     finishes. Key ``"worker_cpu_seconds"``: CPU time the workers spent on the runs they made."""
     threads = torch.get_num_threads()
-    key = _unit_key(o, config, threads)
+    keys = {name: _unit_key(o, config, threads, inp, name) for name in o.synths}
     todo, done = [], {}
     for name in o.synths:
         for seed in o.seeds:
-            found = units.load_unit(unit_dir, name, seed, key, needs_extras=seed == o.seeds[0])
+            found = units.load_unit(unit_dir, name, seed, keys[name], needs_extras=seed == o.seeds[0])
             if found is None:
                 todo.append((name, seed, seed == o.seeds[0]))
             else:
@@ -426,7 +433,7 @@ def _run_units(o: EvalOptions, config: DetectorConfig, inp: _Inputs, folder, uni
     def finished(name, seed, result):
         path = units.unit_path(unit_dir, name, seed)
         folder.add(path)
-        units.save_unit(unit_dir, name, seed, result, key)
+        units.save_unit(unit_dir, name, seed, result, keys[name])
         done[name, seed] = result
         if o.progress:
             r = result["run"]

@@ -66,6 +66,9 @@ def test_a_changed_option_or_a_damaged_file_makes_the_runs_again(tiny, tmp_path,
     monkeypatch.setattr(ev, "_run_unit", lambda *a: made.append(a[3:5]) or real(*a))
     _run(tiny, out, synths=("cutpaste",), seeds=(0, 1))
     assert made == []  # the same options: everything is loaded
+    _run(tiny, out, synths=("cai-n", "cutpaste"), seeds=(0, 1))
+    assert made == [("cai-n", 0), ("cai-n", 1)]  # a synthesizer added: only its runs (the anomaly set is not
+    made.clear()                                 # part of cutpaste's fingerprint)
     _run(tiny, out, synths=("cutpaste",), seeds=(0, 1), max_normals=4)
     assert made == [("cutpaste", 0), ("cutpaste", 1)]  # another option: made again
     made.clear()
