@@ -412,10 +412,10 @@ def _unit_key(o: EvalOptions, config: DetectorConfig, threads: int, inp: _Inputs
                               "patterns": aset.get("store") if synth.startswith("cai") else None})
 
 
-def _run_units(o: EvalOptions, config: DetectorConfig, inp: _Inputs, folder, unit_dir: Path) -> dict:
+def _run_units(o: EvalOptions, config: DetectorConfig, inp: _Inputs, folder, unit_dir: Path) -> tuple[dict, float]:
     """Every (synthesizer, seed) result, keyed ``(name, seed)``: loaded when an earlier run of the same options
     finished it, else made here (``o.jobs == 1``) or in ``o.jobs`` worker processes; each is saved as it
-    finishes. Key ``"worker_cpu_seconds"``: CPU time the workers spent on the runs they made."""
+    finishes. Also returns the CPU seconds worker processes spent on the runs they made."""
     threads = torch.get_num_threads()
     keys = {name: _unit_key(o, config, threads, inp, name) for name in o.synths}
     todo, done = [], {}
@@ -441,12 +441,12 @@ def _run_units(o: EvalOptions, config: DetectorConfig, inp: _Inputs, folder, uni
                        f"PRO {r['pro']:.3f} I-AUROC {r['image_auroc']:.3f} ({r['wall_seconds']:.0f} s)")
 
     jobs = max(1, min(int(o.jobs), len(todo)))
-    pool = None
+    pool, worker_cpu = None, 0.0
     try:
         if jobs == 1:
             for name, seed, first in todo:
                 finished(name, seed, _run_unit(inp, o, config, name, seed, first, o.progress))
-            return done
+            return done, 0.0
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
         pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
@@ -458,11 +458,10 @@ def _run_units(o: EvalOptions, config: DetectorConfig, inp: _Inputs, folder, uni
                 for future in ready:
                     name, seed = pending.pop(future)
                     finished(name, seed, future.result())
-                    done["worker_cpu_seconds"] = done.get("worker_cpu_seconds", 0.0) + \
-                        done[name, seed]["run"]["cpu_seconds"]
+                    worker_cpu += done[name, seed]["run"]["cpu_seconds"]
                     bar.update()
         pool.shutdown()
-        return done
+        return done, worker_cpu
     except BaseException:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -504,8 +503,7 @@ def _evaluate(o: EvalOptions) -> dict:
     _complete_inputs(inp, o)
     target, normals = inp.target, inp.normals
     aset, excluded, set_sources = inp.bank_report
-    done = _run_units(o, config, inp, folder, cache / "units")
-    worker_cpu = done.pop("worker_cpu_seconds", 0.0)  # what the parent's process time does not include
+    done, worker_cpu = _run_units(o, config, inp, folder, cache / "units")  # worker CPU: not in our process time
 
     test_names = [f"{t.defect_class}/{t.path.parent.name}/{t.path.name}" for t in target.test]
     histograms = {}  # synth -> [(pos, neg) per seed], for the paired bootstrap
