@@ -33,7 +33,10 @@ CAI_MODIFIERS = {"refine": {"refine_mask": True}, "noborder": {"border": "exclud
                  "paste": {"mode": "paste"}, "normal": {"mode": "normal"}, "nmpmix": {"mode": "normal+mixed+paste"},
                  "noaug": {"augment": False}, "flips": {"augment": True, "augment_group": "flips"},
                  "att100": {"max_attempts": 100}, "along": {"scale_reference": "along"}, "long": {"scale_reference": "long"},
-                 "geo": {"scale_reference": "mean"}}
+                 "geo": {"scale_reference": "mean"},
+                 # the share of paste in the Normal/paste mixture (tenth round): 3 of 4, 9 of 10
+                 "paste75": {"mode": "normal+paste", "mode_weights": (1.0, 3.0)},
+                 "paste90": {"mode": "normal+paste", "mode_weights": (1.0, 9.0)}}
 _CAI_MIXES = {"cai-622": (6, 2, 2), "cai-262": (2, 6, 2), "cai-226": (2, 2, 6), "cai-433": (4, 3, 3)}
 # Scale mixes as modifiers, so Table 4 can run on any settings: "cai+q622" is the default with 6/2/2.
 CAI_MODIFIERS.update({f"q{name[4:]}": {"quota": mix} for name, mix in _CAI_MIXES.items()})

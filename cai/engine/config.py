@@ -1,6 +1,7 @@
 """Engine settings shared by every CAI stage."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 SCALES = ("large", "medium", "small")  # order in which quotas are filled: larger first
@@ -143,6 +144,10 @@ class CAIConfig:
         (the in-domain oracle) ``"along"`` shrinks them below their real size and costs 9.4 points
         (``cai+flips+along`` 61.0 vs ``cai+flips`` 70.4): for patterns already at the target's scale
         use ``"long"``.
+    mode_weights : tuple of float or None
+        Relative weights of the modes of ``mode`` (same order; they need not sum to 1), e.g.
+        ``(1, 3)`` with ``"normal+paste"`` draws paste for three pseudo anomalies in four. None
+        (default): uniform, drawn as before this field existed (the same bytes).
     """
 
     quota: tuple[int, int, int] = (4, 3, 3)
@@ -166,6 +171,7 @@ class CAIConfig:
     draw: str = "pattern"
     augment_group: str = "dihedral"
     scale_reference: str = "along"
+    mode_weights: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if len(self.quota) != 3 or any(int(q) != q or q < 0 for q in self.quota):
@@ -175,6 +181,11 @@ class CAIConfig:
         modes = self.modes
         if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
             raise ValueError(f"mode must be one of {MODES} or several of them joined by '+', got {self.mode!r}")
+        if self.mode_weights is not None:
+            w = tuple(self.mode_weights)
+            if (len(w) != len(modes) or any(not math.isfinite(x) or x < 0 for x in w) or sum(w) <= 0):
+                raise ValueError(f"mode_weights must be {len(modes)} non-negative numbers (one per mode of "
+                                 f"{self.mode!r}) with a positive sum, got {self.mode_weights!r}")
         if self.mask_rule not in MASK_RULES:
             raise ValueError(f"mask_rule must be one of {MASK_RULES}, got {self.mask_rule!r}")
         if len(self.gain) != 2 or not 0 < self.gain[0] <= self.gain[1]:
@@ -240,6 +251,7 @@ class CAIConfig:
             **({"augment_group": self.augment_group} if self.augment_group != "dihedral" else {}),
             # omitted at "long", the default before: fingerprints of runs with the paper's rule stay the same
             **({"scale_reference": self.scale_reference} if self.scale_reference != "long" else {}),
+            **({"mode_weights": [float(x) for x in self.mode_weights]} if self.mode_weights is not None else {}),
         }
 
     @classmethod
@@ -249,4 +261,6 @@ class CAIConfig:
             values["quota"] = tuple(values["quota"])
         if "gain" in values:
             values["gain"] = tuple(values["gain"])
+        if values.get("mode_weights") is not None:
+            values["mode_weights"] = tuple(values["mode_weights"])
         return cls(**values)

@@ -21,6 +21,17 @@ from .refine import grow_within, refine_defect_mask
 from .scale import along_factor, foreground_scale
 
 
+def _draw_mode(modes: tuple[str, ...], weights, rng) -> str:
+    """One of ``modes``: uniformly (``weights`` None, one ``rng.integers`` draw) or by relative ``weights``
+    (one ``rng.random`` draw against the cumulative shares)."""
+    if len(modes) == 1:
+        return modes[0]
+    if weights is None:
+        return modes[int(rng.integers(len(modes)))]
+    cumulative = np.cumsum(np.asarray(weights, float))
+    return modes[min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(modes) - 1)]
+
+
 _CV2_TURNS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
 
 
@@ -201,7 +212,7 @@ class CAISynthesizer:
         resamples = {"location": 0, "empty_mask": 0, "vanished": 0}
         modes = cfg.modes
         for attempt in range(1, cfg.max_attempts + 1):
-            mode = modes[int(rng.integers(len(modes)))] if len(modes) > 1 else modes[0]
+            mode = _draw_mode(modes, cfg.mode_weights, rng)
             choice = self._choose(ratios, scale, rng, normal.shape[:2])
             if choice is None:
                 return Skipped(k, f"no_pattern_for_{scale}", scale, resamples)
