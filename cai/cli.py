@@ -9,6 +9,7 @@ from .cli_options import csv_option as _csv
 from .cli_options import mode_option as _mode
 from .cli_options import quota_option as _quota
 from .cli_options import require_extra
+from .cli_options import weights_option as _weights
 from .engine.config import BORDER_POLICIES, DRAWS, MASK_RULES, MODES, SCALE_REFERENCES, CAIConfig
 
 MIN_SIZE = 32  # = cai.build.MIN_SIZE (not imported here: the CLI module stays light)
@@ -73,6 +74,9 @@ def main(ctx, debug):
               help=f"Injection: {', '.join(MODES)}, or several joined by '+' (one drawn per pseudo anomaly). "
                    "The paper: normal. Default: half normal, half paste (chosen by measurement, see "
                    "recipes/evaluate/README.md).")
+@click.option("--mode-weights", default=None, callback=_weights,
+              help="Relative weights of the modes of --mode, in its order, e.g. --mode normal+paste --mode-weights "
+                   "1,3 draws paste three times in four. Default: uniform.")
 @click.option("--refine-mask/--no-refine-mask", default=CAIConfig.refine_mask, show_default=True,
               help="Shrink each source mask to its visibly defective pixels first (the paper: no).")
 @click.option("--augment/--no-augment", default=CAIConfig.augment, show_default=True,
@@ -122,7 +126,7 @@ def main(ctx, debug):
               help="Also push the run's own files (data, card, summary, contact sheet) to this hub dataset repo.")
 @click.option("--private", is_flag=True, help="Create the hub repo private.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, mode, refine_mask, augment,
+def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, mode, mode_weights, refine_mask, augment,
                         mask_rule, median_ksize, border, draw, scale_reference, quota, size, num_proc, seed, threshold,
                         classes, exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, engine, ray_address,
                         png_level, png_filters, overwrite, push_to_hub, private, quiet):
@@ -148,7 +152,7 @@ def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out
             out=out, target=target or "default", root=root, category=category, daad=daad,
             config=CAIConfig(quota=quota, mode=mode, threshold=threshold, refine_mask=refine_mask, augment=augment,
                              mask_rule=mask_rule, median_ksize=median_ksize, border=border, draw=draw,
-                             scale_reference=scale_reference), size=size, seed=seed, num_proc=num_proc,
+                             scale_reference=scale_reference, mode_weights=mode_weights), size=size, seed=seed, num_proc=num_proc,
             classes=classes, exclude_sources=exclude_source, foreground=foreground, rembg_model=rembg_model,
             rembg_model_dir=rembg_model_dir, shard_size=shard_size, overwrite=overwrite, push_to_hub=push_to_hub,
             private=private, anomaly_class=anomaly_class, source=source, png_level=png_level,

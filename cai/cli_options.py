@@ -35,6 +35,19 @@ def mode_option(ctx, param, value) -> str:
     return value
 
 
+def weights_option(ctx, param, value) -> tuple[float, ...] | None:
+    """``"1,3"`` -> ``(1.0, 3.0)``: relative weights (non-negative, positive sum); None stays None."""
+    if value is None:
+        return None
+    try:
+        parts = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, e.g. 1,3; got {value!r}") from None
+    if not parts or any(not (p >= 0 and p < float("inf")) for p in parts) or sum(parts) <= 0:
+        raise click.BadParameter(f"expected non-negative numbers with a positive sum, e.g. 1,3; got {value!r}")
+    return parts
+
+
 def require_extra(extra: str, what: str) -> None:
     """:func:`cai.extras.require` turned into a one-line click error (exit 1)."""
     from .extras import MissingExtra, require

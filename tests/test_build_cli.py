@@ -306,3 +306,15 @@ def test_contact_sheet_and_card_read_the_shards_without_a_datasets_cache(tmp_pat
         pseudo = np.asarray(ds[i]["image"].convert("RGB"))
         tile = got[line * 36 + 2:line * 36 + 34, 36 + 2:36 + 34]
         assert np.array_equal(tile, cv2.resize(pseudo, (32, 32), interpolation=cv2.INTER_AREA))
+
+
+def test_mode_weights_reach_the_rows_and_bad_weights_are_one_line(tmp_path, anomaly_folder, normal_folder):
+    base = ["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+            "--size", "96", "--foreground", "all", "--quiet", "--quota", "2,2,2", "--mode", "normal+paste"]
+    _run(base + ["--out", str(tmp_path / "p"), "--mode-weights", "0,1"])
+    assert set(_rows(tmp_path / "p")["mode"]) == {"paste"}
+    assert json.loads((tmp_path / "p" / "summary.json").read_text())["config"]["mode_weights"] == [0.0, 1.0]
+    for weights, code in (("1,x", 2), ("-1,2", 2), ("0,0", 2), ("1,2,3", 1)):
+        bad = CliRunner().invoke(main, base + ["--out", str(tmp_path / "q"), "--mode-weights", weights])
+        assert bad.exit_code == code and "weights" in bad.output and "Traceback" not in bad.output, bad.output
+        assert not (tmp_path / "q").exists()

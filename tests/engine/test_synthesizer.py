@@ -195,3 +195,39 @@ def test_pattern_transforms_equal_numpys_rotations_and_flips(shape, dtype):
         out = _flipped(a, t)
         assert out.dtype == a.dtype and out.flags.c_contiguous
         assert np.array_equal(out, a[::-1 if t & 2 else 1, ::-1 if t & 1 else 1])
+
+
+def _modes_drawn(config, seeds=range(40)):
+    synth = CAISynthesizer(_bank(), config)
+    return [r.mode for seed in seeds for r in synth.synthesize(_normal(), _fg(), 0, seed)
+            if isinstance(r, PseudoAnomaly)]
+
+
+def test_mode_weights_set_the_share_of_each_mode():
+    modes = _modes_drawn(CAIConfig(mode="normal+paste", mode_weights=(1, 3)))
+    share = modes.count("paste") / len(modes)
+    # 400 draws: binomial sd of the share ~0.022 around 0.75
+    assert len(modes) == 400 and 0.68 < share < 0.82, share
+    assert set(_modes_drawn(CAIConfig(mode="normal+paste", mode_weights=(0, 2)), seeds=range(5))) == {"paste"}
+    assert set(_modes_drawn(CAIConfig(mode="normal+paste", mode_weights=(5, 0)), seeds=range(5))) == {"normal"}
+    uniform = _modes_drawn(CAIConfig(mode="normal+paste"))
+    assert 0.42 < uniform.count("paste") / len(uniform) < 0.58
+
+
+def test_unset_mode_weights_keep_the_bytes_of_the_uniform_draw():
+    # None draws with rng.integers (the bytes before the field existed); weights draw with rng.random
+    base = CAISynthesizer(_bank()).synthesize(_normal(), _fg(), 0, 3)
+    again = CAISynthesizer(_bank(), CAIConfig(mode_weights=None)).synthesize(_normal(), _fg(), 0, 3)
+    assert [r.image.tobytes() for r in base] == [r.image.tobytes() for r in again]
+
+
+@pytest.mark.parametrize("weights", [(1,), (1, 2, 3), (-1, 2), (0, 0), (float("nan"), 1)])
+def test_bad_mode_weights_are_refused(weights):
+    with pytest.raises(ValueError, match="mode_weights"):
+        CAIConfig(mode="normal+paste", mode_weights=weights)
+
+
+def test_mode_weights_round_trip_and_are_omitted_when_unset():
+    c = CAIConfig(mode_weights=(1.0, 3.0))
+    assert c.to_dict()["mode_weights"] == [1.0, 3.0] and CAIConfig.from_dict(c.to_dict()) == c
+    assert "mode_weights" not in CAIConfig().to_dict()  # fingerprints of earlier runs stay the same
