@@ -14,6 +14,10 @@ leakage-guarded anomaly set), this prints per-variant figures and writes a conta
 - ``label / placed``: pseudo-mask area over placed-mask area (how much of the pasted polygon the
   label keeps).
 - ``sources``: how many of the pseudo anomalies came from each source of the anomaly set.
+- ``stands out``: share of pseudo anomalies whose |contrast| exceeds the 90th percentile of what the
+  *normal* image gives for the same footprint (the placed mask and its ring moved to 16 random places
+  inside the foreground): does the defect stand out from the part's own texture at its own size?
+- ``by mode``: the same figures per injection mode, for variants that draw a mode per pseudo anomaly.
 
 Usage::
 
@@ -56,6 +60,27 @@ def contrast(image, mask) -> float:
     return float(g[mask].mean() - g[ring].mean())
 
 
+def texture_contrasts(normal, mask, foreground, rng, n: int = 16) -> np.ndarray:
+    """|contrast| of ``mask``'s footprint (the mask and its 2-5 px ring, as :func:`contrast`) at ``n``
+    random places of the normal image whose footprint lies inside ``foreground``; (m,) float64, m <= n
+    (placements leaving the foreground are dropped, not redrawn)."""
+    rows, cols = np.nonzero(mask)
+    pad = 5
+    crop = np.zeros((rows.max() - rows.min() + 1 + 2 * pad, cols.max() - cols.min() + 1 + 2 * pad), bool)
+    crop[rows - rows.min() + pad, cols - cols.min() + pad] = True
+    ring = dilate(crop, 5) & ~dilate(crop, 2)
+    h, w = crop.shape
+    H, W = foreground.shape
+    if h > H or w > W:
+        return np.zeros(0)
+    g, both, out = grey(normal), crop | ring, []
+    for top, left in zip(rng.integers(0, H - h + 1, n), rng.integers(0, W - w + 1, n)):
+        if foreground[top:top + h, left:left + w][both].all():
+            window = g[top:top + h, left:left + w]
+            out.append(abs(float(window[crop].mean() - window[ring].mean())))
+    return np.asarray(out, np.float64)
+
+
 def source_contrast(synth, r: PseudoAnomaly, is_grey: bool) -> float:
     index = list(synth.bank.ids).index(r.source_id)
     image, mask = synth._pattern(index)
@@ -95,6 +120,12 @@ def crop_view(image, mask, placed, size: int = 112) -> np.ndarray:
         contours, _ = cv2.findContours(mm, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(out, contours, -1, colour, 1)
     return np.concatenate([view, out], axis=0)
+
+
+def _share(flags) -> float:
+    """Share of True among the measurable (non-None) flags; NaN if none."""
+    known = [f for f in flags if f is not None]
+    return float(np.mean(known)) if known else float("nan")
 
 
 def main():
@@ -139,6 +170,7 @@ def main():
         for name in args.synth.split(","):
             synth = make_synthesizer(name, bank=bank, normals=normals)
             absolute, kept, change, clipped, visible, outside, ratio, views = ([] for _ in range(8))
+            by_mode = {}
             sources = Counter()
             for i, (n, fg) in enumerate(zip(normals, fgs)):
                 base = n[..., 0] if is_grey else n
@@ -147,6 +179,9 @@ def main():
                         continue
                     c_src, c_out = source_contrast(synth, r, is_grey), contrast(r.image, r.placed_mask)
                     absolute.append(abs(c_out))
+                    null = texture_contrasts(base, r.placed_mask, fg, np.random.default_rng([i, r.k]))
+                    stands = bool(abs(c_out) > np.quantile(null, 0.9)) if null.size and np.isfinite(c_out) else None
+                    by_mode.setdefault(r.mode, []).append((abs(c_out), stands))
                     if np.isfinite(c_src) and abs(c_src) >= 5:
                         kept.append(c_out / c_src)
                     d = np.abs(r.image.astype(np.float32) - base.astype(np.float32))
@@ -165,7 +200,11 @@ def main():
                    "contrast_kept_iqr": [float(np.percentile(kept, 25)), float(np.percentile(kept, 75))],
                    "change_in_mask": float(np.mean(change)), "clipped_share": float(np.mean(clipped)),
                    "visible_in_label": float(np.mean(visible)), "change_outside_label": float(np.mean(outside)),
-                   "label_over_placed": float(np.median(ratio)), "sources": dict(sorted(sources.items()))}
+                   "label_over_placed": float(np.median(ratio)), "sources": dict(sorted(sources.items())),
+                   "stands_out": _share([s for v in by_mode.values() for _, s in v])}
+            if len(by_mode) > 1:
+                row["by_mode"] = {m: {"made": len(v), "contrast_abs_median": float(np.nanmedian([c for c, _ in v])),
+                                      "stands_out": _share([s for _, s in v])} for m, v in sorted(by_mode.items())}
             rows.append(row)
             print(f"{tname:9s} {name:22s} made {row['made']:3d}  |contrast| {row['contrast_abs_median']:5.1f}  "
                   f"contrast kept {row['contrast_kept_median']:.2f} "
@@ -173,7 +212,10 @@ def main():
                   f"|change| in mask {row['change_in_mask']:5.1f}  clipped {row['clipped_share']:.2f}  "
                   f"visible in label {row['visible_in_label']:.2f}  change outside label "
                   f"{row['change_outside_label']:.2f}  label/placed {row['label_over_placed']:.2f}  "
-                  f"sources {row['sources']}", flush=True)
+                  f"stands out {row['stands_out']:.2f}  sources {row['sources']}", flush=True)
+            for m, v in row.get("by_mode", {}).items():
+                print(f"{tname:9s}   {m:20s} made {v['made']:3d}  |contrast| {v['contrast_abs_median']:5.1f}  "
+                      f"stands out {v['stands_out']:.2f}", flush=True)
             strip = np.concatenate(views, axis=1)
             label = np.full((18, strip.shape[1], 3), 255, np.uint8)
             cv2.putText(label, name, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
