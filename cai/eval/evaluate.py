@@ -260,13 +260,20 @@ def run_evaluation(options: EvalOptions) -> dict:
     """:func:`evaluate` with an :class:`EvalOptions`; torch runs with ``options.threads`` threads (split
     between ``options.jobs`` worker processes), and freed buffers stay in the heap for reuse
     (:func:`cai.eval.heap.retained_heap`)."""
+    import datasets
+
     old_threads = torch.get_num_threads()
     torch.set_num_threads(_threads_per_job(options))
+    bars = datasets.is_progress_bar_enabled()
+    if not options.progress:  # datasets' own bars (e.g. cropping a new anomaly set's patterns) too
+        datasets.disable_progress_bars()
     try:
         with retained_heap():
             return _evaluate(options)
     finally:
         torch.set_num_threads(old_threads)
+        if bars:
+            datasets.enable_progress_bars()
 
 
 def _threads_per_job(o: EvalOptions) -> int:
@@ -388,8 +395,11 @@ _WORKER: dict = {}
 
 def _init_worker(o: EvalOptions, config: DetectorConfig, threads: int, real_feats: dict) -> None:
     """Worker process: its threads, the freed-buffer setting and its own copy of the inputs."""
+    import datasets
+
     torch.set_num_threads(threads)
     retain_freed_memory()  # the process ends with the pool: nothing to restore
+    datasets.disable_progress_bars()  # a worker's progress is the parent's "runs" bar
     _WORKER.update(o=o, config=config, inp=_complete_inputs(_read_inputs(o), o, real_feats))
 
 

@@ -125,7 +125,8 @@ def test_evaluate_errors(tiny, tmp_path):
         load_eval_target("mvtec", tiny)
 
 
-def test_cli_evaluate(tiny, tmp_path):
+def test_cli_evaluate(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAI_HUB_CACHE", str(tmp_path / "cache"))  # the patterns are cropped afresh (a bar)
     out = tmp_path / "cli"
     args = ["evaluate", "--target", "folder", "--root", str(tiny / "tgt"), "--test-root", str(tiny / "test"),
             "--daad", str(tiny / "aset"), "--synth", "cai-n", "--seeds", "1", "--epochs", "1", "--size", str(SIZE),
@@ -133,6 +134,7 @@ def test_cli_evaluate(tiny, tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "P-AUROC [cpu]" in result.output and (out / "results.csv").is_file()
+    assert "examples/s" not in result.output  # --quiet silences datasets' bars too (cropping the patterns)
     saved = json.loads((out / "results.json").read_text())
     assert saved["seeds"] == [0] and saved["profile"]["config"]["epochs"] == 1
     assert saved["command"].startswith("cai-hub evaluate --target folder") and "--seeds 1" in saved["command"]
