@@ -182,7 +182,8 @@ class CAIConfig:
         if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
             raise ValueError(f"mode must be one of {MODES} or several of them joined by '+', got {self.mode!r}")
         if self.mode_weights is not None:
-            w = tuple(self.mode_weights)
+            w = tuple(float(x) for x in self.mode_weights)
+            object.__setattr__(self, "mode_weights", w)  # a tuple of floats, whatever sequence was given
             if (len(w) != len(modes) or any(not math.isfinite(x) or x < 0 for x in w) or sum(w) <= 0):
                 raise ValueError(f"mode_weights must be {len(modes)} non-negative numbers (one per mode of "
                                  f"{self.mode!r}) with a positive sum, got {self.mode_weights!r}")
