@@ -9,6 +9,7 @@ import numpy as np
 
 from ..engine._checks import bbox, check_image
 from ..engine.location import select_center
+from ..engine.pseudo_mask import grey
 from ..engine.scale import bbox_long_side
 from ..engine.synthesizer import Skipped
 from ._common import (
@@ -77,7 +78,7 @@ def colour_jitter(patch, rng=None, strength: float = 0.1) -> np.ndarray:
 
 
 def _luma(x: np.ndarray) -> np.ndarray:
-    return x if x.ndim == 2 else x @ np.array([0.299, 0.587, 0.114], np.float32)
+    return x if x.ndim == 2 else grey(x)
 
 
 @dataclass

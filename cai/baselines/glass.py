@@ -15,14 +15,15 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..engine.pseudo_mask import grey
 from .perlin import perlin_mask
 from .textures import (TextureSet, TextureSlotSynthesizer, _autocontrast, _equalize, _rotate, augment_texture,
                        texture_set)
 
 
 def _contrast(x, rng, colour):
-    grey = x @ np.array([0.299, 0.587, 0.114], np.float32) if colour else x
-    return float(rng.uniform(0.8, 1.2)) * (x - grey.mean()) + grey.mean()
+    luma = grey(x) if colour else x
+    return float(rng.uniform(0.8, 1.2)) * (x - luma.mean()) + luma.mean()
 
 
 def _brightness(x, rng, colour):
@@ -50,8 +51,7 @@ def _vflip(x, rng, colour):
 def _greyscale(x, rng, colour):
     if not colour:
         return x
-    grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
-    return np.repeat(grey[..., None], 3, axis=2)
+    return np.repeat(grey(x)[..., None], 3, axis=2)
 
 
 #: GLASS's texture augmentations (torchvision in the original), in its order.

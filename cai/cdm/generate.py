@@ -424,7 +424,7 @@ def _generate(options: GenerateOptions, progress: bool, echo) -> dict:
     from ..schema import OUTPUT_FEATURES
     from ..foreground import make_foreground
     from ..imageio import BadInput, encode_png, load_rgb
-    from ..engine.pseudo_mask import dilate, mask_fidelity, pseudo_mask
+    from ..engine.pseudo_mask import dilate, grey, mask_fidelity, pseudo_mask
     from ..targets import DEFAULT_SAMPLE, load_target
     from ..output_folder import OutputFolderError, check_not_input, public_name
     from .publish import fetch_cdm
@@ -534,9 +534,7 @@ def _generate(options: GenerateOptions, progress: bool, echo) -> dict:
                         resolution=options.resolution, prompt=options.prompt,
                         negative_prompt=options.negative_prompt)
                     if is_grey:
-                        image = np.repeat(np.rint(image.astype(np.float32) @ np.array([0.299, 0.587, 0.114],
-                                                                                      np.float32))
-                                          .clip(0, 255).astype(np.uint8)[..., None], 3, axis=2)
+                        image = np.repeat(np.rint(grey(image)).clip(0, 255).astype(np.uint8)[..., None], 3, axis=2)
                     pmask, change = pseudo_mask(normal, image, placed, cfg.threshold, cfg.median_ksize,
                                                 cfg.mask_margin, cfg.min_component, return_change=True)
                     pmask &= foreground

@@ -206,3 +206,31 @@ def test_detail_change_window_equals_the_whole_image_computation(rule, near_bord
     got = detail_change(normal, injected, placed, rule=rule)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)  # the blur over zeros leaves ~1e-11
     assert got.dtype == np.float32 and (got[:, 130:] == 0).all()
+
+
+def test_luma_is_the_same_whatever_the_blas_kernel():
+    """grey() is R*wr, + G*wg, + B*wb, each step rounded once to float32 (exact rational reference), so it
+    does not depend on a BLAS kernel; grey pixels whose luma was 7 +- 1 ulp apart made masks machine-dependent."""
+    from fractions import Fraction
+
+    from cai.engine.pseudo_mask import grey
+
+    rng = np.random.default_rng(0)
+    pixels = np.concatenate([np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1),
+                             rng.integers(0, 256, (2000, 3), dtype=np.uint8)])
+    w = [Fraction(float(v)) for v in np.array([0.299, 0.587, 0.114], np.float32)]
+
+    def to_f32(q):  # the exact value must be a float64 (no double rounding), then one rounding to float32
+        assert Fraction(float(q)) == q
+        return Fraction(float(np.float32(float(q))))
+
+    want = []
+    for r, g, b in pixels.tolist():
+        t = to_f32(r * w[0])
+        t = to_f32(g * w[1] + t)
+        want.append(float(to_f32(b * w[2] + t)))
+    got = grey(pixels[None])[0]
+    assert got.dtype == np.float32 and got.tolist() == want
+    # pointwise: a window's luma is the whole image's there (a BLAS product could round a window otherwise)
+    img = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    assert np.array_equal(grey(img)[5:30, 7:40], grey(img[5:30, 7:40]))
