@@ -30,7 +30,8 @@ def grey(image: np.ndarray) -> np.ndarray:
     """(H, W) float32 luma (0-255) of an (H, W) or (H, W, 3) RGB image (ITU-R 601 weights).
 
     The same bits on every CPU: ``R*wr``, then ``+ G*wg`` and ``+ B*wb`` each rounded once to float32
-    (a fused multiply-add), computed exactly in float64. A BLAS product (``image @ w``) rounds its last
+    (a fused multiply-add), computed in float64 with elementwise numpy operations (exact for pixel values
+    0-255; for other float32 inputs a float64 rounding may come first, still the same everywhere). A BLAS product (``image @ w``) rounds its last
     bit as its CPU's kernel does, and a change of exactly the pseudo-mask threshold (7 grey levels between
     grey pixels, whose luma is then 7 +- 1 ulp) fell on either side of it: the same seed gave other
     pseudo masks on another machine. This order gives the bits such a kernel gave where the recorded
@@ -41,7 +42,7 @@ def grey(image: np.ndarray) -> np.ndarray:
         return image
     if image.shape[2] == 1:
         return image[..., 0]
-    x = image.astype(np.float64)  # float32 products are exact in float64, and so are these sums of them
+    x = image.astype(np.float64)  # a product of two float32 is exact in float64
     out = (x[..., 0] * _LUMA[0]).astype(np.float32)
     out = (x[..., 1] * _LUMA[1] + out).astype(np.float32)
     return (x[..., 2] * _LUMA[2] + out).astype(np.float32)
