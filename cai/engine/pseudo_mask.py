@@ -42,10 +42,10 @@ def grey(image: np.ndarray) -> np.ndarray:
         return image
     if image.shape[2] == 1:
         return image[..., 0]
-    x = image.astype(np.float64)  # a product of two float32 is exact in float64
-    out = (x[..., 0] * _LUMA[0]).astype(np.float32)
-    out = (x[..., 1] * _LUMA[1] + out).astype(np.float32)
-    return (x[..., 2] * _LUMA[2] + out).astype(np.float32)
+    # a product of two float32 is exact in float64; one channel at a time keeps the temporaries small
+    out = (image[..., 0].astype(np.float64) * _LUMA[0]).astype(np.float32)
+    out = (image[..., 1].astype(np.float64) * _LUMA[1] + out).astype(np.float32)
+    return (image[..., 2].astype(np.float64) * _LUMA[2] + out).astype(np.float32)
 
 
 def channel_max(a: np.ndarray) -> np.ndarray:
