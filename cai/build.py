@@ -18,6 +18,7 @@ import datasets
 import numpy as np
 
 from . import runloop
+from .progress import datasets_bars
 from .anomaly_set import cached_patterns, ensure_refined_masks, load_anomaly_set, open_pattern_bank
 from .engine.config import CAIConfig
 from .imageio import PNG_FILTERS, BadInput, encode_png, load_rgb
@@ -199,14 +200,8 @@ def build_synthetic(options: BuildOptions, progress: bool = True, echo=None) -> 
     Every input is read and checked before anything is written. ``echo(line)`` receives warnings
     (an option that did nothing) and resume notes ("resuming at shard k of n", "already complete").
     """
-    was_enabled = datasets.is_progress_bar_enabled()
-    if not progress:
-        datasets.disable_progress_bars()
-    try:
+    with datasets_bars(progress):
         return _build(options, progress, echo or (lambda line: None))
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
 
 
 def _check_options(options: BuildOptions, echo) -> str | None:

@@ -406,16 +406,10 @@ def generate(options: GenerateOptions, progress: bool = True, echo=None) -> dict
     ``data/train-*.parquet`` (CAI's schema), ``README.md``, ``contact_sheet.png`` and ``summary.json``,
     all listed in its manifest (:mod:`cai.output_folder`); every input is read before the folder is
     claimed. ``echo(line)`` receives "resuming at shard k of n" / "already complete"."""
-    import datasets
+    from ..progress import datasets_bars
 
-    was_enabled = datasets.is_progress_bar_enabled()
-    if not progress:
-        datasets.disable_progress_bars()
-    try:
+    with datasets_bars(progress):
         return _generate(options, progress, echo or (lambda line: None))
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
 
 
 def _generate(options: GenerateOptions, progress: bool, echo) -> dict:

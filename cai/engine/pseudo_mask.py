@@ -73,11 +73,6 @@ def _differing(normal: np.ndarray, injected: np.ndarray) -> np.ndarray:
     return channel_max(differs) if differs.ndim == 3 else differs
 
 
-def _windowed_change(normal: np.ndarray, injected: np.ndarray, rule: str, win) -> np.ndarray:
-    """:func:`raw_change` on the window ``win`` (pointwise: the values of the whole image's, there)."""
-    return raw_change(normal[win], injected[win], rule)
-
-
 def detail_change(normal, injected, placed_mask, sigma: float = 6.0, rule: str = "luma") -> np.ndarray:
     """Grey-level change with the smooth brightness shift around the defect removed.
 
@@ -112,7 +107,7 @@ def detail_change(normal, injected, placed_mask, sigma: float = 6.0, rule: str =
     reach = int(np.ceil(4 * sigma)) + 1  # cv2's Gaussian support for this sigma
     r0, c0, r1, c1 = bbox(active)
     win = (slice(max(r0 - reach, 0), r1 + reach), slice(max(c0 - reach, 0), c1 + reach))
-    dw = _windowed_change(normal, injected, rule, win)
+    dw = raw_change(normal[win], injected[win], rule)  # pointwise: the whole image's values there
     outside = (~placed_mask[win]).astype(np.float32)
     if dw.ndim == 3:
         outside = outside[..., None]
@@ -216,7 +211,7 @@ def mask_fidelity(normal, injected, mask, placed_mask, visible: float = 3.0, thr
     if differs.any():
         r0, c0, r1, c1 = bbox(differs)
         win = (slice(r0, r1), slice(c0, c1))
-    raw = np.abs(_windowed_change(normal, injected, rule, win))
+    raw = np.abs(raw_change(normal[win], injected[win], rule))
     raw = (channel_max(raw) if raw.ndim == 3 else raw) > threshold
     return {
         "iou": float((mask & placed_mask).sum() / union) if union else 1.0,

@@ -260,20 +260,15 @@ def run_evaluation(options: EvalOptions) -> dict:
     """:func:`evaluate` with an :class:`EvalOptions`; torch runs with ``options.threads`` threads (split
     between ``options.jobs`` worker processes), and freed buffers stay in the heap for reuse
     (:func:`cai.eval.heap.retained_heap`)."""
-    import datasets
+    from cai.progress import datasets_bars
 
     old_threads = torch.get_num_threads()
     torch.set_num_threads(_threads_per_job(options))
-    bars = datasets.is_progress_bar_enabled()
-    if not options.progress:  # datasets' own bars (e.g. cropping a new anomaly set's patterns) too
-        datasets.disable_progress_bars()
-    try:
-        with retained_heap():
+    try:  # datasets' own bars (e.g. cropping a new anomaly set's patterns) follow options.progress too
+        with retained_heap(), datasets_bars(options.progress):
             return _evaluate(options)
     finally:
         torch.set_num_threads(old_threads)
-        if bars:
-            datasets.enable_progress_bars()
 
 
 def _threads_per_job(o: EvalOptions) -> int:

@@ -62,8 +62,8 @@ def contrast(image, mask) -> float:
 
 def texture_contrasts(normal, mask, foreground, rng, n: int = 16) -> np.ndarray:
     """|contrast| of ``mask``'s footprint (the mask and its 2-5 px ring, as :func:`contrast`) at ``n``
-    random places of the normal image whose footprint lies inside ``foreground``; (m,) float64, m <= n
-    (placements leaving the foreground are dropped, not redrawn)."""
+    random places of the normal image (RGB, grey or its luma) whose footprint lies inside ``foreground``;
+    (m,) float64, m <= n (placements leaving the foreground are dropped, not redrawn)."""
     rows, cols = np.nonzero(mask)
     pad = 5
     crop = np.zeros((rows.max() - rows.min() + 1 + 2 * pad, cols.max() - cols.min() + 1 + 2 * pad), bool)
@@ -174,12 +174,13 @@ def main():
             sources = Counter()
             for i, (n, fg) in enumerate(zip(normals, fgs)):
                 base = n[..., 0] if is_grey else n
+                base_luma = grey(base)  # once per normal, for every texture null below
                 for r in synth.synthesize(n, fg, i, 0, is_grey=is_grey):
                     if not isinstance(r, PseudoAnomaly):
                         continue
                     c_src, c_out = source_contrast(synth, r, is_grey), contrast(r.image, r.placed_mask)
                     absolute.append(abs(c_out))
-                    null = texture_contrasts(base, r.placed_mask, fg, np.random.default_rng([i, r.k]))
+                    null = texture_contrasts(base_luma, r.placed_mask, fg, np.random.default_rng([i, r.k]))
                     stands = bool(abs(c_out) > np.quantile(null, 0.9)) if null.size and np.isfinite(c_out) else None
                     by_mode.setdefault(r.mode, []).append((abs(c_out), stands))
                     if np.isfinite(c_src) and abs(c_src) >= 5:
