@@ -10,6 +10,11 @@ Each spindle position (``<pos>_<angle>``, a wear sequence photographed over time
 wholly to training or to testing, so no test image shows a surface seen in training: sorted
 positions, every third (index % 3 == 1) is a test position.
 
+``--crackforest ROOT``: a sixth target, road cracks (CrackForest's 118 photos, 480 x 320, with their
+``.mat`` ground truth); each photo is its own group. Run it with ``--window 128`` (a 320 px window holds
+a crack in every photo; 128 px windows leave 661 crack-free ones) and ``--exclude-source
+crackforest,cracks_mixed`` (the CFD photos are in both crack sources), so the anomaly set holds no crack.
+
 ``--mvtec ROOT --category C --defect D``: the anomalous test photos of one MVTec AD defect type (e.g.
 the 17 carpet ``color`` stains ../shared/data holds, which have no ``train/good``); each photo is its
 own group, every ``--test-every``-th (index % K == 1) a test photo.
@@ -47,7 +52,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cai.layouts import mvtec
+from cai.layouts import crackforest, mvtec
 from cai.layouts.labelme import iter_anomalies
 
 NAME = re.compile(r"^01_(\d{12})_(\d+_\d{3})_crop_(\d)$")
@@ -115,6 +120,23 @@ def mvtec_photos(root: Path, category: str, defect: str) -> tuple[list, dict]:
     return photos, {"photos": len(photos)}
 
 
+def crackforest_photos(root: Path) -> tuple[list, dict]:
+    """The CrackForest photos with ground truth as ``(name, image_path, mask, group)``, each its own
+    group (read with :mod:`cai.layouts.crackforest`: crack label 2 only)."""
+    stats: dict = {}
+    photos, unreadable = [], 0
+    for r in crackforest.iter_anomalies(root, stats=stats):
+        if r.mask is None:  # an unreadable .mat: counted, not guessed
+            unreadable += 1
+            continue
+        name = f"cfd_{Path(r.image_path).stem}"
+        photos.append((name, Path(r.image_path), r.mask, name))
+    if not photos:
+        raise SystemExit(f"no CrackForest photo with ground truth under {root}")
+    return sorted(photos, key=lambda p: p[0]), {"photos": len(photos), "mask_unreadable": unreadable,
+                                                "skipped_no_mask": stats.get("skipped_no_mask", 0)}
+
+
 def collect(photos: list, margin: int, aspect: float = 1.0, side: int | None = None,
             test_every: int = 3) -> tuple[list, list, list, dict]:
     """Windows of ``photos`` (``(stem, image_path, mask, group)``): (train normals, test normals, test
@@ -175,6 +197,7 @@ def main(argv=None) -> int:
     source = ap.add_mutually_exclusive_group(required=True)
     source.add_argument("--bsdata", help="the BSData folder (label/*.json, data/*.jpg)")
     source.add_argument("--mvtec", help="an MVTec AD root (with --category and --defect)")
+    source.add_argument("--crackforest", help="the CrackForest folder (image/*.jpg, groundTruth/*.mat)")
     ap.add_argument("--category", help="--mvtec: the category, e.g. carpet")
     ap.add_argument("--defect", help="--mvtec: the defect type, e.g. color")
     ap.add_argument("--window", type=int, help="window length in photo px [the photo's short side]")
@@ -198,18 +221,22 @@ def main(argv=None) -> int:
         raise SystemExit("--daad (the oracle sets) is for --bsdata only")
     if args.test_every < 2:
         raise SystemExit(f"--test-every must be >= 2, got {args.test_every}")
-    photos, counts = (bsdata_photos(Path(args.bsdata)) if args.bsdata else
-                      mvtec_photos(Path(args.mvtec), args.category, args.defect))
+    if args.bsdata:
+        photos, counts = bsdata_photos(Path(args.bsdata))
+    elif args.crackforest:
+        photos, counts = crackforest_photos(Path(args.crackforest))
+    else:
+        photos, counts = mvtec_photos(Path(args.mvtec), args.category, args.defect)
     train, test_normal, test_anomalous, found = collect(photos, args.margin, args.aspect, args.window, args.test_every)
     counts.update(found)
     if not train or not test_anomalous:
-        raise SystemExit(f"nothing to write from {args.bsdata or args.mvtec}: {counts}")
+        raise SystemExit(f"nothing to write from {args.bsdata or args.crackforest or args.mvtec}: {counts}")
     train, test_normal = spread(train, args.normals), spread(test_normal, args.test_normals)
     for item in train:
         _write(item, args.size, out / "normals" / f"{item[0]}.png", None)
     for item in test_normal:
         _write(item, args.size, out / "test" / "images" / "good" / f"{item[0]}.png", None)
-    defect = "pitting" if args.bsdata else args.defect
+    defect = "pitting" if args.bsdata else "crack" if args.crackforest else args.defect
     for item in test_anomalous:
         _write(item, args.size, out / "test" / "images" / defect / f"{item[0]}.png",
                out / "test" / "masks" / defect / f"{item[0]}.png")
