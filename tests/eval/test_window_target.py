@@ -116,3 +116,31 @@ def test_mvtec_defect_photos_make_a_target(recipe, tmp_path):
     with pytest.raises(SystemExit, match="for --bsdata only"):
         recipe.main(["--mvtec", str(root), "--category", "carpet", "--defect", "color", "--daad", "d",
                      "--out", str(tmp_path / "y")])
+
+
+def test_crackforest_photos_make_a_target_without_the_unreadable_or_unlabelled(recipe, tmp_path):
+    import scipy.io
+    rng = np.random.default_rng(5)
+    root = tmp_path / "cfd"
+    (root / "image").mkdir(parents=True)
+    (root / "groundTruth").mkdir()
+    for i in range(1, 7):
+        cv2.imwrite(str(root / "image" / f"{i:03d}.jpg"), rng.integers(0, 255, (32, 48, 3), np.uint8))
+        segmentation = np.ones((32, 48), np.uint8)
+        segmentation[20:23, 2:20] = 2  # a crack in the lower left: the upper right windows are free
+        if i != 6:  # 006 has no ground truth: skipped, counted
+            scipy.io.savemat(str(root / "groundTruth" / f"{i:03d}.mat"),
+                             {"groundTruth": {"Segmentation": segmentation}})
+    (root / "groundTruth" / "005.mat").write_bytes(b"not a mat file")  # unreadable: counted, not guessed
+    out = tmp_path / "target"
+    assert recipe.main(["--crackforest", str(root), "--window", "16", "--test-every", "2", "--size", "16",
+                        "--margin", "1", "--out", str(out)]) == 0
+    info = json.loads((out / "target.json").read_text())
+    assert (info["photos"], info["mask_unreadable"], info["skipped_no_mask"]) == (4, 1, 1)
+    assert info["test_positions"] == ["cfd_002", "cfd_004"]  # sorted photos 001-004, index % 2 == 1
+    tests = sorted(p.name for p in (out / "test" / "images" / "crack").iterdir())
+    assert [n.rsplit("_w", 1)[0] for n in tests] == ["cfd_002", "cfd_004"]
+    assert {p.name.rsplit("_w", 1)[0] for p in (out / "normals").iterdir()} == {"cfd_001", "cfd_003"}
+    for name in tests:
+        mask = cv2.imread(str(out / "test" / "masks" / "crack" / name), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == (16, 16) and mask.max() == 255
