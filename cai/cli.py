@@ -72,11 +72,12 @@ def main(ctx, debug):
               help="Output folder: new, empty, or an earlier cai-hub output (resumed).")
 @click.option("--mode", default=CAIConfig.mode, show_default=True, callback=_mode,
               help=f"Injection: {', '.join(MODES)}, or several joined by '+' (one drawn per pseudo anomaly). "
-                   "The paper: normal. Default: half normal, half paste (chosen by measurement, see "
-                   "recipes/evaluate/README.md).")
+                   "The paper: normal. Default: normal or paste, paste three times in four (chosen by "
+                   "measurement, see recipes/evaluate/README.md).")
 @click.option("--mode-weights", default=None, callback=_weights,
               help="Relative weights of the modes of --mode, in its order, e.g. --mode normal+paste --mode-weights "
-                   "1,3 draws paste three times in four. Default: uniform.")
+                   "1,1 draws each mode half of the time. Default: 1,3 for normal+paste (paste three times in "
+                   "four, chosen by measurement), uniform for other mixtures.")
 @click.option("--refine-mask/--no-refine-mask", default=CAIConfig.refine_mask, show_default=True,
               help="Shrink each source mask to its visibly defective pixels first (the paper: no).")
 @click.option("--augment/--no-augment", default=CAIConfig.augment, show_default=True,

@@ -90,14 +90,17 @@ def test_build_folder_target_hub_ready_and_deterministic_across_num_proc(tmp_pat
     assert a.remove_columns(["image", "mask", "placed_mask"]).to_list() == \
         b.remove_columns(["image", "mask", "placed_mask"]).to_list()
     row = a[0]
-    assert row["mode"] == "paste" and row["seed"] == 3 and len(row["center"]) == 2
+    assert row["seed"] == 3 and len(row["center"]) == 2
+    assert set(a["mode"]) == {"normal", "paste"} and a["mode"].count("paste") > a["mode"].count("normal")
     assert set(a["scale"]) == {"large", "medium", "small"}
     assert (tmp_path / "a" / "contact_sheet.png").is_file()
     card = (tmp_path / "a" / "README.md").read_text()
     assert card.startswith("---") and "image-segmentation" in card.split("---")[1] and "**30** pseudo anomalies" in card
     assert "pattern rotations/flips: no" in card and "extent along each defect's long axis" in card
+    assert "`normal+paste` (one mode drawn per pseudo anomaly, weights 1.0 : 3.0)" in card
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["made"] == 30 and summary["ms_per_pseudo_anomaly"] > 0
+    assert summary["config"]["mode"] == "normal+paste" and summary["config"]["mode_weights"] == [1.0, 3.0]
     # every mask lies on its placed defect's neighbourhood and marks a visible change
     for r in a.select(range(10)):
         mask, placed = np.asarray(r["mask"]) > 0, np.asarray(r["placed_mask"]) > 0

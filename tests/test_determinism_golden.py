@@ -119,8 +119,11 @@ GREY_GOLDEN = {"cai+paste+long+aug": (24, "6c1aba59aafa453563738a54e3cdfd0d4f59c
                "cai+paste+aug": (24, "17cc178de258bb484b2930d9dc766f2f3d57adb4e8bee46447ffbe9bd3b70097"),
                # the default since (along, no augmentation, as the paper), recorded at that change
                "cai+paste": (24, "18c6fcf13d1fcd871a6e1baff1d230538e9f85e541d7a84bab4387b020f9c9ad"),
-               # the default of the eighth round (mode "normal+paste"), recorded at that change
-               "cai": (24, "d80ba41a6d69033ce6a13d3824f94f0927ddd23695ff3ce000d1dd0b09b06ddd"),
+               # the default of the eighth to tenth rounds (mode "normal+paste", half and half), recorded at
+               # the eighth round's change; "+paste50" keeps it (equal weights draw as the uniform draw did)
+               "cai+paste50": (24, "d80ba41a6d69033ce6a13d3824f94f0927ddd23695ff3ce000d1dd0b09b06ddd"),
+               # the default since the eleventh round (¾ paste), recorded at that change
+               "cai": (24, "b00dfee88b32ff0c0244e737d3325bc75910edc45b46cf29fff5b2e86c3f3d1f"),
                "cai-n+aug": (24, "7d26c6b31f5c055129a516f7fab47c1b859be1680a00a0d719f03e68c8e0dd7c")}
 
 

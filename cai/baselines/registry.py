@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..engine.config import CAIConfig
+from ..engine.config import DEFAULT_MODE_WEIGHTS, CAIConfig
 from ..engine.synthesizer import CAISynthesizer, PatternBank
 from ._common import _check_positive_int
 from .cai_ablations import CAIVariant, _scaled_quota
@@ -24,17 +24,20 @@ _CAI_MODES = {"cai-n": "normal", "cai-m": "mixed", "cai-paste": "paste", "cai-r"
 # Modifiers appended to a CAI name with "+" (e.g. "cai-r+refine+aug"), each a CAIConfig setting.
 # The named variants keep the settings they were measured with (the defaults before the quality work:
 # unrefined source masks, no augmentation, luma pseudo mask); "cai" is CAIConfig() as it is now.
-VARIANT_BASE = {"mode": "normal", "refine_mask": False, "augment": False, "mask_rule": "luma", "scale_reference": "long"}
+VARIANT_BASE = {"mode": "normal", "mode_weights": None, "refine_mask": False, "augment": False, "mask_rule": "luma",
+                "scale_reference": "long"}
 CAI_MODIFIERS = {"refine": {"refine_mask": True}, "noborder": {"border": "exclude"}, "aug": {"augment": True},
                  "chmask": {"mask_rule": "channel"}, "luma": {"mask_rule": "luma"},
                  "gain2": {"gain": (1.0, 2.0)}, "gain3": {"gain": (1.0, 3.0)}, "x2": {"gain": (2.0, 2.0)},
                  "halo2": {"halo": 2}, "halo5": {"halo": 5},
-                 "classbal": {"draw": "class"}, "npmix": {"mode": "normal+paste"}, "rel": {"mode": "relative"},
+                 "classbal": {"draw": "class"}, "npmix": {"mode": "normal+paste", "mode_weights": (1.0, 1.0)}, "rel": {"mode": "relative"},
                  "paste": {"mode": "paste"}, "normal": {"mode": "normal"}, "nmpmix": {"mode": "normal+mixed+paste"},
                  "noaug": {"augment": False}, "flips": {"augment": True, "augment_group": "flips"},
                  "att100": {"max_attempts": 100}, "along": {"scale_reference": "along"}, "long": {"scale_reference": "long"},
                  "geo": {"scale_reference": "mean"},
-                 # the share of paste in the Normal/paste mixture (tenth round): 3 of 4, 9 of 10
+                 # the share of paste in the Normal/paste mixture (tenth round): 1 of 2 (the default of the
+                 # eighth to tenth rounds), 3 of 4 (the default since the eleventh), 9 of 10
+                 "paste50": {"mode": "normal+paste", "mode_weights": (1.0, 1.0)},
                  "paste75": {"mode": "normal+paste", "mode_weights": (1.0, 3.0)},
                  "paste90": {"mode": "normal+paste", "mode_weights": (1.0, 9.0)}}
 _CAI_MIXES = {"cai-622": (6, 2, 2), "cai-262": (2, 6, 2), "cai-226": (2, 2, 6), "cai-433": (4, 3, 3)}
@@ -105,15 +108,19 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
     if is_cai and name != "cai":
         config = dataclasses.replace(config, **VARIANT_BASE)
     for m in modifiers:
-        config = dataclasses.replace(config, **CAI_MODIFIERS[m])
+        # a modifier that sets the mode without a share gets that mode's default share
+        config = dataclasses.replace(config, **{"mode_weights": None, **CAI_MODIFIERS[m]}
+                                     if "mode" in CAI_MODIFIERS[m] else CAI_MODIFIERS[m])
     if is_cai:
         if bank is None:
             raise ValueError(f"{name} needs a PatternBank (bank=...) of anomaly patterns")
         quota = _scaled_quota(_CAI_MIXES.get(name, config.quota), per_image)
         if name == "cai":  # the default settings (CAIConfig()), whatever they are
             return CAIVariant(bank, dataclasses.replace(config, quota=quota), variant=full_name)
-        if name in _CAI_MODES:
-            config = dataclasses.replace(config, mode=_CAI_MODES[name], quota=quota)
+        if name in _CAI_MODES:  # measured with a uniform draw of their modes
+            mode = _CAI_MODES[name]
+            uniform = (1.0,) * len(mode.split("+")) if mode in DEFAULT_MODE_WEIGHTS else None
+            config = dataclasses.replace(config, mode=mode, mode_weights=uniform, quota=quota)
             if not modifiers and name in ("cai-n", "cai-m", "cai-paste"):
                 return CAISynthesizer(bank, config)
             return CAIVariant(bank, config, variant=full_name)

@@ -12,6 +12,9 @@ DRAWS = ("pattern", "class")
 AUGMENT_GROUPS = ("dihedral", "flips")  # all 8 rotations/flips, or the 4 that keep the axes
 # s_f: the foreground box's long side, its extent along the defect, or the geometric mean of its sides
 SCALE_REFERENCES = ("long", "along", "mean")
+# The share of each mode a mixture draws when ``mode_weights`` is None; mixtures not listed draw uniformly.
+# "normal+paste": paste for three pseudo anomalies in four (eleventh round, recipes/evaluate/README.md).
+DEFAULT_MODE_WEIGHTS = {"normal+paste": (1.0, 3.0)}
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,10 @@ class CAIConfig:
         the source only on the defect pixels and from the target elsewhere: the defect's deviation
         from its own harmonically interpolated source background is added to the target). Several
         modes joined by ``+`` (e.g. ``"normal+mixed+paste"``, as the official code writes all three)
-        draw one mode per pseudo anomaly, uniformly.
+        draw one mode per pseudo anomaly, with the shares of ``mode_weights``.
 
-        **Default ``"normal+paste"`` (half Normal-mode Poisson, half paste, drawn per pseudo anomaly) with
+        **Default ``"normal+paste"`` (Normal-mode Poisson or paste, drawn per pseudo anomaly; half and half
+        until the eleventh round, ¾ paste since: see ``mode_weights``) with
         ``refine_mask`` — a deviation from the paper, by measurement** (recipes/evaluate/README.md, eighth
         round). Which single mode trains the better detector depends on the target: paste keeps a defect's
         absolute appearance (the contrast of the source), Normal mode keeps only its contrast to its own
@@ -59,9 +63,8 @@ class CAIConfig:
         9.6 (BSData) to Normal mode (``cai-n``). With a few real defects of your part, compare
         ``cai,cai+paste,cai-n`` with ``cai-hub evaluate`` and pick the mode there. The criterion was
         picked after the fourth and fifth targets had been seen, and no further target was left to
-        confirm the choice on. The share of paste is ``mode_weights``; tenth round: ¾ paste is +7.6
-        (hazelnut), +6.2 (KolektorSDD), +5.2 (BSData) over ½ with intervals excluding 0, −0.4 on grid
-        (no difference shown) and −1.3 on carpet, 1.0 below CutPaste there, so the same rule keeps ½.
+        confirm the choice on. The figures above are the half-and-half mixture's. The share of paste is
+        ``mode_weights`` (tenth and eleventh rounds).
     threshold : int
         Grey-level change (0-255) above which a pixel belongs to the pseudo mask (paper: 7).
     median_ksize : int
@@ -148,8 +151,19 @@ class CAIConfig:
         use ``"long"``.
     mode_weights : tuple of float or None
         Relative weights of the modes of ``mode`` (same order; they need not sum to 1), e.g.
-        ``(1, 3)`` with ``"normal+paste"`` draws paste for three pseudo anomalies in four. None
-        (default): uniform, drawn as before this field existed (the same bytes).
+        ``(1, 1)`` with ``"normal+paste"`` draws each mode for half of the pseudo anomalies. Equal
+        weights are the uniform draw, byte for byte. None (default): the mode's share in
+        :data:`DEFAULT_MODE_WEIGHTS`, set here, so ``CAIConfig().mode_weights == (1.0, 3.0)``; uniform for
+        the mixtures not listed there (they stay None).
+
+        **Default ``(1, 3)`` for ``"normal+paste"`` (¾ paste) — by measurement, eleventh round**
+        (recipes/evaluate/README.md). Until then the mixture was half and half. ¾ paste was better by
+        +7.6 (hazelnut), +6.2 (KolektorSDD) and +5.2 (BSData) pixel-AP points, with intervals that resample
+        test images and seeds and exclude 0. On grid (−0.4), carpet stains (−1.3) and road cracks (+1.0) no
+        difference was shown. The road-crack target was the sixth, run after the rule was written. The
+        tenth round's worst-margin rule had kept ½ only through carpet, where ½, ¾ and CutPaste are not
+        shown different. ``(1, 1)`` gives the half-and-half mixture of the eighth to tenth rounds, byte for
+        byte (``cai+paste50``).
     """
 
     quota: tuple[int, int, int] = (4, 3, 3)
@@ -183,6 +197,8 @@ class CAIConfig:
         modes = self.modes
         if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
             raise ValueError(f"mode must be one of {MODES} or several of them joined by '+', got {self.mode!r}")
+        if self.mode_weights is None and self.mode in DEFAULT_MODE_WEIGHTS:
+            object.__setattr__(self, "mode_weights", DEFAULT_MODE_WEIGHTS[self.mode])
         if self.mode_weights is not None:
             w = tuple(float(x) for x in self.mode_weights)
             object.__setattr__(self, "mode_weights", w)  # a tuple of floats, whatever sequence was given
@@ -266,4 +282,7 @@ class CAIConfig:
             values["gain"] = tuple(values["gain"])
         if values.get("mode_weights") is not None:
             values["mode_weights"] = tuple(values["mode_weights"])
+        elif values.get("mode") in DEFAULT_MODE_WEIGHTS and "mode_weights" not in values:
+            # written before the field existed: that mixture was drawn uniformly
+            values["mode_weights"] = (1.0,) * len(values["mode"].split("+"))
         return cls(**values)

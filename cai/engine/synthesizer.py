@@ -22,11 +22,11 @@ from .scale import along_factor, foreground_scale
 
 
 def _draw_mode(modes: tuple[str, ...], weights, rng) -> str:
-    """One of ``modes``: uniformly (``weights`` None, one ``rng.integers`` draw) or by relative ``weights``
-    (one ``rng.random`` draw against the cumulative shares)."""
+    """One of ``modes``: uniformly (``weights`` None or all equal, one ``rng.integers`` draw) or by relative
+    ``weights`` (one ``rng.random`` draw against the cumulative shares)."""
     if len(modes) == 1:
         return modes[0]
-    if weights is None:
+    if weights is None or len(set(weights)) == 1:
         return modes[int(rng.integers(len(modes)))]
     cumulative = np.cumsum(np.asarray(weights, float))
     return modes[min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(modes) - 1)]

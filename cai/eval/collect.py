@@ -95,6 +95,21 @@ def load_runs(folders) -> dict[str, dict[str, SynthRuns]]:
     return targets
 
 
+def rename_synthesizers(targets: dict, specs) -> None:
+    """Apply ``"NAME=AS"`` renames in order, on every target of :func:`load_runs`' result (the same
+    settings run under another name, e.g. ``cai+paste75=cai`` once they became the default). ValueError
+    for a malformed spec or a name the target already has."""
+    for spec in specs:
+        name, sep, alias = spec.partition("=")
+        if not sep or not name or not alias:
+            raise ValueError(f"--alias expects NAME=AS, got {spec!r}")
+        for target, synths in targets.items():
+            if name in synths:
+                if alias in synths:
+                    raise ValueError(f"--alias {spec}: {target} already has a synthesizer named {alias}")
+                synths[alias] = synths.pop(name)
+
+
 def fill_fd(targets: dict, specs) -> None:
     """Fill FD-Lite0 values a run did not record (e.g. an interrupted run) from JSON files written by
     ``recipes/evaluate/authenticity.py``; ``specs`` are ``"TARGET=FILE"`` strings. Values already in a

@@ -12,7 +12,7 @@ import argparse
 import math
 
 from cai.eval.bootstrap import describe
-from cai.eval.collect import clusters_by_target, compare, fill_fd, load_runs
+from cai.eval.collect import clusters_by_target, compare, fill_fd, load_runs, rename_synthesizers
 
 TARGETS = (("grid", "MVTec grid"), ("hazelnut", "MVTec hazelnut"), ("ksdd", "KolektorSDD"),
            ("bsdata_target", "BSData spindle pits (window target, 6 seeds)"),
@@ -27,7 +27,8 @@ DEFAULT = "cai"
 OLD, LONG, AUG, PASTE = "@3src", "@long", "@aug", "@paste"
 TABLE1 = ("cai", "cutpaste", "nsa-n", "nsa-m", "draem", "glass-las", "cai" + PASTE, "cai" + AUG, "cai" + LONG,
           "cai" + OLD)
-TABLE3 = ("cai", "cai-n", "cai-paste", "cai" + PASTE, "cai+paste75", "cai+paste90", "cai+nmpmix") + tuple(s + PASTE for s in (
+TABLE3 = ("cai", "cai-n", "cai-paste", "cai" + PASTE, "cai+paste50", "cai+paste75", "cai+paste90",
+          "cai+nmpmix") + tuple(s + PASTE for s in (
     "cai+rel", "cai+long+aug", "cai+classbal+long+aug", "cai+npmix+long+aug")) + tuple(s + AUG for s in (
     "cai", "cai+noborder", "cai+geo", "cai+flips+along", "cai+classbal+along")) + tuple(s + LONG for s in (
     "cai", "cai+classbal", "cai+npmix", "cai+noborder", "cai+rel", "cai+noaug", "cai+flips"))
@@ -80,10 +81,14 @@ def main():
     ap.add_argument("--cluster", action="append", default=[], metavar="TARGET=REGEX",
                     help="resample clusters of this target's test images (regex group 1 of the image name), as "
                          "compare_runs.py does, e.g. the window targets whose test photos repeat one defect")
+    ap.add_argument("--alias", action="append", default=[], metavar="NAME=AS",
+                    help="call synthesizer NAME AS on every target, in order (e.g. --alias cai=cai+paste50 "
+                         "--alias cai+paste75=cai: the tenth round's runs under the eleventh round's default)")
     args = ap.parse_args()
     targets = load_runs(args.runs)
     fill_fd(targets, args.fd)
     try:
+        rename_synthesizers(targets, args.alias)
         clusters = clusters_by_target(targets, args.cluster)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None

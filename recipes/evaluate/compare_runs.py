@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from cai.eval.bootstrap import describe
-from cai.eval.collect import ON_THE_FLY_TAG, clusters_by_target, fill_fd, load_runs
+from cai.eval.collect import ON_THE_FLY_TAG, clusters_by_target, fill_fd, load_runs, rename_synthesizers
 from cai.eval.collect import compare as compare_runs
 
 
@@ -65,15 +65,10 @@ def main():
                     help="resample clusters of this target's test images (regex group 1 of the image name)")
     args = ap.parse_args()
     targets = load_runs(args.runs)
-    for spec in args.alias:
-        name, sep, alias = spec.partition("=")
-        if not sep or not name or not alias:
-            raise SystemExit(f"--alias expects NAME=AS, got {spec!r}")
-        for tname, synths in targets.items():
-            if name in synths:
-                if alias in synths:
-                    raise SystemExit(f"--alias {spec}: {tname} already has a synthesizer named {alias}")
-                synths[alias] = synths.pop(name)
+    try:
+        rename_synthesizers(targets, args.alias)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     fill_fd(targets, args.fd)
     out = {"per_target": {}, "loo": {}}
     try:

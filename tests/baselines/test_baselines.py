@@ -471,6 +471,16 @@ def test_cai_modifiers_apply_in_order_on_the_variant_base(bank):
     assert make_synthesizer("cai+gain3", bank=bank).config.gain == (1.0, 3.0)
     c = make_synthesizer("cai+npmix", bank=bank).config
     assert (c.mode, c.refine_mask, c.augment) == ("normal+paste", default.refine_mask, default.augment)
+    assert c.mode_weights == (1.0, 1.0)  # measured with the uniform draw (fourth round)
+    # the shares: the default's ¾, the eighth-to-tenth rounds' ½; a modifier or variant that sets another
+    # mode gets that mode's default (none for a single mode); the named mixtures were measured uniform
+    assert default.mode_weights == (1.0, 3.0)
+    assert make_synthesizer("cai+paste50", bank=bank).config == dataclasses.replace(
+        default, mode_weights=(1.0, 1.0), quota=(4, 3, 3))
+    assert make_synthesizer("cai+paste75", bank=bank).config == dataclasses.replace(default, quota=(4, 3, 3))
+    assert make_synthesizer("cai+paste", bank=bank).config.mode_weights is None
+    assert make_synthesizer("cai-np", bank=bank).config.mode_weights == (1.0, 1.0)
+    assert make_synthesizer("cai-mix", bank=bank).config.mode_weights is None
     assert make_synthesizer("cai+noaug", bank=bank).config == dataclasses.replace(default, augment=False,
                                                                                    quota=(4, 3, 3))
     assert make_synthesizer("cai+flips+att100", bank=bank).config == dataclasses.replace(

@@ -210,15 +210,33 @@ def test_mode_weights_set_the_share_of_each_mode():
     assert len(modes) == 400 and 0.68 < share < 0.82, share
     assert set(_modes_drawn(CAIConfig(mode="normal+paste", mode_weights=(0, 2)), seeds=range(5))) == {"paste"}
     assert set(_modes_drawn(CAIConfig(mode="normal+paste", mode_weights=(5, 0)), seeds=range(5))) == {"normal"}
-    uniform = _modes_drawn(CAIConfig(mode="normal+paste"))
-    assert 0.42 < uniform.count("paste") / len(uniform) < 0.58
+    half = _modes_drawn(CAIConfig(mode="normal+paste", mode_weights=(1, 1)))
+    assert 0.42 < half.count("paste") / len(half) < 0.58
+    mix = _modes_drawn(CAIConfig(mode="normal+mixed+paste"))  # no default share: uniform
+    assert all(0.25 < mix.count(m) / len(mix) < 0.42 for m in ("normal", "mixed", "paste"))
 
 
-def test_unset_mode_weights_keep_the_bytes_of_the_uniform_draw():
-    # None draws with rng.integers (the bytes before the field existed); weights draw with rng.random
+def test_the_default_mixture_draws_three_pastes_in_four():
+    assert CAIConfig().mode_weights == CAIConfig(mode="normal+paste").mode_weights == (1.0, 3.0)
+    assert CAIConfig(mode="normal+mixed+paste").mode_weights is None and CAIConfig(mode="paste").mode_weights is None
+    modes = _modes_drawn(CAIConfig())
+    assert 0.68 < modes.count("paste") / len(modes) < 0.82
+    # the same config as the tenth round's cai+paste75, so the same bytes
     base = CAISynthesizer(_bank()).synthesize(_normal(), _fg(), 0, 3)
-    again = CAISynthesizer(_bank(), CAIConfig(mode_weights=None)).synthesize(_normal(), _fg(), 0, 3)
+    again = CAISynthesizer(_bank(), CAIConfig(mode="normal+paste", mode_weights=(1, 3))).synthesize(_normal(), _fg(), 0, 3)
     assert [r.image.tobytes() for r in base] == [r.image.tobytes() for r in again]
+
+
+def test_equal_mode_weights_are_the_uniform_draw_byte_for_byte():
+    # the uniform draw is one rng.integers per pseudo anomaly (the bytes before the field existed); equal
+    # weights take it too, unequal ones one rng.random
+    mix = "normal+mixed+paste"
+    uniform = CAISynthesizer(_bank(), CAIConfig(mode=mix)).synthesize(_normal(), _fg(), 0, 3)
+    equal = CAISynthesizer(_bank(), CAIConfig(mode=mix, mode_weights=(2, 2, 2))).synthesize(_normal(), _fg(), 0, 3)
+    assert [r.image.tobytes() for r in uniform] == [r.image.tobytes() for r in equal]
+    assert [r.mode for r in uniform] == [r.mode for r in equal]
+    unequal = CAISynthesizer(_bank(), CAIConfig(mode=mix, mode_weights=(2, 2, 2.5))).synthesize(_normal(), _fg(), 0, 3)
+    assert [r.mode for r in unequal] != [r.mode for r in uniform]
 
 
 @pytest.mark.parametrize("weights", [(1,), (1, 2, 3), (-1, 2), (0, 0), (float("nan"), 1)])
@@ -227,7 +245,13 @@ def test_bad_mode_weights_are_refused(weights):
         CAIConfig(mode="normal+paste", mode_weights=weights)
 
 
-def test_mode_weights_round_trip_and_are_omitted_when_unset():
-    c = CAIConfig(mode_weights=(1.0, 3.0))
-    assert c.to_dict()["mode_weights"] == [1.0, 3.0] and CAIConfig.from_dict(c.to_dict()) == c
-    assert "mode_weights" not in CAIConfig().to_dict()  # fingerprints of earlier runs stay the same
+def test_mode_weights_round_trip_and_old_records_read_as_drawn():
+    for c in (CAIConfig(), CAIConfig(mode_weights=(1.0, 1.0)), CAIConfig(mode="normal+mixed+paste"),
+              CAIConfig(mode="paste")):
+        assert CAIConfig.from_dict(c.to_dict()) == c
+    assert CAIConfig().to_dict()["mode_weights"] == [1.0, 3.0]  # a new fingerprint for the new default
+    # omitted when None: fingerprints of runs of the other modes stay the same
+    assert "mode_weights" not in CAIConfig(mode="normal+mixed+paste").to_dict()
+    # a record written before the field existed drew its "normal+paste" uniformly
+    old = {k: v for k, v in CAIConfig().to_dict().items() if k != "mode_weights"}
+    assert CAIConfig.from_dict(old).mode_weights == (1.0, 1.0)

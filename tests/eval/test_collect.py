@@ -198,3 +198,32 @@ def test_choose_with_few_defects_prints_each_target_and_k(tmp_path, monkeypatch,
     monkeypatch.setattr(sys, "argv", ["choose", str(run), "--candidates", "cai-n", "--default", "cai"])
     with pytest.raises(SystemExit, match="--default"):
         module.main()
+
+
+def test_renames_apply_in_order_and_refuse_a_clash(tmp_path):
+    from cai.eval.collect import rename_synthesizers
+    targets = load_runs([_run(tmp_path / "r_grid", "grid", ["cai", "cai+paste75", "draem"], [1.0, 2.0, 0.5])])
+    entries = dict(targets["grid"])
+    rename_synthesizers(targets, ["cai=cai+paste50", "cai+paste75=cai"])  # the old default first, then the new
+    assert targets["grid"]["cai"] is entries["cai+paste75"] and targets["grid"]["cai+paste50"] is entries["cai"]
+    assert sorted(targets["grid"]) == ["cai", "cai+paste50", "draem"]
+    with pytest.raises(ValueError, match="already has a synthesizer named draem"):
+        rename_synthesizers(targets, ["cai=draem"])
+    with pytest.raises(ValueError, match="NAME=AS"):
+        rename_synthesizers(targets, ["cai"])
+    rename_synthesizers(targets, ["nsa-n=x"])  # a name no target has: nothing to do
+    assert sorted(targets["grid"]) == ["cai", "cai+paste50", "draem"]
+
+
+def test_collect_tables_takes_renames(tmp_path, monkeypatch, capsys, evaluate_recipe):
+    import sys
+    module = evaluate_recipe("collect_tables")
+    run = _run(tmp_path / "r_grid", "grid", ["cai", "cai+paste75", "cutpaste"], [1.0, 3.0, 0.5])
+    monkeypatch.setattr(sys, "argv", ["collect_tables", str(run), "--n-boot", "50", "--alias", "cai=cai+paste50",
+                                      "--alias", "cai+paste75=cai"])
+    module.main()
+    table1 = capsys.readouterr().out.split("### Table 3")[0]
+    assert "| cai | 2 |" in table1 and "| cutpaste | 2 |" in table1 and "cai+paste75" not in table1
+    monkeypatch.setattr(sys, "argv", ["collect_tables", str(run), "--alias", "cai=cutpaste"])
+    with pytest.raises(SystemExit, match="already has"):
+        module.main()
