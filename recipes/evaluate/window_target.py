@@ -15,6 +15,12 @@ positions, every third (index % 3 == 1) is a test position.
 a crack in every photo; 128 px windows leave 661 crack-free ones) and ``--exclude-source
 crackforest,cracks_mixed`` (the CFD photos are in both crack sources), so the anomaly set holds no crack.
 
+``--neu ROOT``: a seventh target, hot-rolled steel strip (NEU-Seg, ``ROOT/JPEGImages`` +
+``SegmentationClass``, 1341 grey photos 200 x 200 with inclusions, patches and scratches); each photo is
+its own group, its defects of all classes one mask. Run it with ``--window 100 --size 200`` and
+``--exclude-source neu_seg`` (71% of the shared-sources DAAD's rows are NEU defects: what is left is
+cracks, potholes, pits and stains).
+
 ``--mvtec ROOT --category C --defect D``: the anomalous test photos of one MVTec AD defect type (e.g.
 the 17 carpet ``color`` stains ../shared/data holds, which have no ``train/good``); each photo is its
 own group, every ``--test-every``-th (index % K == 1) a test photo.
@@ -52,7 +58,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cai.layouts import crackforest, mvtec
+from cai.layouts import crackforest, mvtec, neu_seg
 from cai.layouts.labelme import iter_anomalies
 
 NAME = re.compile(r"^01_(\d{12})_(\d+_\d{3})_crop_(\d)$")
@@ -137,6 +143,20 @@ def crackforest_photos(root: Path) -> tuple[list, dict]:
                                                 "skipped_no_mask": stats.get("skipped_no_mask", 0)}
 
 
+def neu_photos(root: Path) -> tuple[list, dict]:
+    """The NEU-Seg photos as ``(name, image_path, mask, group)``, each its own group, the mask the union
+    of its defects of every class (read with :mod:`cai.layouts.neu_seg`, one record per class)."""
+    masks: dict = {}
+    for r in neu_seg.iter_anomalies(root):
+        if r.mask is not None:
+            path = Path(r.image_path)
+            masks[path] = masks[path] | r.mask if path in masks else r.mask.copy()
+    if not masks:
+        raise SystemExit(f"no NEU-Seg photo with a defect under {root}")
+    photos = sorted((f"neu_{p.stem}", p, m, f"neu_{p.stem}") for p, m in masks.items())
+    return photos, {"photos": len(photos)}
+
+
 def collect(photos: list, margin: int, aspect: float = 1.0, side: int | None = None,
             test_every: int = 3) -> tuple[list, list, list, dict]:
     """Windows of ``photos`` (``(stem, image_path, mask, group)``): (train normals, test normals, test
@@ -198,6 +218,7 @@ def main(argv=None) -> int:
     source.add_argument("--bsdata", help="the BSData folder (label/*.json, data/*.jpg)")
     source.add_argument("--mvtec", help="an MVTec AD root (with --category and --defect)")
     source.add_argument("--crackforest", help="the CrackForest folder (image/*.jpg, groundTruth/*.mat)")
+    source.add_argument("--neu", help="the NEU-Seg folder (JPEGImages/*.jpg, SegmentationClass/*.png)")
     ap.add_argument("--category", help="--mvtec: the category, e.g. carpet")
     ap.add_argument("--defect", help="--mvtec: the defect type, e.g. color")
     ap.add_argument("--window", type=int, help="window length in photo px [the photo's short side]")
@@ -225,18 +246,21 @@ def main(argv=None) -> int:
         photos, counts = bsdata_photos(Path(args.bsdata))
     elif args.crackforest:
         photos, counts = crackforest_photos(Path(args.crackforest))
+    elif args.neu:
+        photos, counts = neu_photos(Path(args.neu))
     else:
         photos, counts = mvtec_photos(Path(args.mvtec), args.category, args.defect)
     train, test_normal, test_anomalous, found = collect(photos, args.margin, args.aspect, args.window, args.test_every)
     counts.update(found)
     if not train or not test_anomalous:
-        raise SystemExit(f"nothing to write from {args.bsdata or args.crackforest or args.mvtec}: {counts}")
+        raise SystemExit(f"nothing to write from {args.bsdata or args.crackforest or args.neu or args.mvtec}: {counts}")
     train, test_normal = spread(train, args.normals), spread(test_normal, args.test_normals)
     for item in train:
         _write(item, args.size, out / "normals" / f"{item[0]}.png", None)
     for item in test_normal:
         _write(item, args.size, out / "test" / "images" / "good" / f"{item[0]}.png", None)
-    defect = "pitting" if args.bsdata else "crack" if args.crackforest else args.defect
+    defect = ("pitting" if args.bsdata else "crack" if args.crackforest else "steel_defect" if args.neu
+              else args.defect)
     for item in test_anomalous:
         _write(item, args.size, out / "test" / "images" / defect / f"{item[0]}.png",
                out / "test" / "masks" / defect / f"{item[0]}.png")
