@@ -144,3 +144,26 @@ def test_crackforest_photos_make_a_target_without_the_unreadable_or_unlabelled(r
     for name in tests:
         mask = cv2.imread(str(out / "test" / "masks" / "crack" / name), cv2.IMREAD_GRAYSCALE)
         assert mask.shape == (16, 16) and mask.max() == 255
+
+
+def test_neu_photos_join_every_class_into_one_mask(recipe, tmp_path):
+    rng = np.random.default_rng(7)
+    root = tmp_path / "neu"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationClass").mkdir()
+    for i in range(1, 5):
+        cv2.imwrite(str(root / "JPEGImages" / f"{i:06d}.jpg"), rng.integers(0, 255, (40, 40), np.uint8))
+        labels = np.zeros((40, 40), np.uint8)
+        labels[30:34, 2:8] = 1   # an inclusion in the lower left
+        labels[30:38, 12:14] = 3  # a scratch beside it
+        cv2.imwrite(str(root / "SegmentationClass" / f"{i:06d}.png"), labels)
+    photos, counts = recipe.neu_photos(root)
+    assert counts == {"photos": 4} and [p[0] for p in photos] == [f"neu_{i:06d}" for i in range(1, 5)]
+    assert int(photos[0][2].sum()) == 4 * 6 + 8 * 2  # both classes in the one mask
+    out = tmp_path / "target"
+    assert recipe.main(["--neu", str(root), "--window", "20", "--size", "20", "--margin", "1", "--out", str(out)]) == 0
+    tests = sorted(p.name for p in (out / "test" / "images" / "steel_defect").iterdir())
+    assert [n.rsplit("_w", 1)[0] for n in tests] == ["neu_000002"]  # sorted photos, index % 3 == 1
+    mask = cv2.imread(str(out / "test" / "masks" / "steel_defect" / tests[0]), cv2.IMREAD_GRAYSCALE)
+    assert mask.max() == 255
+    assert {p.name.rsplit("_w", 1)[0] for p in (out / "normals").iterdir()} == {"neu_000001", "neu_000003", "neu_000004"}
