@@ -16,7 +16,9 @@ from cai.eval.collect import clusters_by_target, compare, fill_fd, load_runs, re
 
 TARGETS = (("grid", "MVTec grid"), ("hazelnut", "MVTec hazelnut"), ("ksdd", "KolektorSDD"),
            ("bsdata_target", "BSData spindle pits (window target, 6 seeds)"),
-           ("carpet_target", "MVTec carpet stains (window target, 6 seeds)"))
+           ("carpet_target", "MVTec carpet stains (window target, 6 seeds)"),
+           ("cfd_target", "Road cracks, CrackForest (window target, 6 seeds)"),
+           ("neu_target", "Steel strip, NEU-Seg (window target, 6 seeds)"))
 DEFAULT = "cai"
 # Runs on the shared-sources DAAD (recipes/daad/daad.yaml) are named as they are; runs of the first three
 # rounds, on the 3-source anomaly set (recipes/anomaly_set_from_shared), are given as FOLDER@3src. DAAD runs
@@ -45,10 +47,12 @@ def cell(pair):
 
 
 def table(title, targets, synths, delta_title, delta, keys=None) -> list[str]:
-    """``delta(entries, synth, target)`` -> bootstrap dict or None, shown in the last column. Targets with
-    no run at all, or not among ``keys`` when given, are left out."""
+    """``delta(entries, synth, target)`` -> bootstrap dict or None, shown in the last column. The targets
+    of :data:`TARGETS` come first under their titles, any other under its own name. Targets with no run at
+    all, or not among ``keys`` when given, are left out."""
     lines = [f"### {title}", ""]
-    for key, label in TARGETS:
+    known = dict(TARGETS)
+    for key, label in list(TARGETS) + [(k, k) for k in sorted(targets) if k not in known]:  # others by name
         if keys is not None and key not in keys:
             continue
         entries = targets.get(key, {})

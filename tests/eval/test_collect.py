@@ -219,11 +219,13 @@ def test_collect_tables_takes_renames(tmp_path, monkeypatch, capsys, evaluate_re
     import sys
     module = evaluate_recipe("collect_tables")
     run = _run(tmp_path / "r_grid", "grid", ["cai", "cai+paste75", "cutpaste"], [1.0, 3.0, 0.5])
-    monkeypatch.setattr(sys, "argv", ["collect_tables", str(run), "--n-boot", "50", "--alias", "cai=cai+paste50",
-                                      "--alias", "cai+paste75=cai"])
+    own = _run(tmp_path / "r_own", "my_parts", ["cai", "draem"], [1.0, 0.5])  # a target the recipe has no title for
+    monkeypatch.setattr(sys, "argv", ["collect_tables", str(run), str(own), "--n-boot", "50", "--alias",
+                                      "cai=cai+paste50", "--alias", "cai+paste75=cai"])
     module.main()
     table1 = capsys.readouterr().out.split("### Table 3")[0]
     assert "| cai | 2 |" in table1 and "| cutpaste | 2 |" in table1 and "cai+paste75" not in table1
+    assert table1.index("**MVTec grid**") < table1.index("**my_parts**") and "| draem | 2 |" in table1
     monkeypatch.setattr(sys, "argv", ["collect_tables", str(run), "--alias", "cai=cutpaste"])
     with pytest.raises(SystemExit, match="already has"):
         module.main()
