@@ -30,7 +30,8 @@ CAI_MODIFIERS = {"refine": {"refine_mask": True}, "noborder": {"border": "exclud
                  "chmask": {"mask_rule": "channel"}, "luma": {"mask_rule": "luma"},
                  "gain2": {"gain": (1.0, 2.0)}, "gain3": {"gain": (1.0, 3.0)}, "x2": {"gain": (2.0, 2.0)},
                  "halo2": {"halo": 2}, "halo5": {"halo": 5},
-                 "classbal": {"draw": "class"}, "npmix": {"mode": "normal+paste", "mode_weights": (1.0, 1.0)}, "rel": {"mode": "relative"},
+                 "classbal": {"draw": "class"}, "rel": {"mode": "relative"},
+                 "npmix": {"mode": "normal+paste", "mode_weights": (1.0, 1.0)},  # the fourth round's: uniform
                  "paste": {"mode": "paste"}, "normal": {"mode": "normal"}, "nmpmix": {"mode": "normal+mixed+paste"},
                  "noaug": {"augment": False}, "flips": {"augment": True, "augment_group": "flips"},
                  "att100": {"max_attempts": 100}, "along": {"scale_reference": "along"}, "long": {"scale_reference": "long"},

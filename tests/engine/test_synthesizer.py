@@ -223,7 +223,8 @@ def test_the_default_mixture_draws_three_pastes_in_four():
     assert 0.68 < modes.count("paste") / len(modes) < 0.82
     # the same config as the tenth round's cai+paste75, so the same bytes
     base = CAISynthesizer(_bank()).synthesize(_normal(), _fg(), 0, 3)
-    again = CAISynthesizer(_bank(), CAIConfig(mode="normal+paste", mode_weights=(1, 3))).synthesize(_normal(), _fg(), 0, 3)
+    explicit = CAIConfig(mode="normal+paste", mode_weights=(1, 3))
+    again = CAISynthesizer(_bank(), explicit).synthesize(_normal(), _fg(), 0, 3)
     assert [r.image.tobytes() for r in base] == [r.image.tobytes() for r in again]
 
 
