@@ -11,7 +11,8 @@ One run prints, each a separate build into a fresh output folder:
 
 1. cold: a fresh process (imports, numba cache load) with an empty pattern cache (patterns prepared);
 2. steady state, one process, ``--num-proc 1``, pattern cache warm, solver loaded — per mode:
-   the default (``normal+paste``: half of the pseudo anomalies Poisson-blended, half pasted) and
+   the default (``normal+paste``: a quarter of the pseudo anomalies Poisson-blended, three quarters
+   pasted; half and half until the eleventh round) and
    ``--mode normal``, each with our solver and with ``cv2.seamlessClone`` as the blend
    (``_common.cv2_blend``, the same swap as ``bench_pipeline.py``: only ``cai.engine.inject.poisson_blend``
    changes; paste uses no solver), and ``--mode paste``; each with the default PNG settings (level 1,
