@@ -162,11 +162,13 @@ def main():
         fg_fn = make_foreground("auto", category=category)
         fgs = [np.asarray(fg_fn(n[..., 0] if is_grey else n), bool) for n in normals]
         bank, *_ = _pattern_bank(args.daad, target.guard_sources, excluded.get(tname, ()), Path(cache))
-        real = real_contrast(target)
-        print(f"{tname:9s} {'real test defects':22s} n {len(real):3d}  |contrast| {np.median(real):5.1f} "
-              f"[{np.percentile(real, 25):.1f}, {np.percentile(real, 75):.1f}]", flush=True)
-        rows = [{"synth": "real test defects", "n": len(real), "contrast_abs_median": float(np.median(real)),
-                 "contrast_abs_iqr": [float(np.percentile(real, 25)), float(np.percentile(real, 75))]}]
+        real = np.asarray(real_contrast(target), float)
+        ringed = real[~np.isnan(real)]  # a defect that fills its image has no ring around it: no contrast
+        median, q1, q3 = (np.percentile(ringed, q) if len(ringed) else float("nan") for q in (50, 25, 75))
+        print(f"{tname:9s} {'real test defects':22s} n {len(real):3d}  |contrast| {median:5.1f} [{q1:.1f}, {q3:.1f}]"
+              + (f" (of the {len(ringed)} with a ring around them)" if len(ringed) < len(real) else ""), flush=True)
+        rows = [{"synth": "real test defects", "n": len(real), "n_with_ring": len(ringed),
+                 "contrast_abs_median": float(median), "contrast_abs_iqr": [float(q1), float(q3)]}]
         for name in args.synth.split(","):
             synth = make_synthesizer(name, bank=bank, normals=normals)
             absolute, kept, change, clipped, visible, outside, ratio, views = ([] for _ in range(8))
