@@ -31,8 +31,8 @@ def grey(image: np.ndarray) -> np.ndarray:
 
     The same bits on every CPU: ``R*wr``, then ``+ G*wg`` and ``+ B*wb`` each rounded once to float32
     (a fused multiply-add), computed in float64 with elementwise numpy operations (exact for pixel values
-    0-255; for other float32 inputs a float64 rounding may come first, still the same everywhere). A BLAS product (``image @ w``) rounds its last
-    bit as its CPU's kernel does, and a change of exactly the pseudo-mask threshold (7 grey levels between
+    0-255; for other float32 inputs a float64 rounding may come first, still the same everywhere). A BLAS
+    product (``image @ w``) rounds its last bit as its CPU's kernel does, and a change of exactly the pseudo-mask threshold (7 grey levels between
     grey pixels, whose luma is then 7 +- 1 ulp) fell on either side of it: the same seed gave other
     pseudo masks on another machine. This order gives the bits such a kernel gave where the recorded
     golden hashes were made (tests/test_determinism_golden.py).

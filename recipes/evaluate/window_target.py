@@ -157,6 +157,11 @@ def neu_photos(root: Path) -> tuple[list, dict]:
     return photos, {"photos": len(photos)}
 
 
+# --<flag> ROOT: (photos of ROOT, name of the test defect folder); --mvtec takes --category and --defect too
+PHOTO_SOURCES = {"bsdata": (bsdata_photos, "pitting"), "crackforest": (crackforest_photos, "crack"),
+                 "neu": (neu_photos, "steel_defect")}
+
+
 def collect(photos: list, margin: int, aspect: float = 1.0, side: int | None = None,
             test_every: int = 3) -> tuple[list, list, list, dict]:
     """Windows of ``photos`` (``(stem, image_path, mask, group)``): (train normals, test normals, test
@@ -242,25 +247,20 @@ def main(argv=None) -> int:
         raise SystemExit("--daad (the oracle sets) is for --bsdata only")
     if args.test_every < 2:
         raise SystemExit(f"--test-every must be >= 2, got {args.test_every}")
-    if args.bsdata:
-        photos, counts = bsdata_photos(Path(args.bsdata))
-    elif args.crackforest:
-        photos, counts = crackforest_photos(Path(args.crackforest))
-    elif args.neu:
-        photos, counts = neu_photos(Path(args.neu))
-    else:
-        photos, counts = mvtec_photos(Path(args.mvtec), args.category, args.defect)
+    # the one source given: its photos, and the name of its test defect folder
+    flag, root = next((f, getattr(args, f)) for f in ("bsdata", "crackforest", "neu", "mvtec") if getattr(args, f))
+    photos, counts = (mvtec_photos(Path(root), args.category, args.defect) if flag == "mvtec"
+                      else PHOTO_SOURCES[flag][0](Path(root)))
+    defect = args.defect if flag == "mvtec" else PHOTO_SOURCES[flag][1]
     train, test_normal, test_anomalous, found = collect(photos, args.margin, args.aspect, args.window, args.test_every)
     counts.update(found)
     if not train or not test_anomalous:
-        raise SystemExit(f"nothing to write from {args.bsdata or args.crackforest or args.neu or args.mvtec}: {counts}")
+        raise SystemExit(f"nothing to write from {root}: {counts}")
     train, test_normal = spread(train, args.normals), spread(test_normal, args.test_normals)
     for item in train:
         _write(item, args.size, out / "normals" / f"{item[0]}.png", None)
     for item in test_normal:
         _write(item, args.size, out / "test" / "images" / "good" / f"{item[0]}.png", None)
-    defect = ("pitting" if args.bsdata else "crack" if args.crackforest else "steel_defect" if args.neu
-              else args.defect)
     for item in test_anomalous:
         _write(item, args.size, out / "test" / "images" / defect / f"{item[0]}.png",
                out / "test" / "masks" / defect / f"{item[0]}.png")
