@@ -157,6 +157,7 @@ class _Engine:
 
     def _build(self):
         from .baselines import make_synthesizer
+        from .baselines.mixture import SlotMixture
 
         if not self.is_cai:
             return [(1.0, make_synthesizer(self.name, normals=self.normals, texture_dir=self.texture_dir,
@@ -164,15 +165,22 @@ class _Engine:
         if self._bank is None:
             from .anomaly_set import open_pattern_bank
             self._bank = open_pattern_bank(self.pattern_folder)  # views of the mapped files, refined included
-        base = make_synthesizer(self.name, bank=self._bank, config=self.config or CAIConfig(), per_image=10)
+        base = make_synthesizer(self.name, bank=self._bank, config=self.config or CAIConfig(), per_image=10,
+                                normals=self.normals)
+        mixture = base if isinstance(base, SlotMixture) else None
+        if mixture is not None:  # "cai+nsan25": the CAI slots share 1 - share, the other synthesizer the rest
+            base = mixture.main
         quota = np.asarray(base.config.quota, dtype=np.float64)
+        kept = 1.0 - mixture.share if mixture is not None else 1.0
         slots = []
         for i, scale in enumerate(SCALES):
             if quota[i] > 0:
                 one = dataclasses.replace(base, config=dataclasses.replace(
                     base.config, quota=tuple(int(j == i) for j in range(3))))
                 one._refined = base._refined  # refined pattern masks shared by the three copies
-                slots.append((quota[i] / quota.sum(), one))
+                slots.append((kept * quota[i] / quota.sum(), one))
+        if mixture is not None:
+            slots.append((mixture.share, dataclasses.replace(mixture.other, per_image=1)))
         return slots
 
     def warm_up(self) -> int:
@@ -589,7 +597,8 @@ class CAIDataset(Dataset):
         if foreground is not None and not callable(foreground) and len(foreground) != len(self._normals):
             raise ValueError(f"foreground has {len(foreground)} masks for {len(self._normals)} normals")
         self.foreground = foreground
-        nsa = str(synthesizer).startswith("nsa")
+        from .baselines.registry import uses_normals
+        nsa = uses_normals(str(synthesizer))
         self.generator = CAIAnomalyGenerator(anomaly_set, config, p, seed, synthesizer, texture_dir=texture_dir,
                                              normals=(self.load_normal, len(self._normals)) if nsa else None,
                                              cache_dir=cache_dir, classes=classes, exclude_sources=exclude_sources)

@@ -21,7 +21,8 @@ Baselines (each changes pixels inside the foreground only):
 
 CAI ablations (paper Tables 3 and 4) are :class:`~cai.engine.synthesizer.CAISynthesizer` with another
 :class:`~cai.engine.config.CAIConfig` or :class:`CAIVariant` (no scale matching, no injection location
-selection, other scale mixes). :func:`make_synthesizer` builds any of them by name
+selection, other scale mixes); :class:`SlotMixture` makes a share of CAI's slots by another synthesizer
+(``cai+nsan25``). :func:`make_synthesizer` builds any of them by name
 (:data:`SYNTHESIZERS`).
 
 References
@@ -40,6 +41,7 @@ from .cai_ablations import CAIVariant
 from .cutpaste import CutPasteSynthesizer, colour_jitter
 from .draem import DRAEMSynthesizer
 from .glass import GLASSSynthesizer, glass_augment, glass_mask
+from .mixture import SlotMixture
 from .nsa import NSASynthesizer, nsa_blend
 from .perlin import perlin_mask, perlin_noise
 from .registry import CAI_MODIFIERS, SYNTHESIZERS, make_synthesizer
@@ -55,5 +57,5 @@ __all__ = [
     "SYNTHESIZERS", "DEFAULT_TEXTURE_DIR", "CAIVariant", "CutPasteSynthesizer", "NSASynthesizer",
     "DRAEMSynthesizer", "TextureSet", "texture_set", "make_synthesizer", "perlin_noise", "perlin_mask",
     "augment_texture", "blend_texture", "colour_jitter", "nsa_blend", "GLASSSynthesizer", "glass_augment",
-    "glass_mask", "CAI_MODIFIERS",
+    "glass_mask", "CAI_MODIFIERS", "SlotMixture",
 ]

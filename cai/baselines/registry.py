@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from ..engine.config import DEFAULT_MODE_WEIGHTS, CAIConfig
 from ..engine.synthesizer import CAISynthesizer, PatternBank
@@ -10,6 +11,7 @@ from .cai_ablations import CAIVariant, _scaled_quota
 from .cutpaste import CutPasteSynthesizer
 from .draem import DRAEMSynthesizer
 from .glass import GLASSSynthesizer
+from .mixture import SlotMixture
 from .nsa import NSASynthesizer
 from .textures import texture_set
 
@@ -45,6 +47,24 @@ _CAI_MIXES = {"cai-622": (6, 2, 2), "cai-262": (2, 6, 2), "cai-226": (2, 2, 6), 
 # Scale mixes as modifiers, so Table 4 can run on any settings: "cai+q622" is the default with 6/2/2.
 CAI_MODIFIERS.update({f"q{name[4:]}": {"quota": mix} for name, mix in _CAI_MIXES.items()})
 
+# A mixture modifier, last of a CAI name: "+nsan25" makes 25 % of the slots by NSA Normal, "+nsam50" half by
+# NSA Mixed (thirteenth round). The share is a whole percentage in 1-99.
+_MIXTURE = re.compile(r"^nsa([nm])(\d{1,2})$")
+
+
+def _mixture_modifier(modifier: str):
+    """("nsa-n" | "nsa-m", share in (0, 1)) for a mixture modifier, None for any other."""
+    found = _MIXTURE.match(modifier)
+    if found is None or int(found.group(2)) == 0:
+        return None
+    return f"nsa-{found.group(1)}", int(found.group(2)) / 100.0
+
+
+def uses_normals(name: str) -> bool:
+    """Whether synthesizer ``name`` draws from the target's other normal images (NSA, or a CAI name ending
+    in an NSA mixture modifier)."""
+    return name.startswith("nsa") or (name.startswith("cai") and _mixture_modifier(name.rsplit("+", 1)[-1]) is not None)
+
 
 def _normals_arg(normals):
     if isinstance(normals, tuple) and len(normals) == 2 and callable(normals[0]):
@@ -67,7 +87,10 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
         quota mixes), ``cutpaste``, ``cutpaste-scar``, ``nsa-n``, ``nsa-m`` (NSA Normal / Mixed),
         ``draem``, ``glass-las``. A CAI name takes ``+modifier`` suffixes from :data:`CAI_MODIFIERS`,
         applied in order after the variant's base settings (e.g. ``cai-paste+refine+aug``,
-        ``cai+noborder``, ``cai+q622`` = the default with the 6/2/2 scale mix).
+        ``cai+noborder``, ``cai+q622`` = the default with the 6/2/2 scale mix). A last modifier
+        ``nsan<P>`` or ``nsam<P>`` (P a whole percentage, 1-99) makes P % of the slots, drawn per slot, by
+        NSA Normal or Mixed instead (:class:`~cai.baselines.mixture.SlotMixture`; needs ``normals``):
+        ``cai+nsan25``.
     bank : PatternBank
         Required by the ``cai-*`` synthesizers.
     normals : sequence of (H, W[, 3]) uint8 ndarray, or (callable i -> ndarray, count)
@@ -100,10 +123,20 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
     is_cai = name == "cai" or name.startswith("cai-")
     if modifiers and not is_cai:
         raise ValueError(f"modifiers ({'+'.join(modifiers)}) apply to cai-* synthesizers only, not {name!r}")
+    mixture = _mixture_modifier(modifiers[-1]) if modifiers else None
+    if mixture is not None:
+        modifiers = modifiers[:-1]
     unknown = [m for m in modifiers if m not in CAI_MODIFIERS]
+    if any(_mixture_modifier(m) for m in unknown):
+        raise ValueError(f"a mixture modifier (nsan<P>, nsam<P>) must come last, once, in {full_name!r}")
     if unknown:
-        raise ValueError(f"unknown modifier(s) {unknown} in {full_name!r}; choose from {', '.join(CAI_MODIFIERS)}")
+        raise ValueError(f"unknown modifier(s) {unknown} in {full_name!r}; choose from {', '.join(CAI_MODIFIERS)}, "
+                         "or last a mixture nsan<P> / nsam<P> (P % of the slots by NSA)")
     per_image = _check_positive_int(per_image, "per_image")
+    if mixture is not None:
+        main = make_synthesizer(full_name.rsplit("+", 1)[0], bank=bank, config=config, per_image=per_image)
+        other = make_synthesizer(mixture[0], normals=normals, config=config, per_image=per_image)
+        return SlotMixture(main, other, mixture[1], variant=full_name)
     given = config is not None
     config = config if given else CAIConfig()
     if is_cai and name != "cai":
