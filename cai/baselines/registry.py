@@ -60,6 +60,32 @@ def _mixture_modifier(modifier: str):
     return f"nsa-{found.group(1)}", int(found.group(2)) / 100.0
 
 
+def parse_synthesizer_name(full_name: str):
+    """(base name, CAIConfig modifiers, mixture) of a synthesizer name; mixture is None or
+    ("nsa-n" | "nsa-m", share in (0, 1)).
+
+    Raises
+    ------
+    ValueError
+        Unknown base or modifier, a modifier on a baseline, or a mixture modifier that is not last.
+    """
+    name, *modifiers = str(full_name).split("+")
+    if name not in SYNTHESIZERS:
+        raise ValueError(f"unknown synthesizer {name!r}; choose one of {', '.join(SYNTHESIZERS)}")
+    if modifiers and not (name == "cai" or name.startswith("cai-")):
+        raise ValueError(f"modifiers ({'+'.join(modifiers)}) apply to cai-* synthesizers only, not {name!r}")
+    mixture = _mixture_modifier(modifiers[-1]) if modifiers else None
+    if mixture is not None:
+        modifiers = modifiers[:-1]
+    unknown = [m for m in modifiers if m not in CAI_MODIFIERS]
+    if any(_mixture_modifier(m) for m in unknown):
+        raise ValueError(f"a mixture modifier (nsan<P>, nsam<P>) must come last, once, in {full_name!r}")
+    if unknown:
+        raise ValueError(f"unknown modifier(s) {unknown} in {full_name!r}; choose from {', '.join(CAI_MODIFIERS)}, "
+                         "or last a mixture nsan<P> / nsam<P> (P % of the slots by NSA)")
+    return name, modifiers, mixture
+
+
 def uses_normals(name: str) -> bool:
     """Whether synthesizer ``name`` draws from the target's other normal images (NSA, or a CAI name ending
     in an NSA mixture modifier)."""
@@ -117,21 +143,8 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
         Unknown name, or an input the synthesizer needs is missing or unusable.
     """
     full_name = name
-    name, *modifiers = name.split("+")
-    if name not in SYNTHESIZERS:
-        raise ValueError(f"unknown synthesizer {name!r}; choose one of {', '.join(SYNTHESIZERS)}")
+    name, modifiers, mixture = parse_synthesizer_name(full_name)
     is_cai = name == "cai" or name.startswith("cai-")
-    if modifiers and not is_cai:
-        raise ValueError(f"modifiers ({'+'.join(modifiers)}) apply to cai-* synthesizers only, not {name!r}")
-    mixture = _mixture_modifier(modifiers[-1]) if modifiers else None
-    if mixture is not None:
-        modifiers = modifiers[:-1]
-    unknown = [m for m in modifiers if m not in CAI_MODIFIERS]
-    if any(_mixture_modifier(m) for m in unknown):
-        raise ValueError(f"a mixture modifier (nsan<P>, nsam<P>) must come last, once, in {full_name!r}")
-    if unknown:
-        raise ValueError(f"unknown modifier(s) {unknown} in {full_name!r}; choose from {', '.join(CAI_MODIFIERS)}, "
-                         "or last a mixture nsan<P> / nsam<P> (P % of the slots by NSA)")
     per_image = _check_positive_int(per_image, "per_image")
     if mixture is not None:
         main = make_synthesizer(full_name.rsplit("+", 1)[0], bank=bank, config=config, per_image=per_image)

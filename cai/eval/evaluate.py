@@ -486,12 +486,12 @@ def _evaluate(o: EvalOptions) -> dict:
     if int(o.jobs) < 1:
         raise EvaluationError(f"jobs must be >= 1, got {o.jobs}")
     config: DetectorConfig = get_profile(o.profile, **o.detector)
-    from cai.baselines.registry import CAI_MODIFIERS, SYNTHESIZERS
+    from cai.baselines.registry import parse_synthesizer_name
     for name in o.synths:  # names checked before anything is written
-        base, *mods = name.split("+")
-        if base not in SYNTHESIZERS or any(m not in CAI_MODIFIERS for m in mods):
-            raise EvaluationError(f"--synth {name}: unknown synthesizer; choose from {', '.join(SYNTHESIZERS)} "
-                                  f"(cai* names take +{'/+'.join(CAI_MODIFIERS)})")
+        try:
+            parse_synthesizer_name(name)
+        except ValueError as exc:
+            raise EvaluationError(f"--synth {name}: {exc}") from exc
 
     # every input is read before the output folder is claimed
     inp = _read_inputs(o)

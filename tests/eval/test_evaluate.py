@@ -119,6 +119,12 @@ def test_evaluate_errors(tiny, tmp_path):
                  test_root=str(tiny / "test"), progress=False)
     with pytest.raises(EvaluationError, match="unknown synthesizer|needs cai.baselines"):
         make_synthesizers(["no-such"], bank=None)
+    for bad, why in [("cai+nosuch", "unknown modifier"), ("cai+nsan25+refine", "must come last"),
+                     ("draem+refine", "cai-\\* synthesizers only")]:  # refused before the output folder is made
+        with pytest.raises(EvaluationError, match=f"--synth {bad.replace('+', '.')}: .*{why}"):
+            evaluate("folder", tiny / "tgt", synths=(bad,), seeds=1, out=tmp_path / "bad", daad=str(tiny / "daad"),
+                     test_root=str(tiny / "test"), progress=False)
+        assert not (tmp_path / "bad").exists()
     with pytest.raises(EvalTargetError, match="test-root"):
         load_eval_target("folder", tiny / "tgt")
     with pytest.raises(EvalTargetError, match="category"):
