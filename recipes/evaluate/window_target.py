@@ -21,6 +21,11 @@ its own group, its defects of all classes one mask. Run it with ``--window 100 -
 ``--exclude-source neu_seg`` (71% of the shared-sources DAAD's rows are NEU defects: what is left is
 cracks, potholes, pits and stains).
 
+``--fabric ROOT``: an eighth target, stains on grey fabric (the fabric-stain samples, ``ROOT/images`` +
+``ROOT/annotations``, 26 photos 512 x 512, one without a stain); each photo is its own group. Run it with
+``--window 256 --size 256 --test-every 2`` and ``--exclude-source fabric_hsst`` (the anomaly set's only
+stains left are MVTec carpet's).
+
 ``--mvtec ROOT --category C --defect D``: the anomalous test photos of one MVTec AD defect type (e.g.
 the 17 carpet ``color`` stains ../shared/data holds, which have no ``train/good``); each photo is its
 own group, every ``--test-every``-th (index % K == 1) a test photo.
@@ -58,7 +63,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cai.layouts import crackforest, mvtec, neu_seg
+from cai.layouts import crackforest, mvtec, neu_seg, pairs
 from cai.layouts.labelme import iter_anomalies
 
 NAME = re.compile(r"^01_(\d{12})_(\d+_\d{3})_crop_(\d)$")
@@ -157,9 +162,20 @@ def neu_photos(root: Path) -> tuple[list, dict]:
     return photos, {"photos": len(photos)}
 
 
+def fabric_photos(root: Path) -> tuple[list, dict]:
+    """The fabric-stain photos as ``(name, image_path, mask, group)``, each its own group (read with
+    :mod:`cai.layouts.pairs`, masks in ``annotations/``; a photo with an empty mask gives normal windows only)."""
+    stats: dict = {}
+    photos = [(f"fabric_{Path(r.image_path).stem}", Path(r.image_path), r.mask, f"fabric_{Path(r.image_path).stem}")
+              for r in pairs.iter_anomalies(root, masks="annotations", stats=stats) if r.mask is not None]
+    if not photos:
+        raise SystemExit(f"no fabric photo with a mask under {root}")
+    return sorted(photos, key=lambda p: p[0]), {"photos": len(photos), "skipped_no_mask": stats["skipped_no_mask"]}
+
+
 # --<flag> ROOT: (photos of ROOT, name of the test defect folder); --mvtec takes --category and --defect too
 PHOTO_SOURCES = {"bsdata": (bsdata_photos, "pitting"), "crackforest": (crackforest_photos, "crack"),
-                 "neu": (neu_photos, "steel_defect")}
+                 "neu": (neu_photos, "steel_defect"), "fabric": (fabric_photos, "stain")}
 
 
 def collect(photos: list, margin: int, aspect: float = 1.0, side: int | None = None,
@@ -224,6 +240,7 @@ def main(argv=None) -> int:
     source.add_argument("--mvtec", help="an MVTec AD root (with --category and --defect)")
     source.add_argument("--crackforest", help="the CrackForest folder (image/*.jpg, groundTruth/*.mat)")
     source.add_argument("--neu", help="the NEU-Seg folder (JPEGImages/*.jpg, SegmentationClass/*.png)")
+    source.add_argument("--fabric", help="the fabric-stain folder (images/*.jpg, annotations/*.png)")
     ap.add_argument("--category", help="--mvtec: the category, e.g. carpet")
     ap.add_argument("--defect", help="--mvtec: the defect type, e.g. color")
     ap.add_argument("--window", type=int, help="window length in photo px [the photo's short side]")
@@ -248,7 +265,7 @@ def main(argv=None) -> int:
     if args.test_every < 2:
         raise SystemExit(f"--test-every must be >= 2, got {args.test_every}")
     # the one source given: its photos, and the name of its test defect folder
-    flag, root = next((f, getattr(args, f)) for f in ("bsdata", "crackforest", "neu", "mvtec") if getattr(args, f))
+    flag, root = next((f, getattr(args, f)) for f in ("bsdata", "crackforest", "neu", "fabric", "mvtec") if getattr(args, f))
     photos, counts = (mvtec_photos(Path(root), args.category, args.defect) if flag == "mvtec"
                       else PHOTO_SOURCES[flag][0](Path(root)))
     defect = args.defect if flag == "mvtec" else PHOTO_SOURCES[flag][1]

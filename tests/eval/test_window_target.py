@@ -168,3 +168,29 @@ def test_neu_photos_join_every_class_into_one_mask(recipe, tmp_path):
     assert mask.max() == 255
     trained_on = {p.name.rsplit("_w", 1)[0] for p in (out / "normals").iterdir()}
     assert trained_on == {"neu_000001", "neu_000003", "neu_000004"}
+
+
+def test_fabric_photos_a_stainless_photo_gives_normal_windows_only(recipe, tmp_path):
+    rng = np.random.default_rng(9)
+    root = tmp_path / "fabric"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for i in range(1, 5):
+        cv2.imwrite(str(root / "images" / f"f{i}.jpg"), rng.integers(0, 255, (40, 40, 3), np.uint8))
+        mask = np.zeros((40, 40), np.uint8)
+        if i != 2:  # f2: no stain
+            mask[4:9, 30:36] = 255  # a stain in the upper right
+        cv2.imwrite(str(root / "annotations" / f"f{i}.png"), mask)
+    cv2.imwrite(str(root / "images" / "f5.jpg"), rng.integers(0, 255, (40, 40, 3), np.uint8))  # no mask: counted
+    photos, counts = recipe.fabric_photos(root)
+    assert counts == {"photos": 4, "skipped_no_mask": 1}
+    assert [p[0] for p in photos] == [f"fabric_f{i}" for i in range(1, 5)] and not photos[1][2].any()
+    out = tmp_path / "target"
+    assert recipe.main(["--fabric", str(root), "--window", "20", "--size", "20", "--test-every", "2",
+                        "--margin", "1", "--out", str(out)]) == 0
+    info = json.loads((out / "target.json").read_text())
+    assert info["test_positions"] == ["fabric_f2", "fabric_f4"]
+    # f2 has no stain: normal test windows only; f4's stained window is the one anomalous test image
+    assert [p.name.rsplit("_w", 1)[0] for p in (out / "test" / "images" / "stain").iterdir()] == ["fabric_f4"]
+    assert "fabric_f2" in {p.name.rsplit("_w", 1)[0] for p in (out / "test" / "images" / "good").iterdir()}
+    assert {p.name.rsplit("_w", 1)[0] for p in (out / "normals").iterdir()} == {"fabric_f1", "fabric_f3"}
