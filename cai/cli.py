@@ -222,7 +222,9 @@ def _seeds(ctx, param, value):
 @click.option("--test-root", default=None, help="--target folder: a folder with images/ and masks/ of the test set.")
 @click.option("--daad", default=None, help="Anomaly set for the cai-* synthesizers (folder or hub id).")
 @click.option("--synth", "synths", default="cai,cutpaste,nsa-n,nsa-m,draem,glass-las", show_default=True,
-              help="Comma-separated synthesizer names (cai.baselines.SYNTHESIZERS).")
+              help="Comma-separated synthesizer names (cai.baselines.SYNTHESIZERS); cai* names take "
+                   "+modifiers (cai.baselines.CAI_MODIFIERS, e.g. cai+paste50) and a last +nsan<P> / +nsam<P> "
+                   "that makes P% of the slots by NSA Normal / Mixed (cai+nsan25).")
 @click.option("--profile", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True,
               help="Detector profile: cpu (frozen EfficientNet-Lite0 + head) or paper (DRAEM UNet, for a GPU).")
 @click.option("--seeds", default="3", show_default=True, callback=_seeds,
