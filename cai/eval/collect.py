@@ -97,13 +97,19 @@ def load_runs(folders) -> dict[str, dict[str, SynthRuns]]:
 
 def rename_synthesizers(targets: dict, specs) -> None:
     """Apply ``"NAME=AS"`` renames in order, on every target of :func:`load_runs`' result (the same
-    settings run under another name, e.g. ``cai+paste75=cai`` once they became the default). ValueError
-    for a malformed spec or a name the target already has."""
+    settings run under another name, e.g. ``cai+paste75=cai`` once they became the default), or only on one
+    target with ``"TARGET:NAME=AS"`` (runs made under different defaults). ValueError for a malformed spec,
+    an unknown target or a name the target already has."""
     for spec in specs:
         name, sep, alias = spec.partition("=")
-        if not sep or not name or not alias:
-            raise ValueError(f"--alias expects NAME=AS, got {spec!r}")
+        only, colon, name = name.rpartition(":")
+        if not sep or not name or not alias or (colon and not only):
+            raise ValueError(f"--alias expects NAME=AS or TARGET:NAME=AS, got {spec!r}")
+        if colon and only not in targets:
+            raise ValueError(f"--alias {spec}: no target {only!r} among {sorted(targets)}")
         for target, synths in targets.items():
+            if colon and target != only:
+                continue
             if name in synths:
                 if alias in synths:
                     raise ValueError(f"--alias {spec}: {target} already has a synthesizer named {alias}")

@@ -85,9 +85,10 @@ def main():
     ap.add_argument("--cluster", action="append", default=[], metavar="TARGET=REGEX",
                     help="resample clusters of this target's test images (regex group 1 of the image name), as "
                          "compare_runs.py does, e.g. the window targets whose test photos repeat one defect")
-    ap.add_argument("--alias", action="append", default=[], metavar="NAME=AS",
-                    help="call synthesizer NAME AS on every target, in order (e.g. --alias cai=cai+paste50 "
-                         "--alias cai+paste75=cai: the tenth round's runs under the eleventh round's default)")
+    ap.add_argument("--alias", action="append", default=[], metavar="[TARGET:]NAME=AS",
+                    help="call synthesizer NAME AS on every target, or on TARGET only, in order (e.g. --alias "
+                         "cai=cai+paste50 --alias cai+paste75=cai: the tenth round's runs under the eleventh "
+                         "round's default)")
     args = ap.parse_args()
     targets = load_runs(args.runs)
     fill_fd(targets, args.fd)

@@ -57,9 +57,9 @@ def main():
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--fd", action="append", default=[], metavar="TARGET=FILE",
                     help="FD-Lite0 values from recipes/evaluate/authenticity.py for runs that did not record them")
-    ap.add_argument("--alias", action="append", default=[], metavar="NAME=AS",
-                    help="call synthesizer NAME AS on every target (the same settings run under another name, "
-                         "e.g. cai+long+aug=cai@long)")
+    ap.add_argument("--alias", action="append", default=[], metavar="[TARGET:]NAME=AS",
+                    help="call synthesizer NAME AS on every target, or on TARGET only (the same settings run "
+                         "under another name, e.g. cai+long+aug=cai@long, neu_target:cai=cai+paste75)")
     ap.add_argument("--resample-seeds", action="store_true", help="resample the paired seeds too")
     ap.add_argument("--cluster", action="append", default=[], metavar="TARGET=REGEX",
                     help="resample clusters of this target's test images (regex group 1 of the image name)")

@@ -215,6 +215,22 @@ def test_renames_apply_in_order_and_refuse_a_clash(tmp_path):
     assert sorted(targets["grid"]) == ["cai", "cai+paste50", "draem"]
 
 
+def test_a_rename_can_name_its_target(tmp_path):
+    from cai.eval.collect import rename_synthesizers
+    targets = load_runs([_run(tmp_path / "r_grid", "grid", ["cai", "draem"], [1.0, 0.5]),
+                         _run(tmp_path / "r_ksdd", "ksdd", ["cai", "draem"], [2.0, 0.7])])
+    ksdd_cai = targets["ksdd"]["cai"]
+    rename_synthesizers(targets, ["ksdd:cai=cai+paste75"])  # runs made under another default, one target only
+    assert sorted(targets["grid"]) == ["cai", "draem"]
+    assert sorted(targets["ksdd"]) == ["cai+paste75", "draem"] and targets["ksdd"]["cai+paste75"] is ksdd_cai
+    with pytest.raises(ValueError, match="no target 'hazelnut'"):
+        rename_synthesizers(targets, ["hazelnut:cai=x"])
+    with pytest.raises(ValueError, match="TARGET:NAME=AS"):
+        rename_synthesizers(targets, [":cai=x"])
+    with pytest.raises(ValueError, match="already has a synthesizer named draem"):
+        rename_synthesizers(targets, ["grid:cai=draem"])
+
+
 def test_collect_tables_takes_renames(tmp_path, monkeypatch, capsys, evaluate_recipe):
     import sys
     module = evaluate_recipe("collect_tables")
