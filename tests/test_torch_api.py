@@ -223,6 +223,20 @@ def test_nsa_draws_from_the_dataset_normals():
     assert any(int(ds[i]["label"]) for i in range(3))
 
 
+def test_nsa_mixture_on_the_fly_draws_both_kinds(patterns):
+    ds = CAIDataset(str(NORMALS), patterns, p=1.0, size=SIZE, synthesizer="cai+nsan50")
+    items = []
+    for epoch in range(4):  # 6 normals x 4 epochs
+        ds.set_epoch(epoch)
+        items += [ds[i] for i in range(len(ds))]
+    slots = ds.generator._engine._slots  # built on first use
+    assert sum(p for p, _ in slots) == pytest.approx(1.0) and slots[-1][0] == pytest.approx(0.5)
+    assert slots[-1][1].name == "nsa-n" and slots[-1][1].per_image == 1
+    classes = {item["anomaly_class"] for item in items if int(item["label"])}
+    assert "nsa-n" in classes and classes - {"nsa-n"}  # both the NSA slots and CAI's real defects
+    assert torch.equal(ds[3]["image"], items[3 + 18]["image"])  # epoch 3 again: the same bytes
+
+
 def test_grey_tensor_stays_one_channel(patterns, normal):
     grey = torch.from_numpy(normal[..., 0].copy()).float()[None] / 255
     out, mask = CAIAnomalyGenerator(patterns, p=1.0)(grey, index=0)

@@ -17,7 +17,8 @@ leakage-guarded anomaly set), this prints per-variant figures and writes a conta
 - ``stands out``: share of pseudo anomalies whose |contrast| exceeds the 90th percentile of what the
   *normal* image gives for the same footprint (the placed mask and its ring moved to 16 random places
   inside the foreground): does the defect stand out from the part's own texture at its own size?
-- ``by mode``: the same figures per injection mode, for variants that draw a mode per pseudo anomaly.
+- ``by mode``: the same figures per injection mode, for variants that draw a mode per pseudo anomaly (the
+  slots an NSA mixture such as ``cai+nsan25`` makes are the mode ``nsa-n``).
 
 Usage::
 
@@ -82,6 +83,10 @@ def texture_contrasts(normal, mask, foreground, rng, n: int = 16) -> np.ndarray:
 
 
 def source_contrast(synth, r: PseudoAnomaly, is_grey: bool) -> float:
+    """Contrast of the pattern a CAI result came from; NaN for a slot an NSA mixture made (no pattern)."""
+    synth = getattr(synth, "main", synth)  # a SlotMixture's CAI
+    if r.source == "normal":
+        return float("nan")
     index = list(synth.bank.ids).index(r.source_id)
     image, mask = synth._pattern(index)
     image, mask = resize_pattern(match_colour_mode(image, is_grey), mask, r.resize_ratio)
@@ -184,7 +189,7 @@ def main():
                     absolute.append(abs(c_out))
                     null = texture_contrasts(base_luma, r.placed_mask, fg, np.random.default_rng([i, r.k]))
                     stands = bool(abs(c_out) > np.quantile(null, 0.9)) if null.size and np.isfinite(c_out) else None
-                    by_mode.setdefault(r.mode, []).append((abs(c_out), stands))
+                    by_mode.setdefault(r.mode or r.anomaly_class, []).append((abs(c_out), stands))
                     if np.isfinite(c_src) and abs(c_src) >= 5:
                         kept.append(c_out / c_src)
                     d = np.abs(r.image.astype(np.float32) - base.astype(np.float32))
