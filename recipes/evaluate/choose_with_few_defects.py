@@ -20,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cai.eval.collect import clusters_by_target, load_runs
+from cai.eval.collect import clusters_by_target, load_runs, rename_synthesizers
 from cai.eval.selection import few_defect_choice
 
 
@@ -35,6 +35,8 @@ def main():
     ap.add_argument("--loss", type=float, default=5.0, help="a draw losing more than this many AP points counts as a loss")
     ap.add_argument("--cluster", action="append", default=[], metavar="TARGET=REGEX",
                     help="draw clusters of this target's test images (regex group 1 of the image name)")
+    ap.add_argument("--alias", action="append", default=[], metavar="[TARGET:]NAME=AS",
+                    help="call synthesizer NAME AS on every target, or on TARGET only, in order (as compare_runs.py)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
     candidates = [c for c in args.candidates.split(",") if c]
@@ -43,6 +45,7 @@ def main():
         raise SystemExit(f"--default {args.default!r} must be one of --candidates {candidates}")
     targets = load_runs(args.runs)
     try:
+        rename_synthesizers(targets, args.alias)
         clusters = clusters_by_target(targets, args.cluster)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
