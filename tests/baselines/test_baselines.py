@@ -47,16 +47,6 @@ def _make_bank(sides):
                        [f"p{i}" for i in range(len(sides))], lambda i: patterns[i])
 
 
-@pytest.fixture(scope="module")
-def bank():
-    return _make_bank([8, 14, 22, 30, 40, 50, 60, 90])
-
-
-@pytest.fixture(scope="module")
-def normals():
-    return [_texture(i) for i in range(4)]
-
-
 def _disk(shape=(H, W), radius=20):
     fg = np.zeros(shape, np.uint8)
     cv2.circle(fg, (shape[1] // 2, shape[0] // 2), radius, 1, -1)

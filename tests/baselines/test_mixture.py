@@ -5,17 +5,7 @@ from cai.baselines import SlotMixture, make_synthesizer
 from cai.baselines.mixture import MIX_STREAM
 from cai.baselines.registry import uses_normals
 from cai.engine.synthesizer import PseudoAnomaly, Skipped
-from tests.baselines.test_baselines import FULL, _disk, _key, _make_bank, _texture
-
-
-@pytest.fixture(scope="module")
-def bank():
-    return _make_bank([8, 14, 22, 30, 40, 50, 60, 90])
-
-
-@pytest.fixture(scope="module")
-def normals():
-    return [_texture(i) for i in range(4)]
+from tests.baselines.test_baselines import FULL, _disk, _key
 
 
 def _brute_force_other(seed, i, k, share):
