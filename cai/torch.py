@@ -227,6 +227,11 @@ def _engine_for(anomaly_set, synthesizer: str, config: CAIConfig, cache_dir, cla
         raise ValueError(f"unknown synthesizer {name!r}; choose one of {', '.join(SYNTHESIZERS)}")
     if config is not None and not isinstance(config, CAIConfig):
         raise ValueError(f"config must be a CAIConfig or None, got {type(config).__name__}")
+    from .baselines.registry import parse_synthesizer_name, uses_normals
+    parse_synthesizer_name(name)  # modifiers checked before any pattern is prepared
+    if uses_normals(name) and normals is None:
+        raise ValueError(f"{name} draws patches from the target's other normal images: pass normals=(load, count) "
+                         "or use CAIDataset, which passes its own")
     if not is_cai:
         return _Engine(name, None, None, config, texture_dir, normals)
     if anomaly_set is None:

@@ -186,6 +186,11 @@ def test_bad_arguments(patterns):
         CAIAnomalyGenerator(patterns, synthesizer="perlin-magic")
     with pytest.raises(ValueError, match="needs an anomaly set"):
         CAIAnomalyGenerator(None, synthesizer="cai")
+    for name in ("nsa-n", "cai+nsan25"):  # told at once, not at the first image
+        with pytest.raises(ValueError, match="other normal images"):
+            CAIAnomalyGenerator(patterns, synthesizer=name)
+    with pytest.raises(ValueError, match="unknown modifier"):
+        CAIAnomalyGenerator(patterns, synthesizer="cai+nosuch")
     gen = CAIAnomalyGenerator(patterns, p=1.0)
     with pytest.raises(ValueError, match="foreground shape"):
         gen(torch.rand(3, 32, 32), foreground=torch.ones(16, 16, dtype=torch.bool))
