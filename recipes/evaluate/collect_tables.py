@@ -18,7 +18,8 @@ TARGETS = (("grid", "MVTec grid"), ("hazelnut", "MVTec hazelnut"), ("ksdd", "Kol
            ("bsdata_target", "BSData spindle pits (window target, 6 seeds)"),
            ("carpet_target", "MVTec carpet stains (window target, 6 seeds)"),
            ("cfd_target", "Road cracks, CrackForest (window target, 6 seeds)"),
-           ("neu_target", "Steel strip, NEU-Seg (window target, 6 seeds)"))
+           ("neu_target", "Steel strip, NEU-Seg (window target, 6 seeds)"),
+           ("fabric_target", "Fabric stains (window target, 6 seeds)"))
 DEFAULT = "cai"
 # Runs on the shared-sources DAAD (recipes/daad/daad.yaml) are named as they are; runs of the first three
 # rounds, on the 3-source anomaly set (recipes/anomaly_set_from_shared), are given as FOLDER@3src. DAAD runs
@@ -30,7 +31,7 @@ OLD, LONG, AUG, PASTE = "@3src", "@long", "@aug", "@paste"
 TABLE1 = ("cai", "cutpaste", "nsa-n", "nsa-m", "draem", "glass-las", "cai" + PASTE, "cai" + AUG, "cai" + LONG,
           "cai" + OLD)
 TABLE3 = ("cai", "cai-n", "cai-paste", "cai" + PASTE, "cai+paste50", "cai+paste75", "cai+paste90",
-          "cai+nmpmix") + tuple(s + PASTE for s in (
+          "cai+nsan25", "cai+nsam25", "cai+nmpmix") + tuple(s + PASTE for s in (
     "cai+rel", "cai+long+aug", "cai+classbal+long+aug", "cai+npmix+long+aug")) + tuple(s + AUG for s in (
     "cai", "cai+noborder", "cai+geo", "cai+flips+along", "cai+classbal+along")) + tuple(s + LONG for s in (
     "cai", "cai+classbal", "cai+npmix", "cai+noborder", "cai+rel", "cai+noaug", "cai+flips"))
