@@ -220,15 +220,12 @@ class _Engine:
 
 def _engine_for(anomaly_set, synthesizer: str, config: CAIConfig, cache_dir, classes, exclude_sources,
                 texture_dir, normals) -> _Engine:
+    from .baselines.registry import parse_synthesizer_name, uses_normals
     name = str(synthesizer)
-    is_cai = name.split("+")[0] == "cai" or name.startswith("cai-")
-    from .baselines import SYNTHESIZERS
-    if name.split("+")[0] not in SYNTHESIZERS:
-        raise ValueError(f"unknown synthesizer {name!r}; choose one of {', '.join(SYNTHESIZERS)}")
+    base = parse_synthesizer_name(name)[0]  # name and modifiers checked before any pattern is prepared
+    is_cai = base == "cai" or base.startswith("cai-")
     if config is not None and not isinstance(config, CAIConfig):
         raise ValueError(f"config must be a CAIConfig or None, got {type(config).__name__}")
-    from .baselines.registry import parse_synthesizer_name, uses_normals
-    parse_synthesizer_name(name)  # modifiers checked before any pattern is prepared
     if uses_normals(name) and normals is None:
         raise ValueError(f"{name} draws patches from the target's other normal images: pass normals=(load, count) "
                          "or use CAIDataset, which passes its own")

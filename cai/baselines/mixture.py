@@ -50,11 +50,6 @@ class SlotMixture:
     def name(self) -> str:
         return self.variant
 
-    @property
-    def config(self):
-        """The main synthesizer's settings (CAI's :class:`~cai.engine.config.CAIConfig`)."""
-        return self.main.config
-
     def uses_other(self, normal_index: int, seed: int, k: int) -> bool:
         """Whether slot ``k`` of normal image ``normal_index`` is made by ``other``."""
         return bool(np.random.default_rng([seed, normal_index, k, MIX_STREAM]).random() < self.share)

@@ -115,6 +115,13 @@ def bsdata_photos(src: Path) -> tuple[list, dict]:
     return photos, {"photos": len(photos), "positions": len({p[3] for p in photos})}
 
 
+def own_groups(prefix: str, photos) -> list:
+    """``(name, image_path, mask, group)`` per ``(image_path, mask)``, each photo its own group named
+    ``<prefix>_<stem>``, sorted by name."""
+    named = ((f"{prefix}_{Path(path).stem}", Path(path), mask) for path, mask in photos)
+    return sorted(((name, path, mask, name) for name, path, mask in named), key=lambda p: p[0])
+
+
 def mvtec_photos(root: Path, category: str, defect: str) -> tuple[list, dict]:
     """The test photos of one MVTec AD defect type as ``(name, image_path, mask, group)``, each its own
     group (read with :mod:`cai.layouts.mvtec`)."""
@@ -124,10 +131,7 @@ def mvtec_photos(root: Path, category: str, defect: str) -> tuple[list, dict]:
     missing = [str(r.image_path) for r in records if r.mask is None]
     if missing:
         raise SystemExit(f"no ground-truth mask for {missing[0]} (and {len(missing) - 1} more)")
-    photos = []
-    for r in sorted(records, key=lambda r: Path(r.image_path).name):
-        name = f"{category}_{defect}_{Path(r.image_path).stem}"
-        photos.append((name, Path(r.image_path), r.mask, name))
+    photos = own_groups(f"{category}_{defect}", ((r.image_path, r.mask) for r in records))
     return photos, {"photos": len(photos)}
 
 
@@ -135,17 +139,13 @@ def crackforest_photos(root: Path) -> tuple[list, dict]:
     """The CrackForest photos with ground truth as ``(name, image_path, mask, group)``, each its own
     group (read with :mod:`cai.layouts.crackforest`: crack label 2 only)."""
     stats: dict = {}
-    photos, unreadable = [], 0
-    for r in crackforest.iter_anomalies(root, stats=stats):
-        if r.mask is None:  # an unreadable .mat: counted, not guessed
-            unreadable += 1
-            continue
-        name = f"cfd_{Path(r.image_path).stem}"
-        photos.append((name, Path(r.image_path), r.mask, name))
+    records = list(crackforest.iter_anomalies(root, stats=stats))
+    unreadable = sum(r.mask is None for r in records)  # an unreadable .mat: counted, not guessed
+    photos = own_groups("cfd", ((r.image_path, r.mask) for r in records if r.mask is not None))
     if not photos:
         raise SystemExit(f"no CrackForest photo with ground truth under {root}")
-    return sorted(photos, key=lambda p: p[0]), {"photos": len(photos), "mask_unreadable": unreadable,
-                                                "skipped_no_mask": stats.get("skipped_no_mask", 0)}
+    return photos, {"photos": len(photos), "mask_unreadable": unreadable,
+                    "skipped_no_mask": stats.get("skipped_no_mask", 0)}
 
 
 def neu_photos(root: Path) -> tuple[list, dict]:
@@ -158,7 +158,7 @@ def neu_photos(root: Path) -> tuple[list, dict]:
             masks[path] = masks[path] | r.mask if path in masks else r.mask.copy()
     if not masks:
         raise SystemExit(f"no NEU-Seg photo with a defect under {root}")
-    photos = sorted((f"neu_{p.stem}", p, m, f"neu_{p.stem}") for p, m in masks.items())
+    photos = own_groups("neu", masks.items())
     return photos, {"photos": len(photos)}
 
 
@@ -166,11 +166,11 @@ def fabric_photos(root: Path) -> tuple[list, dict]:
     """The fabric-stain photos as ``(name, image_path, mask, group)``, each its own group (read with
     :mod:`cai.layouts.pairs`, masks in ``annotations/``; a photo with an empty mask gives normal windows only)."""
     stats: dict = {}
-    photos = [(f"fabric_{Path(r.image_path).stem}", Path(r.image_path), r.mask, f"fabric_{Path(r.image_path).stem}")
-              for r in pairs.iter_anomalies(root, masks="annotations", stats=stats) if r.mask is not None]
+    photos = own_groups("fabric", ((r.image_path, r.mask) for r in pairs.iter_anomalies(
+        root, masks="annotations", stats=stats) if r.mask is not None))
     if not photos:
         raise SystemExit(f"no fabric photo with a mask under {root}")
-    return sorted(photos, key=lambda p: p[0]), {"photos": len(photos), "skipped_no_mask": stats["skipped_no_mask"]}
+    return photos, {"photos": len(photos), "skipped_no_mask": stats["skipped_no_mask"]}
 
 
 # --<flag> ROOT: (photos of ROOT, name of the test defect folder); --mvtec takes --category and --defect too
