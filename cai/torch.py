@@ -205,9 +205,14 @@ class _Engine:
         probs = np.array([p for p, _ in self._slots])
         reasons = []
         for _ in range(self.attempts):
-            synth = self._slots[int(rng.choice(len(probs), p=probs))][1] if len(probs) > 1 else self._slots[0][1]
+            pick = int(rng.choice(len(probs), p=probs)) if len(probs) > 1 else 0
+            synth = self._slots[pick][1]
             sub_seed = int(rng.integers(2 ** 63))
             result = synth.synthesize(normal, foreground, int(index), sub_seed, is_grey=is_grey)[0]
+            if getattr(result, "reason", "") == "not_visible" and probs.sum() > probs[pick]:
+                # "cai+nsanv25": no in-domain patch stood out, so this image gets one of CAI's, as in a run
+                probs = np.where(np.arange(len(probs)) == pick, 0.0, probs)
+                probs = probs / probs.sum()
             if isinstance(result, PseudoAnomaly) and result.mask.any():
                 image = result.image if result.image.ndim == 3 else np.repeat(result.image[..., None], 3, axis=2)
                 return image, np.asarray(result.mask, bool), {

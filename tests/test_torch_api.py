@@ -242,6 +242,15 @@ def test_nsa_mixture_on_the_fly_draws_both_kinds(patterns):
     assert torch.equal(ds[3]["image"], items[3 + 18]["image"])  # epoch 3 again: the same bytes
 
 
+def test_visible_nsa_mixture_on_the_fly(patterns):
+    ds = CAIDataset(str(NORMALS), patterns, p=1.0, size=SIZE, synthesizer="cai+nsanv50")
+    items = [ds[i] for i in range(len(ds))]
+    slots = ds.generator._engine._slots
+    assert slots[-1][1].name == "nsa-n+visible" and slots[-1][1].per_image == 1
+    assert all(int(item["label"]) for item in items)  # a slot with no visible patch is drawn again
+    assert torch.equal(ds[2]["image"], items[2]["image"])
+
+
 def test_grey_tensor_stays_one_channel(patterns, normal):
     grey = torch.from_numpy(normal[..., 0].copy()).float()[None] / 255
     out, mask = CAIAnomalyGenerator(patterns, p=1.0)(grey, index=0)

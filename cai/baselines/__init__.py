@@ -22,7 +22,8 @@ Baselines (each changes pixels inside the foreground only):
 CAI ablations (paper Tables 3 and 4) are :class:`~cai.engine.synthesizer.CAISynthesizer` with another
 :class:`~cai.engine.config.CAIConfig` or :class:`CAIVariant` (no scale matching, no injection location
 selection, other scale mixes); :class:`SlotMixture` makes a share of CAI's slots by another synthesizer
-(``cai+nsan25``). :func:`make_synthesizer` builds any of them by name
+(``cai+nsan25``), and :class:`VisibleOnly` keeps only another synthesizer's slots that stand out from the
+part's texture (``cai+nsanv25``). :func:`make_synthesizer` builds any of them by name
 (:data:`SYNTHESIZERS`).
 
 References
@@ -52,10 +53,11 @@ from .textures import (
     blend_texture,
     texture_set,
 )
+from .visible import VisibleOnly
 
 __all__ = [
     "SYNTHESIZERS", "DEFAULT_TEXTURE_DIR", "CAIVariant", "CutPasteSynthesizer", "NSASynthesizer",
     "DRAEMSynthesizer", "TextureSet", "texture_set", "make_synthesizer", "perlin_noise", "perlin_mask",
     "augment_texture", "blend_texture", "colour_jitter", "nsa_blend", "GLASSSynthesizer", "glass_augment",
-    "glass_mask", "CAI_MODIFIERS", "SlotMixture",
+    "glass_mask", "CAI_MODIFIERS", "SlotMixture", "VisibleOnly",
 ]

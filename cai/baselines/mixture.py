@@ -1,4 +1,5 @@
-"""CAI with a share of its slots made by another synthesizer (``cai+nsan25``: a quarter by NSA Normal)."""
+"""CAI with a share of its slots made by another synthesizer (``cai+nsan25``: a quarter by NSA Normal;
+``cai+nsanv25``: a quarter by NSA Normal patches that stand out, the rest of those slots CAI's)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,12 +34,16 @@ class SlotMixture:
         In (0, 1): expected share of slots made by ``other``.
     variant : str
         The name reported (e.g. ``"cai+nsan25"``).
+    keep_main_when_skipped : bool
+        A slot ``other`` skips keeps the main's result instead (used with
+        :class:`~cai.baselines.visible.VisibleOnly`, whose slots are skipped when nothing stands out).
     """
 
     main: object
     other: SlotSynthesizer
     share: float
     variant: str
+    keep_main_when_skipped: bool = False
 
     def __post_init__(self):
         if not 0.0 < float(self.share) < 1.0:
@@ -67,6 +72,8 @@ class SlotMixture:
             return results
         checked, fg = _prepare(normal, foreground, is_grey)
         for k in mine:
-            results[k] = (self.other._one(checked, fg, normal_index, k, _slot_rng(seed, normal_index, k))
-                          if fg.any() else Skipped(k, "empty_foreground"))
+            made = (self.other._one(checked, fg, normal_index, k, _slot_rng(seed, normal_index, k))
+                    if fg.any() else Skipped(k, "empty_foreground"))
+            if not (self.keep_main_when_skipped and isinstance(made, Skipped)):
+                results[k] = made
         return results

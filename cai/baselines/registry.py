@@ -14,6 +14,7 @@ from .glass import GLASSSynthesizer
 from .mixture import SlotMixture
 from .nsa import NSASynthesizer
 from .textures import texture_set
+from .visible import VisibleOnly
 
 #: Every name :func:`make_synthesizer` accepts.
 SYNTHESIZERS = (
@@ -48,21 +49,22 @@ _CAI_MIXES = {"cai-622": (6, 2, 2), "cai-262": (2, 6, 2), "cai-226": (2, 2, 6), 
 CAI_MODIFIERS.update({f"q{name[4:]}": {"quota": mix} for name, mix in _CAI_MIXES.items()})
 
 # A mixture modifier, last of a CAI name: "+nsan25" makes 25 % of the slots by NSA Normal, "+nsam50" half by
-# NSA Mixed (thirteenth round). The share is a whole percentage in 1-99.
-_MIXTURE = re.compile(r"^nsa([nm])(\d{1,2})$")
+# NSA Mixed (thirteenth round); "+nsanv25" keeps only NSA patches that stand out from the texture, the
+# other slots CAI's (fourteenth round). The share is a whole percentage in 1-99.
+_MIXTURE = re.compile(r"^nsa([nm])(v?)(\d{1,2})$")
 
 
 def _mixture_modifier(modifier: str):
-    """("nsa-n" | "nsa-m", share in (0, 1)) for a mixture modifier, None for any other."""
+    """("nsa-n" | "nsa-m", share in (0, 1), visible only) for a mixture modifier, None for any other."""
     found = _MIXTURE.match(modifier)
-    if found is None or int(found.group(2)) == 0:
+    if found is None or int(found.group(3)) == 0:
         return None
-    return f"nsa-{found.group(1)}", int(found.group(2)) / 100.0
+    return f"nsa-{found.group(1)}", int(found.group(3)) / 100.0, found.group(2) == "v"
 
 
 def parse_synthesizer_name(full_name: str):
     """(base name, CAIConfig modifiers, mixture) of a synthesizer name; mixture is None or
-    ("nsa-n" | "nsa-m", share in (0, 1)).
+    ("nsa-n" | "nsa-m", share in (0, 1), visible only: bool).
 
     Raises
     ------
@@ -79,10 +81,12 @@ def parse_synthesizer_name(full_name: str):
         modifiers = modifiers[:-1]
     unknown = [m for m in modifiers if m not in CAI_MODIFIERS]
     if any(_mixture_modifier(m) for m in unknown):
-        raise ValueError(f"a mixture modifier (nsan<P>, nsam<P>) must come last, once, in {full_name!r}")
+        raise ValueError(f"a mixture modifier (nsan<P>, nsam<P>, nsanv<P>, nsamv<P>) must come last, once, "
+                         f"in {full_name!r}")
     if unknown:
         raise ValueError(f"unknown modifier(s) {unknown} in {full_name!r}; choose from {', '.join(CAI_MODIFIERS)}, "
-                         "or last a mixture nsan<P> / nsam<P> (P % of the slots by NSA)")
+                         "or last a mixture nsan<P> / nsam<P> (P % of the slots by NSA; nsanv<P> / nsamv<P>: "
+                         "only NSA patches that stand out)")
     return name, modifiers, mixture
 
 
@@ -116,7 +120,9 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
         ``cai+noborder``, ``cai+q622`` = the default with the 6/2/2 scale mix). A last modifier
         ``nsan<P>`` or ``nsam<P>`` (P a whole percentage, 1-99) makes P % of the slots, drawn per slot, by
         NSA Normal or Mixed instead (:class:`~cai.baselines.mixture.SlotMixture`; needs ``normals``):
-        ``cai+nsan25``.
+        ``cai+nsan25``. ``nsanv<P>`` / ``nsamv<P>`` keep an NSA patch only when its label stands out from
+        the normal image's texture (:class:`~cai.baselines.visible.VisibleOnly`, 8 tries); a slot with
+        none keeps CAI's pseudo anomaly: ``cai+nsanv25``.
     bank : PatternBank
         Required by the ``cai-*`` synthesizers.
     normals : sequence of (H, W[, 3]) uint8 ndarray, or (callable i -> ndarray, count)
@@ -149,7 +155,9 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
     if mixture is not None:
         main = make_synthesizer(full_name.rsplit("+", 1)[0], bank=bank, config=config, per_image=per_image)
         other = make_synthesizer(mixture[0], normals=normals, config=config, per_image=per_image)
-        return SlotMixture(main, other, mixture[1], variant=full_name)
+        if mixture[2]:
+            other = VisibleOnly(other)
+        return SlotMixture(main, other, mixture[1], variant=full_name, keep_main_when_skipped=mixture[2])
     given = config is not None
     config = config if given else CAIConfig()
     if is_cai and name != "cai":

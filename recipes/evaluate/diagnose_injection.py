@@ -42,44 +42,15 @@ from cai.eval.evaluate import _pattern_bank, _resize, _synth_shape, load_normals
 from cai.eval.targets import NORMAL_CLASS, load_eval_target
 from cai.foreground import make_foreground
 from cai.engine.inject import match_colour_mode, resize_pattern
-from cai.engine.pseudo_mask import dilate, grey
+from cai.engine.pseudo_mask import grey
 from cai.engine.synthesizer import PseudoAnomaly
+from cai.engine.visibility import contrast, stands_out
 
 TARGETS = {
     "grid": ("mvtec", "../shared/data/mvtec_ad", "grid"),
     "hazelnut": ("mvtec", "../shared/data/mvtec_ad", "hazelnut"),
     "ksdd": ("ksdd", "../shared/data/ksdd", None),
 }
-
-
-def contrast(image, mask) -> float:
-    """Mean luma on ``mask`` minus mean luma on a ring 2-5 px around it (NaN without a ring)."""
-    ring = dilate(mask, 5) & ~dilate(mask, 2)
-    if not ring.any() or not mask.any():
-        return float("nan")
-    g = grey(image)
-    return float(g[mask].mean() - g[ring].mean())
-
-
-def texture_contrasts(normal, mask, foreground, rng, n: int = 16) -> np.ndarray:
-    """|contrast| of ``mask``'s footprint (the mask and its 2-5 px ring, as :func:`contrast`) at ``n``
-    random places of the normal image (RGB, grey or its luma) whose footprint lies inside ``foreground``;
-    (m,) float64, m <= n (placements leaving the foreground are dropped, not redrawn)."""
-    rows, cols = np.nonzero(mask)
-    pad = 5
-    crop = np.zeros((rows.max() - rows.min() + 1 + 2 * pad, cols.max() - cols.min() + 1 + 2 * pad), bool)
-    crop[rows - rows.min() + pad, cols - cols.min() + pad] = True
-    ring = dilate(crop, 5) & ~dilate(crop, 2)
-    h, w = crop.shape
-    H, W = foreground.shape
-    if h > H or w > W:
-        return np.zeros(0)
-    g, both, out = grey(normal), crop | ring, []
-    for top, left in zip(rng.integers(0, H - h + 1, n), rng.integers(0, W - w + 1, n)):
-        if foreground[top:top + h, left:left + w][both].all():
-            window = g[top:top + h, left:left + w]
-            out.append(abs(float(window[crop].mean() - window[ring].mean())))
-    return np.asarray(out, np.float64)
 
 
 def source_contrast(synth, r: PseudoAnomaly, is_grey: bool) -> float:
@@ -187,8 +158,7 @@ def main():
                         continue
                     c_src, c_out = source_contrast(synth, r, is_grey), contrast(r.image, r.placed_mask)
                     absolute.append(abs(c_out))
-                    null = texture_contrasts(base_luma, r.placed_mask, fg, np.random.default_rng([i, r.k]))
-                    stands = bool(abs(c_out) > np.quantile(null, 0.9)) if null.size and np.isfinite(c_out) else None
+                    stands = stands_out(base_luma, r.image, r.placed_mask, fg, np.random.default_rng([i, r.k]))
                     by_mode.setdefault(r.mode or r.anomaly_class, []).append((abs(c_out), stands))
                     if np.isfinite(c_src) and abs(c_src) >= 5:
                         kept.append(c_out / c_src)

@@ -1,7 +1,10 @@
+from collections import Counter
+
 import numpy as np
 import pytest
 
-from cai.baselines import SlotMixture, make_synthesizer
+from cai.baselines import SlotMixture, VisibleOnly, make_synthesizer
+from cai.baselines._common import SlotSynthesizer
 from cai.baselines.mixture import MIX_STREAM
 from cai.baselines.registry import uses_normals
 from cai.engine.synthesizer import PseudoAnomaly, Skipped
@@ -88,3 +91,92 @@ def test_uses_normals():
     assert uses_normals("nsa-n") and uses_normals("cai+nsan25") and uses_normals("cai-n+refine+nsam10")
     assert not uses_normals("cai") and not uses_normals("cai+paste75") and not uses_normals("draem")
     assert not uses_normals("cai+nsan0")
+
+
+def _stands(r, normal, rng_after_try):
+    from cai.engine.visibility import stands_out
+    return stands_out(normal, r.image, r.mask, FULL, rng_after_try)
+
+
+def test_visible_mixture_slots_are_cai_or_nsa_patches_that_stand_out(bank, normals):
+    gated = make_synthesizer("cai+nsanv50", bank=bank, normals=normals)
+    plain = make_synthesizer("cai+nsan50", bank=bank, normals=normals)
+    alone_main = make_synthesizer("cai", bank=bank)
+    nsa = make_synthesizer("nsa-n", normals=normals)
+    assert isinstance(gated.other, VisibleOnly) and gated.keep_main_when_skipped
+    kinds = Counter()
+    for i, seed in [(0, 1), (1, 4), (2, 9), (3, 2)]:
+        got = gated.synthesize(normals[i], FULL, i, seed)
+        want_main = alone_main.synthesize(normals[i], FULL, i, seed)
+        want_plain = plain.synthesize(normals[i], FULL, i, seed)
+        for k, r in enumerate(got):
+            if not gated.uses_other(i, seed, k):
+                assert _key(r) == _key(want_main[k])
+                kinds["cai"] += 1
+                continue
+            # brute force: NSA's own slot generator, tried up to 8 times, each try judged on a null drawn after it
+            rng = np.random.default_rng([seed, i, k])
+            want = want_main[k]
+            for t in range(8):
+                made = nsa._one(normals[i], FULL, i, k, rng)
+                if not isinstance(made, PseudoAnomaly):
+                    break  # NSA itself failed: the slot keeps CAI's result
+                if _stands(made, normals[i], rng):
+                    want = made
+                    break
+            assert _key(r) == _key(want)
+            if want is want_main[k]:
+                kinds["fallback"] += 1
+            elif t == 0:
+                assert _key(r) == _key(want_plain[k])  # first try: the ungated mixture's slot, byte for byte
+                kinds["first"] += 1
+            else:
+                kinds["later"] += 1
+    assert kinds["cai"] and kinds["first"] and kinds["later"] and kinds["fallback"], kinds
+
+
+def test_visible_only_tries_then_skips(normals):
+    calls = []
+
+    class Faint(SlotSynthesizer):
+        per_image = 3
+        name = "faint"
+
+        def _one(self, normal, foreground, normal_index, k, rng):
+            calls.append(k)
+            rng.random()
+            mask = np.zeros(normal.shape[:2], bool)
+            mask[28:34, 28:34] = True
+            return PseudoAnomaly(image=normal.copy(), mask=mask, placed_mask=mask, k=k, anomaly_class="faint", scale="",
+                                 str_ratio=0.0, resize_ratio=1.0, center=(30, 30), source_id="", source="normal",
+                                 attempts=1, fidelity={}, resamples={})
+
+    gate = VisibleOnly(Faint(), tries=5)
+    assert gate.per_image == 3 and gate.name == "faint+visible"
+    out = gate.synthesize(normals[0], FULL, 0, 0)
+    assert [(r.k, r.reason) for r in out] == [(0, "not_visible"), (1, "not_visible"), (2, "not_visible")]
+    assert calls == [0] * 5 + [1] * 5 + [2] * 5  # an unchanged patch never stands out: every try is used
+
+    class Fails(Faint):
+        def _one(self, normal, foreground, normal_index, k, rng):
+            return Skipped(k, "max_attempts")
+
+    assert [r.reason for r in VisibleOnly(Fails()).synthesize(normals[0], FULL, 0, 0)] == ["max_attempts"] * 3
+    assert VisibleOnly(Faint(), per_image=1).per_image == 1
+    for bad, why in [({"tries": 0}, "tries"), ({"quantile": 1.0}, "quantile"), ({"null_places": 0}, "null_places")]:
+        with pytest.raises(ValueError, match=why):
+            VisibleOnly(Faint(), **bad)
+    with pytest.raises(ValueError, match="one slot at a time"):
+        VisibleOnly(object())
+
+
+def test_visible_mixture_names(bank, normals):
+    from cai.baselines.registry import parse_synthesizer_name
+    assert parse_synthesizer_name("cai+nsanv25") == ("cai", [], ("nsa-n", 0.25, True))
+    assert parse_synthesizer_name("cai+paste+nsamv10") == ("cai", ["paste"], ("nsa-m", 0.10, True))
+    assert parse_synthesizer_name("cai+nsan25")[2] == ("nsa-n", 0.25, False)
+    assert uses_normals("cai+nsanv25") and not uses_normals("cai+nsanv0")
+    with pytest.raises(ValueError, match="must come last"):
+        make_synthesizer("cai+nsanv25+refine", bank=bank, normals=normals)
+    with pytest.raises(ValueError, match="unknown modifier"):
+        make_synthesizer("cai+nsanx25", bank=bank, normals=normals)

@@ -1,0 +1,66 @@
+"""A slot synthesizer whose pseudo anomalies must stand out from the part's texture (``cai+nsanv25``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..engine.synthesizer import PseudoAnomaly, Skipped
+from ..engine.visibility import stands_out
+from ._common import SlotSynthesizer, _check_positive_int
+
+
+@dataclass
+class VisibleOnly(SlotSynthesizer):
+    """``inner``'s slots, kept only when their label stands out from the normal image's own texture.
+
+    Slot k tries ``inner``'s slot up to ``tries`` times, all from the one slot generator: the first try is
+    exactly ``inner``'s slot for the same seed, each later try continues that generator. A try is kept
+    when :func:`cai.engine.visibility.stands_out` holds for its label (pseudo mask) at ``quantile`` of
+    ``null_places`` texture placements, drawn from the same generator after the try. When no try stands
+    out (or none can be measured) the slot is ``Skipped(k, "not_visible")``.
+
+    Attributes
+    ----------
+    inner : SlotSynthesizer
+        NSA, CutPaste, DRAEM or GLASS-LAS.
+    tries : int
+        At most this many of ``inner``'s slots per slot (thirteenth round: 21-36 % of NSA's stand out,
+        so 8 tries find one in about 85-97 % of slots).
+    quantile : float
+        In (0, 1); 0.9 is what ``recipes/evaluate/diagnose_injection.py`` reports as "stands out".
+    null_places : int
+        Texture placements per try.
+    per_image : int or None
+        Slots per normal image; None takes ``inner``'s.
+    """
+
+    inner: SlotSynthesizer
+    tries: int = 8
+    quantile: float = 0.9
+    null_places: int = 16
+    per_image: int | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.inner, SlotSynthesizer):
+            raise ValueError(f"inner must make one slot at a time (a SlotSynthesizer), got {type(self.inner).__name__}")
+        self.tries = _check_positive_int(self.tries, "tries")
+        self.per_image = _check_positive_int(self.inner.per_image if self.per_image is None else self.per_image,
+                                             "per_image")
+        self.null_places = _check_positive_int(self.null_places, "null_places")
+        if not 0.0 < float(self.quantile) < 1.0:
+            raise ValueError(f"quantile must be in (0, 1), got {self.quantile!r}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.inner.name}+visible"
+
+    def _one(self, normal, foreground, normal_index, k, rng):
+        """Slot k: (H, W[, 3]) uint8 ``normal`` and (H, W) bool ``foreground`` as :class:`SlotSynthesizer`."""
+        for _ in range(self.tries):
+            result = self.inner._one(normal, foreground, normal_index, k, rng)
+            if not isinstance(result, PseudoAnomaly):
+                return result
+            if stands_out(normal, result.image, result.mask, foreground, rng, self.quantile, self.null_places):
+                return result
+        return Skipped(k, "not_visible")
