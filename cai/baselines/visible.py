@@ -12,13 +12,18 @@ from ._common import SlotSynthesizer, _check_positive_int
 
 @dataclass
 class VisibleOnly(SlotSynthesizer):
-    """``inner``'s slots, kept only when their label stands out from the normal image's own texture.
+    """``inner``'s slots, kept only when they stand out from the normal image's own texture.
 
     Slot k tries ``inner``'s slot up to ``tries`` times, all from the one slot generator: the first try is
     exactly ``inner``'s slot for the same seed, each later try continues that generator. A try is kept
-    when :func:`cai.engine.visibility.stands_out` holds for its label (pseudo mask) at ``quantile`` of
+    when :func:`cai.engine.visibility.stands_out` holds for its ``footprint`` at ``quantile`` of
     ``null_places`` texture placements, drawn from the same generator after the try. When no try stands
     out (or none can be measured) the slot is ``Skipped(k, "not_visible")``.
+
+    The default footprint is the placed region (NSA's patch rectangle), fixed before the blend. The label
+    is not a fair test: it is chosen *after* the blend as the pixels that changed most, so a label of
+    scattered specks on a noisy texture differs from its ring by construction, where the same footprint
+    placed at random does not.
 
     Attributes
     ----------
@@ -31,6 +36,8 @@ class VisibleOnly(SlotSynthesizer):
         In (0, 1); 0.9 is what ``recipes/evaluate/diagnose_injection.py`` reports as "stands out".
     null_places : int
         Texture placements per try.
+    footprint : {"placed", "label"}
+        What must stand out: the placed region (``placed_mask``) or the label (``mask``).
     per_image : int or None
         Slots per normal image; None takes ``inner``'s.
     """
@@ -39,6 +46,7 @@ class VisibleOnly(SlotSynthesizer):
     tries: int = 8
     quantile: float = 0.9
     null_places: int = 16
+    footprint: str = "placed"
     per_image: int | None = None
 
     def __post_init__(self):
@@ -50,6 +58,8 @@ class VisibleOnly(SlotSynthesizer):
         self.null_places = _check_positive_int(self.null_places, "null_places")
         if not 0.0 < float(self.quantile) < 1.0:
             raise ValueError(f"quantile must be in (0, 1), got {self.quantile!r}")
+        if self.footprint not in ("placed", "label"):
+            raise ValueError(f"footprint must be 'placed' or 'label', got {self.footprint!r}")
 
     @property
     def name(self) -> str:
@@ -61,6 +71,7 @@ class VisibleOnly(SlotSynthesizer):
             result = self.inner._one(normal, foreground, normal_index, k, rng)
             if not isinstance(result, PseudoAnomaly):
                 return result
-            if stands_out(normal, result.image, result.mask, foreground, rng, self.quantile, self.null_places):
+            region = result.placed_mask if self.footprint == "placed" else result.mask
+            if stands_out(normal, result.image, region, foreground, rng, self.quantile, self.null_places):
                 return result
         return Skipped(k, "not_visible")

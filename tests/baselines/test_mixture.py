@@ -95,7 +95,7 @@ def test_uses_normals():
 
 def _stands(r, normal, rng_after_try):
     from cai.engine.visibility import stands_out
-    return stands_out(normal, r.image, r.mask, FULL, rng_after_try)
+    return stands_out(normal, r.image, r.placed_mask, FULL, rng_after_try)
 
 
 def test_visible_mixture_slots_are_cai_or_nsa_patches_that_stand_out(bank, normals):
@@ -163,7 +163,8 @@ def test_visible_only_tries_then_skips(normals):
 
     assert [r.reason for r in VisibleOnly(Fails()).synthesize(normals[0], FULL, 0, 0)] == ["max_attempts"] * 3
     assert VisibleOnly(Faint(), per_image=1).per_image == 1
-    for bad, why in [({"tries": 0}, "tries"), ({"quantile": 1.0}, "quantile"), ({"null_places": 0}, "null_places")]:
+    for bad, why in [({"tries": 0}, "tries"), ({"quantile": 1.0}, "quantile"), ({"null_places": 0}, "null_places"),
+                     ({"footprint": "ring"}, "footprint")]:
         with pytest.raises(ValueError, match=why):
             VisibleOnly(Faint(), **bad)
     with pytest.raises(ValueError, match="one slot at a time"):
@@ -180,3 +181,33 @@ def test_visible_mixture_names(bank, normals):
         make_synthesizer("cai+nsanv25+refine", bank=bank, normals=normals)
     with pytest.raises(ValueError, match="unknown modifier"):
         make_synthesizer("cai+nsanx25", bank=bank, normals=normals)
+
+
+def test_gate_on_the_placed_region_refuses_retextured_patches_that_a_label_gate_lets_through():
+    """A rectangle of fresh noise on a noise texture: nothing stands out, so the placed region passes about
+    as often as the texture's own 10 % tail; the label (the pixels that changed most) is a set of bright
+    specks whose mean is above its ring's by construction, so a label gate passes nearly all."""
+    passed = Counter()
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        normal = np.clip(rng.normal(128, 20, (64, 64)), 0, 255).astype(np.uint8)
+        image = normal.copy()
+        image[16:48, 16:48] = np.clip(rng.normal(128, 20, (32, 32)), 0, 255).astype(np.uint8)
+        placed = np.zeros((64, 64), bool)
+        placed[16:48, 16:48] = True
+        label = (image.astype(int) - normal > 25) & placed
+        made = PseudoAnomaly(image=image, mask=label, placed_mask=placed, k=0, anomaly_class="x", scale="",
+                             str_ratio=0.0, resize_ratio=1.0, center=(32, 32), source_id="", source="normal",
+                             attempts=1, fidelity={}, resamples={})
+
+        class Retexture(SlotSynthesizer):
+            per_image = 1
+            name = "retexture"
+
+            def _one(self, normal_, foreground, normal_index, k, rng_, made=made):
+                return made
+
+        for footprint in ("placed", "label"):
+            out = VisibleOnly(Retexture(), tries=1, footprint=footprint).synthesize(normal, FULL, 0, seed)[0]
+            passed[footprint] += isinstance(out, PseudoAnomaly)
+    assert passed["placed"] <= 10 and passed["label"] >= 36, passed
