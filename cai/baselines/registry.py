@@ -120,7 +120,7 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
         ``cai+noborder``, ``cai+q622`` = the default with the 6/2/2 scale mix). A last modifier
         ``nsan<P>`` or ``nsam<P>`` (P a whole percentage, 1-99) makes P % of the slots, drawn per slot, by
         NSA Normal or Mixed instead (:class:`~cai.baselines.mixture.SlotMixture`; needs ``normals``):
-        ``cai+nsan25``. ``nsanv<P>`` / ``nsamv<P>`` keep an NSA patch only when its label stands out from
+        ``cai+nsan25``. ``nsanv<P>`` / ``nsamv<P>`` keep an NSA patch only when it stands out from
         the normal image's texture (:class:`~cai.baselines.visible.VisibleOnly`, 8 tries); a slot with
         none keeps CAI's pseudo anomaly: ``cai+nsanv25``.
     bank : PatternBank
