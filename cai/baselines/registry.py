@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import NamedTuple
 
 from ..engine.config import DEFAULT_MODE_WEIGHTS, CAIConfig
 from ..engine.synthesizer import CAISynthesizer, PatternBank
@@ -50,21 +51,35 @@ CAI_MODIFIERS.update({f"q{name[4:]}": {"quota": mix} for name, mix in _CAI_MIXES
 
 # A mixture modifier, last of a CAI name: "+nsan25" makes 25 % of the slots by NSA Normal, "+nsam50" half by
 # NSA Mixed (thirteenth round); "+nsanv25" keeps only NSA patches that stand out from the texture, the
-# other slots CAI's (fourteenth round). The share is a whole percentage in 1-99.
-_MIXTURE = re.compile(r"^nsa([nm])(v?)(\d{1,2})$")
+# other slots CAI's; "+nsanvs25" also draws small patches (NSA_SMALL_HALF_WIDTH; fourteenth round). The
+# share is a whole percentage in 1-99.
+_MIXTURE = re.compile(r"^nsa([nm])(v?)(s?)(\d{1,2})$")
+
+#: NSA patch half-sides for the "s" mixtures, as shares of the image sides (NSA's own: 0.03-0.4). Patches
+#: 6-20 % of the image side, so labels of about the size of CAI's (0.4-1.4 % of the image, median, on six
+#: targets); NSA's own labels were 14 % of KolektorSDD's images, whose real defects are 0.5 %.
+NSA_SMALL_HALF_WIDTH = (0.03, 0.1)
 
 
-def _mixture_modifier(modifier: str):
-    """("nsa-n" | "nsa-m", share in (0, 1), visible only) for a mixture modifier, None for any other."""
+class Mixture(NamedTuple):
+    """A mixture modifier parsed: which NSA, the share of slots, gated by visibility, small patches."""
+    other: str
+    share: float
+    visible: bool = False
+    small: bool = False
+
+
+def _mixture_modifier(modifier: str) -> Mixture | None:
+    """The :class:`Mixture` of a mixture modifier, None for any other modifier."""
     found = _MIXTURE.match(modifier)
-    if found is None or int(found.group(3)) == 0:
+    if found is None or int(found.group(4)) == 0:
         return None
-    return f"nsa-{found.group(1)}", int(found.group(3)) / 100.0, found.group(2) == "v"
+    return Mixture(f"nsa-{found.group(1)}", int(found.group(4)) / 100.0, found.group(2) == "v", found.group(3) == "s")
 
 
 def parse_synthesizer_name(full_name: str):
-    """(base name, CAIConfig modifiers, mixture) of a synthesizer name; mixture is None or
-    ("nsa-n" | "nsa-m", share in (0, 1), visible only: bool).
+    """(base name, CAIConfig modifiers, mixture) of a synthesizer name; mixture is None or a
+    :class:`Mixture` (a named tuple: "nsa-n" | "nsa-m", share in (0, 1), visible only, small patches).
 
     Raises
     ------
@@ -81,12 +96,12 @@ def parse_synthesizer_name(full_name: str):
         modifiers = modifiers[:-1]
     unknown = [m for m in modifiers if m not in CAI_MODIFIERS]
     if any(_mixture_modifier(m) for m in unknown):
-        raise ValueError(f"a mixture modifier (nsan<P>, nsam<P>, nsanv<P>, nsamv<P>) must come last, once, "
-                         f"in {full_name!r}")
+        raise ValueError(f"a mixture modifier (nsan<P>, nsam<P>, with v and/or s: nsanvs<P>) must come last, "
+                         f"once, in {full_name!r}")
     if unknown:
         raise ValueError(f"unknown modifier(s) {unknown} in {full_name!r}; choose from {', '.join(CAI_MODIFIERS)}, "
-                         "or last a mixture nsan<P> / nsam<P> (P % of the slots by NSA; nsanv<P> / nsamv<P>: "
-                         "only NSA patches that stand out)")
+                         "or last a mixture nsan<P> / nsam<P> (P % of the slots by NSA; nsanv<P>: only NSA "
+                         "patches that stand out; nsans<P>: small patches; nsanvs<P>: both)")
     return name, modifiers, mixture
 
 
@@ -122,7 +137,8 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
         NSA Normal or Mixed instead (:class:`~cai.baselines.mixture.SlotMixture`; needs ``normals``):
         ``cai+nsan25``. ``nsanv<P>`` / ``nsamv<P>`` keep an NSA patch only when it stands out from
         the normal image's texture (:class:`~cai.baselines.visible.VisibleOnly`, 8 tries); a slot with
-        none keeps CAI's pseudo anomaly: ``cai+nsanv25``.
+        none keeps CAI's pseudo anomaly: ``cai+nsanv25``. An ``s`` after it draws small NSA patches
+        (:data:`NSA_SMALL_HALF_WIDTH`): ``cai+nsanvs25``, ``cai+nsans25``.
     bank : PatternBank
         Required by the ``cai-*`` synthesizers.
     normals : sequence of (H, W[, 3]) uint8 ndarray, or (callable i -> ndarray, count)
@@ -154,10 +170,12 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
     per_image = _check_positive_int(per_image, "per_image")
     if mixture is not None:
         main = make_synthesizer(full_name.rsplit("+", 1)[0], bank=bank, config=config, per_image=per_image)
-        other = make_synthesizer(mixture[0], normals=normals, config=config, per_image=per_image)
-        if mixture[2]:
+        other = make_synthesizer(mixture.other, normals=normals, config=config, per_image=per_image)
+        if mixture.small:
+            other = dataclasses.replace(other, half_width=NSA_SMALL_HALF_WIDTH)
+        if mixture.visible:
             other = VisibleOnly(other)
-        return SlotMixture(main, other, mixture[1], variant=full_name, keep_main_when_skipped=mixture[2])
+        return SlotMixture(main, other, mixture.share, variant=full_name, keep_main_when_skipped=mixture.visible)
     given = config is not None
     config = config if given else CAIConfig()
     if is_cai and name != "cai":

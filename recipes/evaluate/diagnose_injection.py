@@ -14,6 +14,7 @@ leakage-guarded anomaly set), this prints per-variant figures and writes a conta
 - ``label / placed``: pseudo-mask area over placed-mask area (how much of the pasted polygon the
   label keeps).
 - ``sources``: how many of the pseudo anomalies came from each source of the anomaly set.
+- ``label area``: median pseudo-mask area as % of the image (for the real test defects, their masks').
 - ``stands out``: share of pseudo anomalies whose |contrast| exceeds the 90th percentile of what the
   *normal* image gives for the same footprint (the placed mask and its ring moved to 16 random places
   inside the foreground): does the defect stand out from the part's own texture at its own size?
@@ -64,9 +65,10 @@ def source_contrast(synth, r: PseudoAnomaly, is_grey: bool) -> float:
     return contrast(image, mask)
 
 
-def real_contrast(target) -> list[float]:
-    """|contrast| of each real test defect, at the synthesis size (short side 256)."""
-    out = []
+def real_defects(target) -> tuple[list[float], list[float]]:
+    """|contrast| and label area (% of the image) of each real test defect, at the synthesis size (short
+    side 256)."""
+    out, areas = [], []
     for item in target.test:
         if item.defect_class == NORMAL_CLASS:
             continue
@@ -76,7 +78,8 @@ def real_contrast(target) -> list[float]:
         mask = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
         if mask.any():
             out.append(abs(contrast(image, mask)))
-    return out
+            areas.append(100.0 * mask.mean())
+    return out, areas
 
 
 def crop_view(image, mask, placed, size: int = 112) -> np.ndarray:
@@ -138,13 +141,16 @@ def main():
         fg_fn = make_foreground("auto", category=category)
         fgs = [np.asarray(fg_fn(n[..., 0] if is_grey else n), bool) for n in normals]
         bank, *_ = _pattern_bank(args.daad, target.guard_sources, excluded.get(tname, ()), Path(cache))
-        real = np.asarray(real_contrast(target), float)
+        real, real_area = (np.asarray(v, float) for v in real_defects(target))
         ringed = real[~np.isnan(real)]  # a defect that fills its image has no ring around it: no contrast
         median, q1, q3 = (np.percentile(ringed, q) if len(ringed) else float("nan") for q in (50, 25, 75))
+        area = float(np.median(real_area)) if len(real_area) else float("nan")
         print(f"{tname:9s} {'real test defects':22s} n {len(real):3d}  |contrast| {median:5.1f} [{q1:.1f}, {q3:.1f}]"
-              + (f" (of the {len(ringed)} with a ring around them)" if len(ringed) < len(real) else ""), flush=True)
+              + (f" (of the {len(ringed)} with a ring around them)" if len(ringed) < len(real) else "")
+              + f"  label area {area:.2f}%", flush=True)
         rows = [{"synth": "real test defects", "n": len(real), "n_with_ring": len(ringed),
-                 "contrast_abs_median": float(median), "contrast_abs_iqr": [float(q1), float(q3)]}]
+                 "contrast_abs_median": float(median), "contrast_abs_iqr": [float(q1), float(q3)],
+                 "label_area_pct_median": area}]
         for name in args.synth.split(","):
             synth = make_synthesizer(name, bank=bank, normals=normals)
             absolute, kept, change, clipped, visible, outside, ratio, views = ([] for _ in range(8))
@@ -159,7 +165,7 @@ def main():
                     c_src, c_out = source_contrast(synth, r, is_grey), contrast(r.image, r.placed_mask)
                     absolute.append(abs(c_out))
                     stands = stands_out(base_luma, r.image, r.placed_mask, fg, np.random.default_rng([i, r.k]))
-                    by_mode.setdefault(r.mode or r.anomaly_class, []).append((abs(c_out), stands))
+                    by_mode.setdefault(r.mode or r.anomaly_class, []).append((abs(c_out), stands, 100.0 * r.mask.mean()))
                     if np.isfinite(c_src) and abs(c_src) >= 5:
                         kept.append(c_out / c_src)
                     d = np.abs(r.image.astype(np.float32) - base.astype(np.float32))
@@ -179,10 +185,13 @@ def main():
                    "change_in_mask": float(np.mean(change)), "clipped_share": float(np.mean(clipped)),
                    "visible_in_label": float(np.mean(visible)), "change_outside_label": float(np.mean(outside)),
                    "label_over_placed": float(np.median(ratio)), "sources": dict(sorted(sources.items())),
-                   "stands_out": _share([s for v in by_mode.values() for _, s in v])}
+                   "stands_out": _share([s for v in by_mode.values() for _, s, _ in v]),
+                   "label_area_pct_median": float(np.median([a for v in by_mode.values() for *_, a in v]))}
             if len(by_mode) > 1:
-                row["by_mode"] = {m: {"made": len(v), "contrast_abs_median": float(np.nanmedian([c for c, _ in v])),
-                                      "stands_out": _share([s for _, s in v])} for m, v in sorted(by_mode.items())}
+                row["by_mode"] = {m: {"made": len(v), "contrast_abs_median": float(np.nanmedian([c for c, *_ in v])),
+                                      "stands_out": _share([s for _, s, _ in v]),
+                                      "label_area_pct_median": float(np.median([a for *_, a in v]))}
+                                  for m, v in sorted(by_mode.items())}
             rows.append(row)
             print(f"{tname:9s} {name:22s} made {row['made']:3d}  |contrast| {row['contrast_abs_median']:5.1f}  "
                   f"contrast kept {row['contrast_kept_median']:.2f} "
@@ -190,10 +199,11 @@ def main():
                   f"|change| in mask {row['change_in_mask']:5.1f}  clipped {row['clipped_share']:.2f}  "
                   f"visible in label {row['visible_in_label']:.2f}  change outside label "
                   f"{row['change_outside_label']:.2f}  label/placed {row['label_over_placed']:.2f}  "
-                  f"stands out {row['stands_out']:.2f}  sources {row['sources']}", flush=True)
+                  f"stands out {row['stands_out']:.2f}  label area {row['label_area_pct_median']:.2f}%  "
+                  f"sources {row['sources']}", flush=True)
             for m, v in row.get("by_mode", {}).items():
                 print(f"{tname:9s}   {m:20s} made {v['made']:3d}  |contrast| {v['contrast_abs_median']:5.1f}  "
-                      f"stands out {v['stands_out']:.2f}", flush=True)
+                      f"stands out {v['stands_out']:.2f}  label area {v['label_area_pct_median']:.2f}%", flush=True)
             strip = np.concatenate(views, axis=1)
             label = np.full((18, strip.shape[1], 3), 255, np.uint8)
             cv2.putText(label, name, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)

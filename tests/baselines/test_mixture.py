@@ -173,9 +173,13 @@ def test_visible_only_tries_then_skips(normals):
 
 def test_visible_mixture_names(bank, normals):
     from cai.baselines.registry import parse_synthesizer_name
-    assert parse_synthesizer_name("cai+nsanv25") == ("cai", [], ("nsa-n", 0.25, True))
-    assert parse_synthesizer_name("cai+paste+nsamv10") == ("cai", ["paste"], ("nsa-m", 0.10, True))
-    assert parse_synthesizer_name("cai+nsan25")[2] == ("nsa-n", 0.25, False)
+    assert parse_synthesizer_name("cai+nsanv25") == ("cai", [], ("nsa-n", 0.25, True, False))
+    assert parse_synthesizer_name("cai+paste+nsamv10") == ("cai", ["paste"], ("nsa-m", 0.10, True, False))
+    assert parse_synthesizer_name("cai+nsan25")[2] == ("nsa-n", 0.25, False, False)
+    assert parse_synthesizer_name("cai+nsanvs25")[2] == ("nsa-n", 0.25, True, True)
+    assert parse_synthesizer_name("cai+nsams5")[2] == ("nsa-m", 0.05, False, True)
+    with pytest.raises(ValueError, match="unknown modifier"):
+        make_synthesizer("cai+nsansv25", bank=bank, normals=normals)  # v before s
     assert uses_normals("cai+nsanv25") and not uses_normals("cai+nsanv0")
     with pytest.raises(ValueError, match="must come last"):
         make_synthesizer("cai+nsanv25+refine", bank=bank, normals=normals)
@@ -211,3 +215,23 @@ def test_gate_on_the_placed_region_refuses_retextured_patches_that_a_label_gate_
             out = VisibleOnly(Retexture(), tries=1, footprint=footprint).synthesize(normal, FULL, 0, seed)[0]
             passed[footprint] += isinstance(out, PseudoAnomaly)
     assert passed["placed"] <= 10 and passed["label"] >= 36, passed
+
+
+def test_small_patch_mixture_draws_half_sides_in_the_small_bounds(bank, normals):
+    from cai.baselines.registry import NSA_SMALL_HALF_WIDTH
+    small = make_synthesizer("cai+nsans50", bank=bank, normals=normals)
+    gated = make_synthesizer("cai+nsanvs50", bank=bank, normals=normals)
+    assert small.other.half_width == NSA_SMALL_HALF_WIDTH and gated.other.inner.half_width == NSA_SMALL_HALF_WIDTH
+    wide = make_synthesizer("cai+nsan50", bank=bank, normals=normals)
+    areas = {"small": [], "wide": []}
+    for name, mix in (("small", small), ("wide", wide)):
+        for i in range(4):
+            for k, r in enumerate(mix.synthesize(normals[i], FULL, i, 7)):
+                if mix.uses_other(i, 7, k) and isinstance(r, PseudoAnomaly):
+                    h = np.nonzero(r.placed_mask.any(axis=1))[0]
+                    w = np.nonzero(r.placed_mask.any(axis=0))[0]
+                    # side = 2 * half * image side, times NSA's resize in [0.7, 1.3]
+                    assert h.size <= 1.3 * 2 * NSA_SMALL_HALF_WIDTH[1] * 64 + 1 or name == "wide"
+                    assert w.size <= 1.3 * 2 * NSA_SMALL_HALF_WIDTH[1] * 64 + 1 or name == "wide"
+                    areas[name].append(r.placed_mask.mean())
+    assert areas["small"] and np.median(areas["small"]) < np.median(areas["wide"])
