@@ -52,20 +52,28 @@ def test_texture_contrasts_of_a_flat_image_are_zero_and_stay_in_the_foreground()
     assert texture_contrasts(flat, np.zeros((60, 60), bool), np.ones((60, 60), bool), np.random.default_rng(1)).size == 0
 
 
-def test_texture_contrasts_equal_the_contrast_of_the_moved_mask_on_the_whole_image():
-    """Each value is |contrast| of the mask moved to the drawn place, computed on the full image."""
-    image = np.random.default_rng(2).integers(0, 256, (50, 50)).astype(np.uint8)
-    mask = np.zeros((50, 50), bool)
-    mask[20:30, 20] = True
-    mask[25, 18:23] = True
-    values = texture_contrasts(image, mask, np.ones((50, 50), bool), np.random.default_rng(3), n=12)
-    rows, cols = np.nonzero(mask)
-    h, w = rows.max() - rows.min() + 11, cols.max() - cols.min() + 11  # bbox + 5 px pad each side
+def test_texture_contrasts_equal_the_contrast_of_the_moved_mask():
+    """Brute force: the same draws, the mask moved there, :func:`contrast` on the whole image; placements
+    whose footprint leaves the foreground are dropped."""
     rng = np.random.default_rng(3)
-    tops, lefts = rng.integers(0, 50 - h + 1, 12), rng.integers(0, 50 - w + 1, 12)
-    want = [abs(contrast(image, np.roll(mask, (top + 5 - rows.min(), left + 5 - cols.min()), axis=(0, 1))))
-            for top, left in zip(tops, lefts)]
-    np.testing.assert_allclose(values, want, atol=1e-4)
+    normal = rng.integers(0, 255, (64, 80), dtype=np.uint8)
+    mask = np.zeros((64, 80), bool)
+    mask[30:33, 20:40] = True  # a 3 x 20 scratch
+    fg = np.ones((64, 80), bool)
+    fg[:, 70:] = False  # placements reaching the right edge leave the part
+    got = texture_contrasts(normal, mask, fg, np.random.default_rng(7), n=40)
+    draw = np.random.default_rng(7)
+    h, w = 3 + 10, 20 + 10  # the footprint: mask bbox + the 5 px ring on each side
+    tops, lefts = draw.integers(0, 64 - h + 1, 40), draw.integers(0, 80 - w + 1, 40)
+    want = []
+    for top, left in zip(tops, lefts):
+        if left + w > 70:
+            continue
+        moved = np.zeros_like(mask)
+        moved[top + 5:top + 8, left + 5:left + 25] = True
+        want.append(abs(contrast(normal, moved)))
+    assert len(want) >= 5
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 def test_stands_out_for_a_strong_defect_and_not_for_texture():
