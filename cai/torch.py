@@ -47,6 +47,7 @@ from torch.utils.data import Dataset  # noqa: E402
 
 from .engine.config import SCALES, CAIConfig  # noqa: E402
 from .engine.synthesizer import PatternBank, PseudoAnomaly  # noqa: E402
+from .baselines.visible import GATE_SKIPS  # noqa: E402
 
 __all__ = ["CAIAnomalyGenerator", "CAIDataset", "prepare_pattern_folder", "sample_rng"]
 
@@ -209,8 +210,8 @@ class _Engine:
             synth = self._slots[pick][1]
             sub_seed = int(rng.integers(2 ** 63))
             result = synth.synthesize(normal, foreground, int(index), sub_seed, is_grey=is_grey)[0]
-            if getattr(result, "reason", "") == "not_visible" and probs.sum() > probs[pick]:
-                # "cai+nsanv25": no in-domain patch stood out, so this image gets one of CAI's, as in a run
+            if getattr(result, "reason", "") in GATE_SKIPS and probs.sum() > probs[pick]:
+                # "cai+nsanv25": no in-domain patch passed the gate, so this image gets one of CAI's, as in a run
                 probs = np.where(np.arange(len(probs)) == pick, 0.0, probs)
                 probs = probs / probs.sum()
             if isinstance(result, PseudoAnomaly) and result.mask.any():

@@ -51,9 +51,12 @@ CAI_MODIFIERS.update({f"q{name[4:]}": {"quota": mix} for name, mix in _CAI_MIXES
 
 # A mixture modifier, last of a CAI name: "+nsan25" makes 25 % of the slots by NSA Normal, "+nsam50" half by
 # NSA Mixed (thirteenth round); "+nsanv25" keeps only NSA patches that stand out from the texture, the
-# other slots CAI's; "+nsanvs25" also draws small patches (NSA_SMALL_HALF_WIDTH; fourteenth round). The
-# share is a whole percentage in 1-99.
-_MIXTURE = re.compile(r"^nsa([nm])(v?)(s?)(\d{1,2})$")
+# other slots CAI's; "+nsanvs25" also draws small patches (NSA_SMALL_HALF_WIDTH; fourteenth round);
+# "+nsanus25" keeps only patches unlike any other window of the part (sixteenth round). The share is a
+# whole percentage in 1-99.
+_MIXTURE = re.compile(r"^nsa([nm])([vu]?)(s?)(\d{1,2})$")
+#: The gate letter of a mixture modifier -> :class:`~cai.baselines.visible.VisibleOnly`'s gate.
+_GATE_LETTERS = {"v": "stands_out", "u": "novel"}
 
 #: NSA patch half-sides for the "s" mixtures, as shares of the image sides (NSA's own: 0.03-0.4). Patches
 #: 6-20 % of the image side, so labels of about the size of CAI's (0.4-1.4 % of the image, median, on six
@@ -62,10 +65,11 @@ NSA_SMALL_HALF_WIDTH = (0.03, 0.1)
 
 
 class Mixture(NamedTuple):
-    """A mixture modifier parsed: which NSA, the share of slots, gated by visibility, small patches."""
+    """A mixture modifier parsed: which NSA, the share of slots, the gate (None, "stands_out" or "novel"),
+    small patches."""
     other: str
     share: float
-    visible: bool = False
+    gate: str | None = None
     small: bool = False
 
 
@@ -74,12 +78,13 @@ def _mixture_modifier(modifier: str) -> Mixture | None:
     found = _MIXTURE.match(modifier)
     if found is None or int(found.group(4)) == 0:
         return None
-    return Mixture(f"nsa-{found.group(1)}", int(found.group(4)) / 100.0, found.group(2) == "v", found.group(3) == "s")
+    return Mixture(f"nsa-{found.group(1)}", int(found.group(4)) / 100.0, _GATE_LETTERS.get(found.group(2)),
+                   found.group(3) == "s")
 
 
 def parse_synthesizer_name(full_name: str):
     """(base name, CAIConfig modifiers, mixture) of a synthesizer name; mixture is None or a
-    :class:`Mixture` (a named tuple: "nsa-n" | "nsa-m", share in (0, 1), visible only, small patches).
+    :class:`Mixture` (a named tuple: "nsa-n" | "nsa-m", share in (0, 1), gate, small patches).
 
     Raises
     ------
@@ -96,12 +101,13 @@ def parse_synthesizer_name(full_name: str):
         modifiers = modifiers[:-1]
     unknown = [m for m in modifiers if m not in CAI_MODIFIERS]
     if any(_mixture_modifier(m) for m in unknown):
-        raise ValueError(f"a mixture modifier (nsan<P>, nsam<P>, with v and/or s: nsanvs<P>) must come last, "
+        raise ValueError(f"a mixture modifier (nsan<P>, nsam<P>, with v or u and/or s: nsanvs<P>) must come last, "
                          f"once, in {full_name!r}")
     if unknown:
         raise ValueError(f"unknown modifier(s) {unknown} in {full_name!r}; choose from {', '.join(CAI_MODIFIERS)}, "
                          "or last a mixture nsan<P> / nsam<P> (P % of the slots by NSA; nsanv<P>: only NSA "
-                         "patches that stand out; nsans<P>: small patches; nsanvs<P>: both)")
+                         "patches that stand out; nsanu<P>: only patches unlike the rest of the part; nsans<P>: "
+                         "small patches; nsanvs<P>: both)")
     return name, modifiers, mixture
 
 
@@ -136,7 +142,8 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
         ``nsan<P>`` or ``nsam<P>`` (P a whole percentage, 1-99) makes P % of the slots, drawn per slot, by
         NSA Normal or Mixed instead (:class:`~cai.baselines.mixture.SlotMixture`; needs ``normals``):
         ``cai+nsan25``. ``nsanv<P>`` / ``nsamv<P>`` keep an NSA patch only when it stands out from
-        the normal image's texture (:class:`~cai.baselines.visible.VisibleOnly`, 8 tries); a slot with
+        the normal image's texture (:class:`~cai.baselines.visible.VisibleOnly`, 8 tries), ``nsanu<P>``
+        only when its window is unlike every other window of the image (``gate="novel"``); a slot with
         none keeps CAI's pseudo anomaly: ``cai+nsanv25``. An ``s`` after it draws small NSA patches
         (:data:`NSA_SMALL_HALF_WIDTH`): ``cai+nsanvs25``, ``cai+nsans25``.
     bank : PatternBank
@@ -173,9 +180,10 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
         other = make_synthesizer(mixture.other, normals=normals, config=config, per_image=per_image)
         if mixture.small:
             other = dataclasses.replace(other, half_width=NSA_SMALL_HALF_WIDTH)
-        if mixture.visible:
-            other = VisibleOnly(other)
-        return SlotMixture(main, other, mixture.share, variant=full_name, keep_main_when_skipped=mixture.visible)
+        if mixture.gate is not None:
+            other = VisibleOnly(other, gate=mixture.gate)
+        return SlotMixture(main, other, mixture.share, variant=full_name,
+                           keep_main_when_skipped=mixture.gate is not None)
     given = config is not None
     config = config if given else CAIConfig()
     if is_cai and name != "cai":

@@ -1,4 +1,5 @@
-"""A slot synthesizer whose pseudo anomalies must stand out from the part's texture (``cai+nsanv25``)."""
+"""A slot synthesizer whose pseudo anomalies must stand out from the part's texture (``cai+nsanv25``) or be
+unlike any other window of the part (``cai+nsanus25``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,8 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.synthesizer import PseudoAnomaly, Skipped
-from ..engine.visibility import stands_out
+from ..engine.visibility import is_novel, stands_out
 from ._common import SlotSynthesizer, _check_positive_int
+
+#: What a gated slot must pass, and the reason a slot that never does is skipped with.
+GATES = {"stands_out": (stands_out, "not_visible"), "novel": (is_novel, "not_novel")}
+#: Skip reasons of :class:`VisibleOnly` (a slot that found nothing passing its gate, not a failure).
+GATE_SKIPS = frozenset(reason for _, reason in GATES.values())
 
 
 @dataclass
@@ -38,7 +44,9 @@ class VisibleOnly(SlotSynthesizer):
     null_places : int
         Texture placements per try.
     footprint : {"placed", "label"}
-        What must stand out: the placed region (``placed_mask``) or the label (``mask``).
+        What must pass: the placed region (``placed_mask``) or the label (``mask``).
+    gate : {"stands_out", "novel"}
+        The test (:data:`GATES`).
     per_image : int or None
         Slots per normal image; None takes ``inner``'s.
     """
@@ -49,6 +57,7 @@ class VisibleOnly(SlotSynthesizer):
     null_places: int = 16
     footprint: str = "placed"
     per_image: int | None = None
+    gate: str = "stands_out"
 
     def __post_init__(self):
         if not isinstance(self.inner, SlotSynthesizer):
@@ -61,18 +70,21 @@ class VisibleOnly(SlotSynthesizer):
             raise ValueError(f"quantile must be in (0, 1), got {self.quantile!r}")
         if self.footprint not in ("placed", "label"):
             raise ValueError(f"footprint must be 'placed' or 'label', got {self.footprint!r}")
+        if self.gate not in GATES:
+            raise ValueError(f"gate must be one of {sorted(GATES)}, got {self.gate!r}")
 
     @property
     def name(self) -> str:
-        return f"{self.inner.name}+visible"
+        return f"{self.inner.name}+{'visible' if self.gate == 'stands_out' else 'novel'}"
 
     def _one(self, normal, foreground, normal_index, k, rng):
         """Slot k: (H, W[, 3]) uint8 ``normal`` and (H, W) bool ``foreground`` as :class:`SlotSynthesizer`."""
+        passes, reason = GATES[self.gate]
         for _ in range(self.tries):
             result = self.inner._one(normal, foreground, normal_index, k, rng)
             if not isinstance(result, PseudoAnomaly):
                 return result
             region = result.placed_mask if self.footprint == "placed" else result.mask
-            if stands_out(normal, result.image, region, foreground, rng, self.quantile, self.null_places):
+            if passes(normal, result.image, region, foreground, rng, self.quantile, self.null_places):
                 return result
-        return Skipped(k, "not_visible")
+        return Skipped(k, reason)

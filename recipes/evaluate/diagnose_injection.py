@@ -18,6 +18,9 @@ leakage-guarded anomaly set), this prints per-variant figures and writes a conta
 - ``stands out``: share of pseudo anomalies whose |contrast| exceeds the 90th percentile of what the
   *normal* image gives for the same footprint (the placed mask and its ring moved to 16 random places
   inside the foreground): does the defect stand out from the part's own texture at its own size?
+- ``novel``: share of pseudo anomalies whose window (the placed mask's bounding box + 4 px) is further
+  from every other window of the normal image than 90% of ordinary windows of that size are
+  (:func:`cai.engine.visibility.is_novel`, 16 of them): a moved patch of the part's own texture is not.
 - ``by mode``: the same figures per injection mode, for variants that draw a mode per pseudo anomaly (the
   slots an NSA mixture such as ``cai+nsan25`` makes are the mode ``nsa-n``).
 
@@ -45,7 +48,7 @@ from cai.foreground import make_foreground
 from cai.engine.inject import match_colour_mode, resize_pattern
 from cai.engine.pseudo_mask import grey
 from cai.engine.synthesizer import PseudoAnomaly
-from cai.engine.visibility import contrast, stands_out
+from cai.engine.visibility import contrast, is_novel, stands_out
 
 TARGETS = {
     "grid": ("mvtec", "../shared/data/mvtec_ad", "grid"),
@@ -165,7 +168,9 @@ def main():
                     c_src, c_out = source_contrast(synth, r, is_grey), contrast(r.image, r.placed_mask)
                     absolute.append(abs(c_out))
                     stands = stands_out(base_luma, r.image, r.placed_mask, fg, np.random.default_rng([i, r.k]))
-                    by_mode.setdefault(r.mode or r.anomaly_class, []).append((abs(c_out), stands, 100.0 * r.mask.mean()))
+                    novel = is_novel(base_luma, r.image, r.placed_mask, fg, np.random.default_rng([i, r.k, 1]))
+                    by_mode.setdefault(r.mode or r.anomaly_class, []).append((abs(c_out), stands, 100.0 * r.mask.mean(),
+                                                                              novel))
                     if np.isfinite(c_src) and abs(c_src) >= 5:
                         kept.append(c_out / c_src)
                     d = np.abs(r.image.astype(np.float32) - base.astype(np.float32))
@@ -185,12 +190,14 @@ def main():
                    "change_in_mask": float(np.mean(change)), "clipped_share": float(np.mean(clipped)),
                    "visible_in_label": float(np.mean(visible)), "change_outside_label": float(np.mean(outside)),
                    "label_over_placed": float(np.median(ratio)), "sources": dict(sorted(sources.items())),
-                   "stands_out": _share([s for v in by_mode.values() for _, s, _ in v]),
-                   "label_area_pct_median": float(np.median([a for v in by_mode.values() for *_, a in v]))}
+                   "stands_out": _share([s for v in by_mode.values() for _, s, _, _ in v]),
+                   "novel": _share([nv for v in by_mode.values() for *_, nv in v]),
+                   "label_area_pct_median": float(np.median([a for v in by_mode.values() for _, _, a, _ in v]))}
             if len(by_mode) > 1:
                 row["by_mode"] = {m: {"made": len(v), "contrast_abs_median": float(np.nanmedian([c for c, *_ in v])),
-                                      "stands_out": _share([s for _, s, _ in v]),
-                                      "label_area_pct_median": float(np.median([a for *_, a in v]))}
+                                      "stands_out": _share([s for _, s, _, _ in v]),
+                                      "novel": _share([nv for *_, nv in v]),
+                                      "label_area_pct_median": float(np.median([a for _, _, a, _ in v]))}
                                   for m, v in sorted(by_mode.items())}
             rows.append(row)
             print(f"{tname:9s} {name:22s} made {row['made']:3d}  |contrast| {row['contrast_abs_median']:5.1f}  "
@@ -199,11 +206,11 @@ def main():
                   f"|change| in mask {row['change_in_mask']:5.1f}  clipped {row['clipped_share']:.2f}  "
                   f"visible in label {row['visible_in_label']:.2f}  change outside label "
                   f"{row['change_outside_label']:.2f}  label/placed {row['label_over_placed']:.2f}  "
-                  f"stands out {row['stands_out']:.2f}  label area {row['label_area_pct_median']:.2f}%  "
+                  f"stands out {row['stands_out']:.2f}  novel {row['novel']:.2f}  label area {row['label_area_pct_median']:.2f}%  "
                   f"sources {row['sources']}", flush=True)
             for m, v in row.get("by_mode", {}).items():
                 print(f"{tname:9s}   {m:20s} made {v['made']:3d}  |contrast| {v['contrast_abs_median']:5.1f}  "
-                      f"stands out {v['stands_out']:.2f}  label area {v['label_area_pct_median']:.2f}%", flush=True)
+                      f"stands out {v['stands_out']:.2f}  novel {v['novel']:.2f}  label area {v['label_area_pct_median']:.2f}%", flush=True)
             strip = np.concatenate(views, axis=1)
             label = np.full((18, strip.shape[1], 3), 255, np.uint8)
             cv2.putText(label, name, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)

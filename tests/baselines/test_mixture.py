@@ -173,11 +173,11 @@ def test_visible_only_tries_then_skips(normals):
 
 def test_visible_mixture_names(bank, normals):
     from cai.baselines.registry import parse_synthesizer_name
-    assert parse_synthesizer_name("cai+nsanv25") == ("cai", [], ("nsa-n", 0.25, True, False))
-    assert parse_synthesizer_name("cai+paste+nsamv10") == ("cai", ["paste"], ("nsa-m", 0.10, True, False))
-    assert parse_synthesizer_name("cai+nsan25")[2] == ("nsa-n", 0.25, False, False)
-    assert parse_synthesizer_name("cai+nsanvs25")[2] == ("nsa-n", 0.25, True, True)
-    assert parse_synthesizer_name("cai+nsams5")[2] == ("nsa-m", 0.05, False, True)
+    assert parse_synthesizer_name("cai+nsanv25") == ("cai", [], ("nsa-n", 0.25, "stands_out", False))
+    assert parse_synthesizer_name("cai+paste+nsamv10") == ("cai", ["paste"], ("nsa-m", 0.10, "stands_out", False))
+    assert parse_synthesizer_name("cai+nsan25")[2] == ("nsa-n", 0.25, None, False)
+    assert parse_synthesizer_name("cai+nsanvs25")[2] == ("nsa-n", 0.25, "stands_out", True)
+    assert parse_synthesizer_name("cai+nsams5")[2] == ("nsa-m", 0.05, None, True)
     with pytest.raises(ValueError, match="unknown modifier"):
         make_synthesizer("cai+nsansv25", bank=bank, normals=normals)  # v before s
     assert uses_normals("cai+nsanv25") and not uses_normals("cai+nsanv0")
