@@ -242,13 +242,34 @@ def test_nsa_mixture_on_the_fly_draws_both_kinds(patterns):
     assert torch.equal(ds[3]["image"], items[3 + 18]["image"])  # epoch 3 again: the same bytes
 
 
-def test_visible_nsa_mixture_on_the_fly(patterns):
-    ds = CAIDataset(str(NORMALS), patterns, p=1.0, size=SIZE, synthesizer="cai+nsanv50")
+@pytest.mark.parametrize("name,gated", [("cai+nsanv50", "nsa-n+visible"), ("cai+nsanu50", "nsa-n+novel")])
+def test_gated_nsa_mixture_on_the_fly(patterns, name, gated):
+    ds = CAIDataset(str(NORMALS), patterns, p=1.0, size=SIZE, synthesizer=name)
     items = [ds[i] for i in range(len(ds))]
     slots = ds.generator._engine._slots
-    assert slots[-1][1].name == "nsa-n+visible" and slots[-1][1].per_image == 1
-    assert all(int(item["label"]) for item in items)  # a slot with no visible patch is drawn again
+    assert slots[-1][1].name == gated and slots[-1][1].per_image == 1
+    assert all(int(item["label"]) for item in items)  # a slot with no patch passing the gate is drawn again
     assert torch.equal(ds[2]["image"], items[2]["image"])
+
+
+@pytest.mark.parametrize("reason", ["not_visible", "not_novel"])
+def test_a_gated_slot_that_finds_nothing_gives_the_image_one_of_cais(patterns, reason):
+    """The NSA slot of "cai+nsanv99" replaced by one that never passes its gate: every image still gets a
+    pseudo anomaly, from CAI, at the first retry (3 attempts would leave ~0.99 ** 3 of them empty)."""
+    from cai.engine.synthesizer import Skipped
+
+    class NeverPasses:
+        name, per_image = "gate", 1
+
+        def synthesize(self, normal, foreground, normal_index, seed, is_grey=False):
+            return [Skipped(0, reason)]
+
+    ds = CAIDataset(str(NORMALS), patterns, p=1.0, size=SIZE, synthesizer="cai+nsanv99")
+    ds[0]
+    slots = ds.generator._engine._slots
+    slots[-1] = (slots[-1][0], NeverPasses())
+    items = [ds[i] for i in range(len(ds))]
+    assert all(int(item["label"]) for item in items) and all(item["anomaly_class"] != "nsa-n" for item in items)
 
 
 def test_grey_tensor_stays_one_channel(patterns, normal):

@@ -98,8 +98,14 @@ def _stands(r, normal, rng_after_try):
     return stands_out(normal, r.image, r.placed_mask, FULL, rng_after_try)
 
 
-def test_visible_mixture_slots_are_cai_or_nsa_patches_that_stand_out(bank, normals):
-    gated = make_synthesizer("cai+nsanv50", bank=bank, normals=normals)
+def _novel(r, normal, rng_after_try):
+    from cai.engine.visibility import is_novel
+    return is_novel(normal, r.image, r.placed_mask, FULL, rng_after_try)
+
+
+@pytest.mark.parametrize("letter,passes", [("v", _stands), ("u", _novel)])
+def test_visible_mixture_slots_are_cai_or_nsa_patches_that_pass_the_gate(bank, normals, letter, passes):
+    gated = make_synthesizer(f"cai+nsan{letter}50", bank=bank, normals=normals)
     plain = make_synthesizer("cai+nsan50", bank=bank, normals=normals)
     alone_main = make_synthesizer("cai", bank=bank)
     nsa = make_synthesizer("nsa-n", normals=normals)
@@ -121,7 +127,7 @@ def test_visible_mixture_slots_are_cai_or_nsa_patches_that_stand_out(bank, norma
                 made = nsa._one(normals[i], FULL, i, k, rng)
                 if not isinstance(made, PseudoAnomaly):
                     break  # NSA itself failed: the slot keeps CAI's result
-                if _stands(made, normals[i], rng):
+                if passes(made, normals[i], rng):
                     want = made
                     break
             assert _key(r) == _key(want)
@@ -169,6 +175,12 @@ def test_visible_only_tries_then_skips(normals):
             VisibleOnly(Faint(), **bad)
     with pytest.raises(ValueError, match="one slot at a time"):
         VisibleOnly(object())
+    with pytest.raises(ValueError, match="gate"):
+        VisibleOnly(Faint(), gate="bright")
+    calls.clear()
+    novel = VisibleOnly(Faint(), tries=2, gate="novel")
+    assert novel.name == "faint+novel"  # an unchanged window repeats nowhere better than ordinary ones do
+    assert [r.reason for r in novel.synthesize(normals[0], FULL, 0, 0)] == ["not_novel"] * 3 and len(calls) == 6
 
 
 def test_visible_mixture_names(bank, normals):
@@ -178,6 +190,11 @@ def test_visible_mixture_names(bank, normals):
     assert parse_synthesizer_name("cai+nsan25")[2] == ("nsa-n", 0.25, None, False)
     assert parse_synthesizer_name("cai+nsanvs25")[2] == ("nsa-n", 0.25, "stands_out", True)
     assert parse_synthesizer_name("cai+nsams5")[2] == ("nsa-m", 0.05, None, True)
+    assert parse_synthesizer_name("cai+nsanus25")[2] == ("nsa-n", 0.25, "novel", True)
+    novel = make_synthesizer("cai+nsanus25", bank=bank, normals=normals)
+    assert novel.other.gate == "novel" and novel.other.inner.half_width == (0.03, 0.1) and novel.keep_main_when_skipped
+    with pytest.raises(ValueError, match="unknown modifier"):
+        make_synthesizer("cai+nsanvu25", bank=bank, normals=normals)  # one gate
     with pytest.raises(ValueError, match="unknown modifier"):
         make_synthesizer("cai+nsansv25", bank=bank, normals=normals)  # v before s
     assert uses_normals("cai+nsanv25") and not uses_normals("cai+nsanv0")

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cai.engine.visibility import contrast, stands_out, texture_contrasts
+from cai.engine.visibility import (contrast, is_novel, nearest_window_distance, novelty, stands_out,
+                                   texture_contrasts, texture_novelties)
 
 
 def _square(shape=(40, 40), box=(slice(15, 25), slice(15, 25))):
@@ -91,3 +92,81 @@ def test_stands_out_for_a_strong_defect_and_not_for_texture():
     assert stands_out(normal, strong, np.zeros((64, 64), bool), fg, np.random.default_rng(0)) is None
     with pytest.raises(ValueError, match="quantile"):
         stands_out(normal, strong, mask, fg, np.random.default_rng(0), quantile=1.0)
+
+
+def _brute_nearest(luma, window, top, left):
+    """Every placement by two loops; those within half the window's size of (top, left) in both axes skipped."""
+    h, w = window.shape
+    best = np.inf
+    for y in range(luma.shape[0] - h + 1):
+        for x in range(luma.shape[1] - w + 1):
+            if top - h // 2 <= y <= top + h // 2 and left - w // 2 <= x <= left + w // 2:
+                continue
+            best = min(best, float(((luma[y:y + h, x:x + w] - window) ** 2).mean()))
+    return best
+
+
+@pytest.mark.parametrize("top,left,h,w", [(10, 12, 7, 9), (0, 0, 5, 5), (25, 30, 6, 3)])
+def test_nearest_window_distance_matches_a_brute_force(top, left, h, w):
+    rng = np.random.default_rng(top + left)
+    luma = rng.integers(0, 256, (32, 40)).astype(np.float32)
+    window = luma[top:top + h, left:left + w] + rng.normal(0, 5, (h, w)).astype(np.float32)
+    got = nearest_window_distance(luma, window, top, left)
+    assert got == pytest.approx(_brute_nearest(luma, window, top, left), rel=1e-4)
+
+
+def test_nearest_window_distance_is_nan_when_every_placement_overlaps_its_own():
+    luma = np.zeros((10, 10), np.float32)
+    assert np.isnan(nearest_window_distance(luma, np.zeros((8, 8), np.float32), 1, 1))
+
+
+def _lattice(size=96, period=8):
+    y, x = np.mgrid[:size, :size]
+    return np.where((y % period < 2) | (x % period < 2), 220, 40).astype(np.uint8)
+
+
+def test_a_broken_period_is_novel_and_a_moved_patch_of_noise_is_not():
+    grid = _lattice()
+    fg = np.ones(grid.shape, bool)
+    mask = _square(grid.shape, (slice(40, 52), slice(40, 52)))
+    broken = grid.copy()
+    broken[40:52, 40:52] = grid[43:55, 45:57]  # shifted by (3, 5): the lattice no longer lines up
+    value, null = novelty(grid, broken, mask, fg, np.random.default_rng(0))
+    assert np.all(null == 0) and value > 100  # every ordinary window repeats exactly one period away
+    assert is_novel(grid, broken, mask, fg, np.random.default_rng(0)) is True
+    whole = grid.copy()
+    whole[40:52, 40:52] = grid[48:60, 48:60]  # moved by whole periods: nothing changes
+    assert is_novel(grid, whole, mask, fg, np.random.default_rng(0)) is False
+    # a stochastic texture: a patch of it moved elsewhere passes about as often as the 10 % tail
+    passed = 0
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        noise = np.clip(rng.normal(128, 20, (64, 64)), 0, 255).astype(np.uint8)
+        moved = noise.copy()
+        moved[26:38, 26:38] = noise[2:14, 2:14]
+        m = _square((64, 64), (slice(26, 38), slice(26, 38)))
+        passed += bool(is_novel(noise, moved, m, np.ones((64, 64), bool), rng))
+        dark = noise.copy()
+        dark[m] = 20
+        assert is_novel(noise, dark, m, np.ones((64, 64), bool), rng) is True
+    assert passed <= 8
+
+
+def test_texture_novelties_stay_in_the_foreground_and_is_novel_reports_what_it_cannot_measure():
+    rng = np.random.default_rng(2)
+    normal = rng.integers(0, 256, (48, 48)).astype(np.uint8)
+    fg = np.zeros((48, 48), bool)
+    fg[:, :24] = True
+    got = texture_novelties(normal, (6, 6), fg, np.random.default_rng(4), n=30)
+    draw = np.random.default_rng(4)
+    tops, lefts = draw.integers(0, 43, 30), draw.integers(0, 43, 30)
+    luma = normal.astype(np.float32)  # grey input: luma is the image
+    want = [nearest_window_distance(luma, luma[t:t + 6, l:l + 6], int(t), int(l))
+            for t, l in zip(tops, lefts) if l + 6 <= 24]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert texture_novelties(normal, (60, 6), fg, np.random.default_rng(4)).size == 0
+    mask = _square((48, 48), (slice(20, 26), slice(5, 11)))
+    assert is_novel(normal, normal, np.zeros((48, 48), bool), fg, np.random.default_rng(0)) is None
+    assert is_novel(normal, normal, mask, np.zeros((48, 48), bool), np.random.default_rng(0)) is None
+    with pytest.raises(ValueError, match="quantile"):
+        is_novel(normal, normal, mask, fg, np.random.default_rng(0), quantile=0.0)
