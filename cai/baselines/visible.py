@@ -40,7 +40,8 @@ class VisibleOnly(SlotSynthesizer):
         that stands out in 19-26 of the 28 slots drawn for NSA on six targets (seed 0, 8 normals each;
         recipes/evaluate/diagnostics_round14).
     quantile : float
-        In (0, 1); 0.9 is what ``recipes/evaluate/diagnose_injection.py`` reports as "stands out".
+        In (0, 1); 0.9 is what ``recipes/evaluate/diagnose_injection.py`` reports as "stands out". The
+        novel gate also takes 1 (the most isolated of the ordinary windows).
     null_places : int
         Texture placements per try.
     footprint : {"placed", "label"}
@@ -49,6 +50,9 @@ class VisibleOnly(SlotSynthesizer):
         The test (:data:`GATES`).
     per_image : int or None
         Slots per normal image; None takes ``inner``'s.
+    factor : float
+        The novel gate only: the window must be this many times further from every other window than the
+        ``quantile`` of ordinary windows (>= 1).
     """
 
     inner: SlotSynthesizer
@@ -58,6 +62,7 @@ class VisibleOnly(SlotSynthesizer):
     footprint: str = "placed"
     per_image: int | None = None
     gate: str = "stands_out"
+    factor: float = 1.0
 
     def __post_init__(self):
         if not isinstance(self.inner, SlotSynthesizer):
@@ -66,12 +71,15 @@ class VisibleOnly(SlotSynthesizer):
         self.per_image = _check_positive_int(self.inner.per_image if self.per_image is None else self.per_image,
                                              "per_image")
         self.null_places = _check_positive_int(self.null_places, "null_places")
-        if not 0.0 < float(self.quantile) < 1.0:
-            raise ValueError(f"quantile must be in (0, 1), got {self.quantile!r}")
-        if self.footprint not in ("placed", "label"):
-            raise ValueError(f"footprint must be 'placed' or 'label', got {self.footprint!r}")
         if self.gate not in GATES:
             raise ValueError(f"gate must be one of {sorted(GATES)}, got {self.gate!r}")
+        novel = self.gate == "novel"
+        if not (0.0 < float(self.quantile) < 1.0 or (novel and float(self.quantile) == 1.0)):
+            raise ValueError(f"quantile must be in (0, 1){' or 1' if novel else ''}, got {self.quantile!r}")
+        if not float(self.factor) >= 1.0 or (not novel and float(self.factor) != 1.0):
+            raise ValueError(f"factor must be >= 1, and 1 unless the gate is 'novel'; got {self.factor!r}")
+        if self.footprint not in ("placed", "label"):
+            raise ValueError(f"footprint must be 'placed' or 'label', got {self.footprint!r}")
 
     @property
     def name(self) -> str:
@@ -80,11 +88,12 @@ class VisibleOnly(SlotSynthesizer):
     def _one(self, normal, foreground, normal_index, k, rng):
         """Slot k: (H, W[, 3]) uint8 ``normal`` and (H, W) bool ``foreground`` as :class:`SlotSynthesizer`."""
         passes, reason = GATES[self.gate]
+        extra = {"factor": self.factor} if self.gate == "novel" else {}
         for _ in range(self.tries):
             result = self.inner._one(normal, foreground, normal_index, k, rng)
             if not isinstance(result, PseudoAnomaly):
                 return result
             region = result.placed_mask if self.footprint == "placed" else result.mask
-            if passes(normal, result.image, region, foreground, rng, self.quantile, self.null_places):
+            if passes(normal, result.image, region, foreground, rng, self.quantile, self.null_places, **extra):
                 return result
         return Skipped(k, reason)

@@ -154,14 +154,18 @@ def novelty(normal: np.ndarray, image: np.ndarray, mask: np.ndarray, foreground:
 
 
 def is_novel(normal: np.ndarray, image: np.ndarray, mask: np.ndarray, foreground: np.ndarray,
-             rng: np.random.Generator, quantile: float = 0.9, n: int = 16) -> bool | None:
-    """Whether the change around ``mask`` is further from every other window of ``normal`` than the
-    ``quantile`` of ordinary windows (:func:`novelty`); None when it cannot be measured.
+             rng: np.random.Generator, quantile: float = 0.9, n: int = 16, factor: float = 1.0) -> bool | None:
+    """Whether the change around ``mask`` is further from every other window of ``normal`` than ``factor``
+    times the ``quantile`` of ordinary windows (:func:`novelty`); None when it cannot be measured.
+
+    ``quantile`` in (0, 1] (1: the most isolated ordinary window), ``factor`` >= 1.
     """
-    if not 0.0 < quantile < 1.0:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile!r}")
+    if not factor >= 1.0:
+        raise ValueError(f"factor must be >= 1, got {factor!r}")
     measured = novelty(normal, image, mask, foreground, rng, n)
     if measured is None:
         return None
     value, null = measured
-    return bool(value > np.quantile(null, quantile))
+    return bool(value > factor * np.quantile(null, quantile))
