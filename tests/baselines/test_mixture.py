@@ -103,8 +103,17 @@ def _novel(r, normal, rng_after_try):
     return is_novel(normal, r.image, r.placed_mask, FULL, rng_after_try)
 
 
-@pytest.mark.parametrize("letter,passes", [("v", _stands), ("u", _novel)])
-def test_visible_mixture_slots_are_cai_or_nsa_patches_that_pass_the_gate(bank, normals, letter, passes):
+def _distinct(r, normal, rng_after_try):
+    from cai.engine.visibility import is_novel
+    return is_novel(normal, r.image, r.placed_mask, FULL, rng_after_try, quantile=1.0, factor=2.0)
+
+
+@pytest.mark.parametrize("letter,passes,tries", [("v", _stands, 8), ("u", _novel, 8), ("d", _distinct, 1)])
+def test_visible_mixture_slots_are_cai_or_nsa_patches_that_pass_the_gate(bank, normals, letter, passes, tries):
+    if letter == "d":  # the strict gate passes patches that break a lattice, almost never a noise texture's
+        y, x = np.mgrid[:64, :64]
+        normals = [np.repeat(np.where(((y + i) % 8 < 2) | ((x + 3 * i) % 8 < 2), 200, 50).astype(np.uint8)[..., None],
+                             3, axis=2) for i in range(4)]
     gated = make_synthesizer(f"cai+nsan{letter}50", bank=bank, normals=normals)
     plain = make_synthesizer("cai+nsan50", bank=bank, normals=normals)
     alone_main = make_synthesizer("cai", bank=bank)
@@ -123,7 +132,7 @@ def test_visible_mixture_slots_are_cai_or_nsa_patches_that_pass_the_gate(bank, n
             # brute force: NSA's own slot generator, tried up to 8 times, each try judged on a null drawn after it
             rng = np.random.default_rng([seed, i, k])
             want = want_main[k]
-            for t in range(8):
+            for t in range(tries):
                 made = nsa._one(normals[i], FULL, i, k, rng)
                 if not isinstance(made, PseudoAnomaly):
                     break  # NSA itself failed: the slot keeps CAI's result
@@ -138,7 +147,7 @@ def test_visible_mixture_slots_are_cai_or_nsa_patches_that_pass_the_gate(bank, n
                 kinds["first"] += 1
             else:
                 kinds["later"] += 1
-    assert kinds["cai"] and kinds["first"] and kinds["later"] and kinds["fallback"], kinds
+    assert kinds["cai"] and kinds["first"] and kinds["fallback"] and bool(kinds["later"]) == (tries > 1), kinds
 
 
 def test_visible_only_tries_then_skips(normals):
@@ -177,6 +186,11 @@ def test_visible_only_tries_then_skips(normals):
         VisibleOnly(object())
     with pytest.raises(ValueError, match="gate"):
         VisibleOnly(Faint(), gate="bright")
+    for bad, why in [({"quantile": 1.0}, "quantile"), ({"factor": 2.0}, "factor"),
+                     ({"gate": "novel", "factor": 0.5}, "factor"), ({"gate": "novel", "quantile": 1.5}, "quantile")]:
+        with pytest.raises(ValueError, match=why):
+            VisibleOnly(Faint(), **bad)
+    assert VisibleOnly(Faint(), gate="novel", quantile=1.0, factor=2.0).factor == 2.0
     calls.clear()
     novel = VisibleOnly(Faint(), tries=2, gate="novel")
     assert novel.name == "faint+novel"  # an unchanged window repeats nowhere better than ordinary ones do
@@ -195,6 +209,8 @@ def test_visible_mixture_names(bank, normals):
     assert novel.other.gate == "novel" and novel.other.inner.half_width == (0.03, 0.1) and novel.keep_main_when_skipped
     with pytest.raises(ValueError, match="unknown modifier"):
         make_synthesizer("cai+nsanvu25", bank=bank, normals=normals)  # one gate
+    distinct = make_synthesizer("cai+nsands25", bank=bank, normals=normals).other
+    assert (distinct.gate, distinct.tries, distinct.quantile, distinct.factor) == ("novel", 1, 1.0, 2.0)
     with pytest.raises(ValueError, match="unknown modifier"):
         make_synthesizer("cai+nsansv25", bank=bank, normals=normals)  # v before s
     assert uses_normals("cai+nsanv25") and not uses_normals("cai+nsanv0")

@@ -170,3 +170,19 @@ def test_texture_novelties_stay_in_the_foreground_and_is_novel_reports_what_it_c
     assert is_novel(normal, normal, mask, np.zeros((48, 48), bool), np.random.default_rng(0)) is None
     with pytest.raises(ValueError, match="quantile"):
         is_novel(normal, normal, mask, fg, np.random.default_rng(0), quantile=0.0)
+    with pytest.raises(ValueError, match="factor"):
+        is_novel(normal, normal, mask, fg, np.random.default_rng(0), factor=0.5)
+
+
+def test_is_novel_with_a_factor_and_the_maximum_compares_with_the_null_by_hand():
+    rng = np.random.default_rng(8)
+    normal = np.clip(rng.normal(128, 20, (64, 64)), 0, 255).astype(np.uint8)
+    fg = np.ones((64, 64), bool)
+    mask = _square((64, 64), (slice(26, 34), slice(26, 34)))
+    for level in (20, 60, 90, 110):
+        changed = normal.copy()
+        changed[mask] = level
+        value, null = novelty(normal, changed, mask, fg, np.random.default_rng(1))
+        for q, f in [(0.9, 1.0), (1.0, 1.0), (1.0, 2.0), (0.5, 3.0)]:
+            assert is_novel(normal, changed, mask, fg, np.random.default_rng(1), quantile=q, factor=f) == bool(
+                value > f * np.quantile(null, q))
