@@ -121,6 +121,8 @@ def main():
                     help="a --target folder set (e.g. window_target.py's), with anomaly-set sources to leave out")
     ap.add_argument("--normals", type=int, default=8, help="normals per target (evenly spread)")
     ap.add_argument("--columns", type=int, default=8, help="pseudo anomalies per row of the contact sheet")
+    ap.add_argument("--sheet-mode", help="contact sheet: only the pseudo anomalies of this mode (e.g. nsa-n), "
+                    "the first --columns of them, instead of every third slot")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +184,8 @@ def main():
                     outside.append(r.fidelity["changed_outside_share"])
                     ratio.append(r.mask.sum() / max(r.placed_mask.sum(), 1))
                     sources[r.source] += 1
-                    if len(views) < args.columns and r.k % 3 == 0:
+                    shown = ((r.mode or r.anomaly_class) == args.sheet_mode if args.sheet_mode else r.k % 3 == 0)
+                    if len(views) < args.columns and shown:
                         views.append(crop_view(r.image, r.mask, r.placed_mask))
             row = {"synth": name, "made": len(change), "contrast_abs_median": float(np.nanmedian(absolute)),
                    "contrast_kept_median": float(np.median(kept)),
@@ -211,6 +214,8 @@ def main():
             for m, v in row.get("by_mode", {}).items():
                 print(f"{tname:9s}   {m:20s} made {v['made']:3d}  |contrast| {v['contrast_abs_median']:5.1f}  "
                       f"stands out {v['stands_out']:.2f}  novel {v['novel']:.2f}  label area {v['label_area_pct_median']:.2f}%", flush=True)
+            if not views:
+                views.append(np.full((224, 112, 3), 255, np.uint8))  # none of that mode: an empty column
             strip = np.concatenate(views, axis=1)
             label = np.full((18, strip.shape[1], 3), 255, np.uint8)
             cv2.putText(label, name, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
