@@ -53,16 +53,18 @@ CAI_MODIFIERS.update({f"q{name[4:]}": {"quota": mix} for name, mix in _CAI_MIXES
 # NSA Mixed (thirteenth round); "+nsanv25" keeps only NSA patches that stand out from the texture, the
 # other slots CAI's; "+nsanvs25" also draws small patches (NSA_SMALL_HALF_WIDTH; fourteenth round);
 # "+nsanus25" keeps only patches unlike any other window of the part, "+nsands25" only a first patch far
-# unlike every one (sixteenth round). The share is a whole percentage in 1-99.
-_MIXTURE = re.compile(r"^nsa([nm])([vud]?)(s?)(\d{1,2})$")
+# unlike every one, "+nsanis25" only such a patch inside the foreground (sixteenth round). The share is a whole percentage in 1-99.
+_MIXTURE = re.compile(r"^nsa([nm])([vudi]?)(s?)(\d{1,2})$")
 #: The gate letter of a mixture modifier -> its name in :data:`GATE_SETTINGS`.
-_GATE_LETTERS = {"v": "stands_out", "u": "novel", "d": "distinct"}
+_GATE_LETTERS = {"v": "stands_out", "u": "novel", "d": "distinct", "i": "distinct_inside"}
 #: :class:`~cai.baselines.visible.VisibleOnly` settings of each gate. "distinct" judges only the first patch
 #: drawn (a slot whose patch fails is CAI's, so the in-domain share adapts to the part) and asks for twice
 #: the distance of the most isolated ordinary window: on the eight targets of the sixteenth round (seed 0,
 #: 8 normals, first small patches) it passes 100 % of grid's, 25 % of steel's, 0-17 % elsewhere.
+#: "distinct_inside" also fails a patch whose window reaches outside the foreground (an object's outline).
 GATE_SETTINGS = {"stands_out": {}, "novel": {"gate": "novel"},
                  "distinct": {"gate": "novel", "tries": 1, "quantile": 1.0, "factor": 2.0}}
+GATE_SETTINGS["distinct_inside"] = {**GATE_SETTINGS["distinct"], "within_foreground": True}
 
 #: NSA patch half-sides for the "s" mixtures, as shares of the image sides (NSA's own: 0.03-0.4). Patches
 #: 6-20 % of the image side, so labels of about the size of CAI's (0.4-1.4 % of the image, median, on six
@@ -107,13 +109,13 @@ def parse_synthesizer_name(full_name: str):
         modifiers = modifiers[:-1]
     unknown = [m for m in modifiers if m not in CAI_MODIFIERS]
     if any(_mixture_modifier(m) for m in unknown):
-        raise ValueError(f"a mixture modifier (nsan<P>, nsam<P>, with v, u or d and/or s: nsanvs<P>) must come last, "
-                         f"once, in {full_name!r}")
+        raise ValueError("a mixture modifier (nsan<P>, nsam<P>, with v, u, d or i and/or s: nsanvs<P>) must come "
+                         f"last, once, in {full_name!r}")
     if unknown:
         raise ValueError(f"unknown modifier(s) {unknown} in {full_name!r}; choose from {', '.join(CAI_MODIFIERS)}, "
                          "or last a mixture nsan<P> / nsam<P> (P % of the slots by NSA; nsanv<P>: only NSA "
                          "patches that stand out; nsanu<P>: only patches unlike the rest of the part; nsand<P>: "
-                         "only a first patch far unlike it; nsans<P>: "
+                         "only a first patch far unlike it; nsani<P>: such a patch inside the foreground; nsans<P>: "
                          "small patches; nsanvs<P>: both)")
     return name, modifiers, mixture
 
@@ -151,7 +153,8 @@ def make_synthesizer(name: str, *, bank: PatternBank | None = None, normals=None
         ``cai+nsan25``. ``nsanv<P>`` / ``nsamv<P>`` keep an NSA patch only when it stands out from
         the normal image's texture (:class:`~cai.baselines.visible.VisibleOnly`, 8 tries), ``nsanu<P>``
         only when its window is unlike every other window of the image (``gate="novel"``), ``nsand<P>``
-        only when its first patch is far unlike every one (:data:`GATE_SETTINGS`); a slot with
+        only when its first patch is far unlike every one, ``nsani<P>`` only such a patch inside the
+        foreground (:data:`GATE_SETTINGS`); a slot with
         none keeps CAI's pseudo anomaly: ``cai+nsanv25``. An ``s`` after it draws small NSA patches
         (:data:`NSA_SMALL_HALF_WIDTH`): ``cai+nsanvs25``, ``cai+nsans25``.
     bank : PatternBank

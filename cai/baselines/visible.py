@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.synthesizer import PseudoAnomaly, Skipped
-from ..engine.visibility import is_novel, stands_out
+from ..engine.visibility import is_novel, stands_out, window_inside
 from ._common import SlotSynthesizer, _check_positive_int
 
 #: What a gated slot must pass, and the reason a slot that never does is skipped with.
@@ -53,6 +53,10 @@ class VisibleOnly(SlotSynthesizer):
     factor : float
         The novel gate only: the window must be this many times further from every other window than the
         ``quantile`` of ordinary windows (>= 1).
+    within_foreground : bool
+        A try whose window (the footprint's bounding box + 4 px, :func:`cai.engine.visibility.window_inside`)
+        reaches outside the foreground fails, whatever the gate says: the patch must change the part's
+        surface, not its outline.
     """
 
     inner: SlotSynthesizer
@@ -63,6 +67,7 @@ class VisibleOnly(SlotSynthesizer):
     per_image: int | None = None
     gate: str = "stands_out"
     factor: float = 1.0
+    within_foreground: bool = False
 
     def __post_init__(self):
         if not isinstance(self.inner, SlotSynthesizer):
@@ -94,6 +99,8 @@ class VisibleOnly(SlotSynthesizer):
             if not isinstance(result, PseudoAnomaly):
                 return result
             region = result.placed_mask if self.footprint == "placed" else result.mask
+            if self.within_foreground and not window_inside(region, foreground):
+                continue
             if passes(normal, result.image, region, foreground, rng, self.quantile, self.null_places, **extra):
                 return result
         return Skipped(k, reason)

@@ -94,6 +94,16 @@ def _window_box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int] | No
     return top, left, bottom - top, right - left
 
 
+def window_inside(mask: np.ndarray, foreground: np.ndarray, margin: int = NOVELTY_MARGIN) -> bool:
+    """Whether the window a change is judged by (``mask``'s bounding box grown by ``margin``) lies wholly
+    inside ``foreground`` (both (H, W) bool); False for an empty mask."""
+    box = _window_box(mask, margin)
+    if box is None:
+        return False
+    top, left, h, w = box
+    return bool(foreground[top:top + h, left:left + w].all())
+
+
 def nearest_window_distance(luma: np.ndarray, window: np.ndarray, top: int, left: int) -> float:
     """Smallest mean squared difference between ``window`` and a window of ``luma`` that does not overlap
     the place (``top``, ``left``) it came from by half its size or more in both axes.
