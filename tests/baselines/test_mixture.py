@@ -166,6 +166,15 @@ def test_visible_only_tries_then_skips(normals):
                                  str_ratio=0.0, resize_ratio=1.0, center=(30, 30), source_id="", source="normal",
                                  attempts=1, fidelity={}, resamples={})
 
+    class Glaring(Faint):
+        name = "glaring"
+
+        def _one(self, normal, foreground, normal_index, k, rng):
+            made = super()._one(normal, foreground, normal_index, k, rng)
+            image = made.image.copy()
+            image[made.mask] = 0 if normal[made.mask].mean() > 128 else 255
+            return PseudoAnomaly(**{**made.__dict__, "image": image})
+
     gate = VisibleOnly(Faint(), tries=5)
     assert gate.per_image == 3 and gate.name == "faint+visible"
     out = gate.synthesize(normals[0], FULL, 0, 0)
@@ -192,6 +201,13 @@ def test_visible_only_tries_then_skips(normals):
             VisibleOnly(Faint(), **bad)
     assert VisibleOnly(Faint(), gate="novel", quantile=1.0, factor=2.0).factor == 2.0
     calls.clear()
+    fg = np.zeros_like(FULL)
+    fg[8:56, 8:56] = True  # the window (rows and columns 24-37: the mask + 4 px) lies inside; then it does not
+    bright = VisibleOnly(Glaring(), tries=3, within_foreground=True)
+    assert all(isinstance(r, PseudoAnomaly) for r in bright.synthesize(normals[0], fg, 0, 0))
+    fg[:, 37:] = False
+    assert [r.reason for r in bright.synthesize(normals[0], fg, 0, 0)] == ["not_visible"] * 3
+    calls.clear()
     novel = VisibleOnly(Faint(), tries=2, gate="novel")
     assert novel.name == "faint+novel"  # an unchanged window repeats nowhere better than ordinary ones do
     assert [r.reason for r in novel.synthesize(normals[0], FULL, 0, 0)] == ["not_novel"] * 3 and len(calls) == 6
@@ -211,6 +227,10 @@ def test_visible_mixture_names(bank, normals):
         make_synthesizer("cai+nsanvu25", bank=bank, normals=normals)  # one gate
     distinct = make_synthesizer("cai+nsands25", bank=bank, normals=normals).other
     assert (distinct.gate, distinct.tries, distinct.quantile, distinct.factor) == ("novel", 1, 1.0, 2.0)
+    inside = make_synthesizer("cai+nsanis25", bank=bank, normals=normals).other
+    assert inside.within_foreground and not distinct.within_foreground
+    assert {f: getattr(inside, f) for f in ("gate", "tries", "quantile", "factor")} == {
+        f: getattr(distinct, f) for f in ("gate", "tries", "quantile", "factor")}
     with pytest.raises(ValueError, match="unknown modifier"):
         make_synthesizer("cai+nsansv25", bank=bank, normals=normals)  # v before s
     assert uses_normals("cai+nsanv25") and not uses_normals("cai+nsanv0")

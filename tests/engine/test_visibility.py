@@ -3,7 +3,7 @@ import pytest
 from scipy import ndimage
 
 from cai.engine.visibility import (contrast, is_novel, nearest_window_distance, novelty, stands_out,
-                                   texture_contrasts, texture_novelties)
+                                   texture_contrasts, texture_novelties, window_inside)
 
 
 def _square(shape=(40, 40), box=(slice(15, 25), slice(15, 25))):
@@ -186,3 +186,15 @@ def test_is_novel_with_a_factor_and_the_maximum_compares_with_the_null_by_hand()
         for q, f in [(0.9, 1.0), (1.0, 1.0), (1.0, 2.0), (0.5, 3.0)]:
             assert is_novel(normal, changed, mask, fg, np.random.default_rng(1), quantile=q, factor=f) == bool(
                 value > f * np.quantile(null, q))
+
+
+def test_window_inside_checks_the_bounding_box_grown_by_the_margin():
+    fg = np.zeros((40, 40), bool)
+    fg[10:30, 10:30] = True
+    mask = _square((40, 40), (slice(15, 20), slice(15, 20)))
+    assert window_inside(mask, fg)  # box 11..23 in both axes
+    assert not window_inside(mask, fg, margin=6)  # box 9..25 leaves the foreground
+    edge = _square((40, 40), (slice(26, 29), slice(15, 20)))
+    assert not window_inside(edge, fg)  # 4 px below row 28 is outside
+    assert window_inside(_square((40, 40), (slice(0, 3), slice(0, 3))), np.ones((40, 40), bool))  # cut to the image
+    assert not window_inside(np.zeros((40, 40), bool), fg)
