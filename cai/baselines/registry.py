@@ -59,8 +59,8 @@ _MIXTURE = re.compile(r"^nsa([nm])([vudi]?)(s?)(\d{1,2})$")
 _GATE_LETTERS = {"v": "stands_out", "u": "novel", "d": "distinct", "i": "distinct_inside"}
 #: :class:`~cai.baselines.visible.VisibleOnly` settings of each gate. "distinct" judges only the first patch
 #: drawn (a slot whose patch fails is CAI's, so the in-domain share adapts to the part) and asks for twice
-#: the distance of the most isolated ordinary window: on the eight targets of the sixteenth round (seed 0,
-#: 8 normals, first small patches) it passes 100 % of grid's, 25 % of steel's, 0-17 % elsewhere.
+#: the distance of the most isolated ordinary window: in "cai+nsands25" (seed 0, 8 normals) it keeps 28 of
+#: grid's 28 NSA slots, 7 of steel's, 0-6 elsewhere (recipes/evaluate/diagnostics_round16).
 #: "distinct_inside" also fails a patch whose window reaches outside the foreground (an object's outline).
 GATE_SETTINGS = {"stands_out": {}, "novel": {"gate": "novel"},
                  "distinct": {"gate": "novel", "tries": 1, "quantile": 1.0, "factor": 2.0}}
