@@ -12,7 +12,9 @@ percentiles over draws, and the share of draws that lose more than ``--loss`` po
         --candidates cai,cai@paste,cai-n --default cai --k 1,2,3,5,8
 
 The recipe README's ninth round shows the figures on five targets and the rule they were read by
-(``results/round9_plan.txt``, written before they were computed).
+(``results/round9_plan.txt``, written before they were computed): the smallest k at which the mean
+held-out gain is >= 0 on every target. The last lines print, per k, the smallest mean gain over the
+targets and the largest share of losing draws, and the targets where k cannot be drawn.
 """
 from __future__ import annotations
 
@@ -22,6 +24,27 @@ from pathlib import Path
 
 from cai.eval.collect import clusters_by_target, load_runs, rename_synthesizers
 from cai.eval.selection import few_defect_choice
+
+
+def rule_lines(figures: dict, ks: list[int], loss: float) -> list[str]:
+    """Per k: the smallest mean held-out gain over the targets (%, and which), the largest share of draws
+    losing more than ``loss`` points, and the targets where k could not be drawn.
+
+    ``figures``: {target: {"k": {k: summary}}} as written to ``--json`` (summaries with ``gain_mean`` and
+    ``loss_share`` as fractions)."""
+    lines = []
+    for k in ks:
+        have = {t: f["k"][k] for t, f in figures.items() if k in f["k"]}
+        lacking = sorted(set(figures) - set(have))
+        if not have:
+            lines.append(f"k={k}: drawn on no target")
+            continue
+        worst = min(have, key=lambda t: have[t]["gain_mean"])
+        riskiest = max(have, key=lambda t: have[t]["loss_share"])
+        lines.append(f"k={k}: smallest mean gain {100 * have[worst]['gain_mean']:+.2f} ({worst}); largest share of "
+                     f"draws losing > {loss:g}: {100 * have[riskiest]['loss_share']:.1f}% ({riskiest})"
+                     + (f"; not drawn on {', '.join(lacking)}" if lacking else ""))
+    return lines
 
 
 def main():
@@ -76,6 +99,8 @@ def main():
             chosen = ", ".join(f"{c} {100 * v:.0f}%" for c, v in sorted(s["chosen"].items(), key=lambda kv: -kv[1]) if v)
             print(f"| {tname} | {k} | {s['units']} | {100 * s['picked_best']:.0f}% | {100 * s['gain_mean']:+.1f} "
                   f"[{100 * s['gain_p05']:+.1f}, {100 * s['gain_p95']:+.1f}] | {100 * s['loss_share']:.0f}% | {chosen} |")
+    print()
+    print("\n".join(rule_lines(out, ks, args.loss)))
     if args.json:
         Path(args.json).write_text(json.dumps({"candidates": candidates, "default": args.default, "draws": args.draws,
                                                "loss": args.loss, "targets": out}, indent=1))

@@ -195,6 +195,11 @@ def test_choose_with_few_defects_prints_each_target_and_k(tmp_path, monkeypatch,
     figures = json.loads(out.read_text())["targets"]["grid"]["k"]
     assert set(figures) == {"1"} and figures["1"]["chosen"]["cai-n"] == 1.0  # the far stronger one
     assert figures["1"]["gain_mean"] > 0 and figures["1"]["picked_best"] == 1.0
+    assert "k=1: smallest mean gain +" in text and "k=2: drawn on no target" in text
+    lines = module.rule_lines({"a": {"k": {1: {"gain_mean": 0.02, "loss_share": 0.0}, 2: {"gain_mean": 0.01, "loss_share": 0.1}}},
+                               "b": {"k": {1: {"gain_mean": -0.004, "loss_share": 0.12}}}}, [1, 2], 5.0)
+    assert lines == ["k=1: smallest mean gain -0.40 (b); largest share of draws losing > 5: 12.0% (b)",
+                     "k=2: smallest mean gain +1.00 (a); largest share of draws losing > 5: 10.0% (a); not drawn on b"]
     monkeypatch.setattr(sys, "argv", ["choose", str(run), "--candidates", "cai-n", "--default", "cai"])
     with pytest.raises(SystemExit, match="--default"):
         module.main()
