@@ -16,6 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ._checks import bbox
 from .pseudo_mask import dilate, grey
 
 #: Ring around a footprint: pixels 2 to 5 px from the mask (inner, outer radius).
@@ -88,9 +89,9 @@ def _window_box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int] | No
     """(top, left, height, width) of ``mask``'s bounding box grown by ``margin`` and cut to the image."""
     if not mask.any():
         return None
-    rows, cols = np.nonzero(mask)
-    top, left = max(int(rows.min()) - margin, 0), max(int(cols.min()) - margin, 0)
-    bottom, right = min(int(rows.max()) + margin + 1, mask.shape[0]), min(int(cols.max()) + margin + 1, mask.shape[1])
+    r0, c0, r1, c1 = bbox(mask)
+    top, left = max(r0 - margin, 0), max(c0 - margin, 0)
+    bottom, right = min(r1 + margin, mask.shape[0]), min(c1 + margin, mask.shape[1])
     return top, left, bottom - top, right - left
 
 
@@ -131,7 +132,7 @@ def texture_novelties(normal: np.ndarray, box: tuple[int, int], foreground: np.n
     H, W = foreground.shape
     if h > H or w > W:
         return np.zeros(0)
-    luma, out = grey(normal).astype(np.float32), []
+    luma, out = grey(normal), []
     for top, left in zip(rng.integers(0, H - h + 1, n), rng.integers(0, W - w + 1, n)):
         if foreground[top:top + h, left:left + w].all():
             d = nearest_window_distance(luma, luma[top:top + h, left:left + w], int(top), int(left))
@@ -155,9 +156,9 @@ def novelty(normal: np.ndarray, image: np.ndarray, mask: np.ndarray, foreground:
     if box is None:
         return None
     top, left, h, w = box
-    luma = grey(normal).astype(np.float32)
-    value = nearest_window_distance(luma, grey(image).astype(np.float32)[top:top + h, left:left + w], top, left)
-    null = texture_novelties(normal, (h, w), foreground, rng, n)
+    luma = grey(normal)  # once: the null below takes it as a grey image
+    value = nearest_window_distance(luma, grey(image[top:top + h, left:left + w]), top, left)
+    null = texture_novelties(luma, (h, w), foreground, rng, n)
     if not np.isfinite(value) or not null.size:
         return None
     return value, null
