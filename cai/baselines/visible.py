@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engine.pseudo_mask import grey
 from ..engine.synthesizer import PseudoAnomaly, Skipped
 from ..engine.visibility import is_novel, stands_out, window_inside
 from ._common import SlotSynthesizer, _check_positive_int
@@ -94,6 +95,7 @@ class VisibleOnly(SlotSynthesizer):
         """Slot k: (H, W[, 3]) uint8 ``normal`` and (H, W) bool ``foreground`` as :class:`SlotSynthesizer`."""
         passes, reason = GATES[self.gate]
         extra = {"factor": self.factor} if self.gate == "novel" else {}
+        luma = grey(normal)  # once per slot: every try is judged against the same normal image
         for _ in range(self.tries):
             result = self.inner._one(normal, foreground, normal_index, k, rng)
             if not isinstance(result, PseudoAnomaly):
@@ -101,6 +103,6 @@ class VisibleOnly(SlotSynthesizer):
             region = result.placed_mask if self.footprint == "placed" else result.mask
             if self.within_foreground and not window_inside(region, foreground):
                 continue
-            if passes(normal, result.image, region, foreground, rng, self.quantile, self.null_places, **extra):
+            if passes(luma, result.image, region, foreground, rng, self.quantile, self.null_places, **extra):
                 return result
         return Skipped(k, reason)
