@@ -276,6 +276,8 @@ class CAIConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "CAIConfig":
         values = dict(values)
+        # to_dict omits "long" (the rule before the default became "along"): a record without it ran "long"
+        values.setdefault("scale_reference", "long")
         if "quota" in values:
             values["quota"] = tuple(values["quota"])
         if "gain" in values:

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -146,6 +148,27 @@ def test_class_draw_only_among_classes_that_can_serve_the_slot():
     picks = {choose_pattern(ratios, "large", np.random.default_rng(s), CAIConfig(draw="class"), classes)[0]
              for s in range(200)}
     assert picks == {0, 1}
+
+
+@pytest.mark.parametrize("change", [
+    {"quota": (1, 2, 3)}, {"trivial_below": 0.05}, {"small_below": 0.2}, {"medium_below": 0.6}, {"large_max": 0.9},
+    {"mode": "paste"}, {"mode": "normal"}, {"threshold": 9}, {"median_ksize": 7}, {"min_component": 1},
+    {"region_dilation": 4}, {"mask_margin": 5}, {"max_attempts": 3}, {"mask_rule": "luma"}, {"refine_mask": False},
+    {"border": "exclude"}, {"augment": True}, {"gain": (1.0, 2.0)}, {"halo": 2}, {"draw": "class"},
+    {"augment_group": "flips"}, {"scale_reference": "long"}, {"scale_reference": "mean"},
+    {"scale_reference": "along"}, {"mode_weights": (1.0, 1.0)}])
+def test_every_setting_survives_the_dict_round_trip(change):
+    """build-synthetic's workers get the settings as CAIConfig.to_dict(): a value to_dict leaves out must come
+    back from from_dict (scale_reference "long" came back as the default "along" until this test)."""
+    config = CAIConfig(**change)
+    assert CAIConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_every_setting_is_covered_by_the_round_trip_test():
+    import dataclasses
+    marks = [m for m in test_every_setting_survives_the_dict_round_trip.pytestmark if m.name == "parametrize"]
+    covered = {key for change in marks[0].args[1] for key in change}
+    assert covered == {f.name for f in dataclasses.fields(CAIConfig)}  # a new setting needs a case above
 
 
 def test_draw_setting_round_trips_and_keeps_default_fingerprints():
