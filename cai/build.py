@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import cv2
@@ -63,6 +63,8 @@ class BuildOptions:
     png_level: int = 1  # zlib level of the output PNGs; every level decodes to the same pixels (level 6 until
     # issue 11: 1 encodes ~4x faster, files ~1.3x larger)
     png_filters: str = "fast"  # cai.imageio.encode_png's row filters ("libpng": the bytes before; same pixels)
+    synthesizer: str = "cai"  # a CAI name of cai.baselines.make_synthesizer: "cai" (``config`` as given),
+    # "cai+<modifiers>", "cai-<variant>", or a mixture with in-domain NSA slots ("cai+nsanis25")
 
 
 @functools.lru_cache(maxsize=4)
@@ -77,7 +79,7 @@ def _slot_row(result, normal_file: str, normal_index: int, mode: str, seed: int,
     res = result.resamples
     row = {name: None for name in MAP_FEATURES}
     row.update(normal_index=normal_index, normal_file=normal_file, k=result.k, scale=result.scale,
-               mode=(result.mode or mode) if made else mode,
+               mode=_slot_mode(result, mode) if made else mode,
                seed=seed, status="ok" if made else result.reason,
                resamples_location=res.get("location", 0), resamples_empty_mask=res.get("empty_mask", 0),
                resamples_vanished=res.get("vanished", 0))
@@ -94,39 +96,118 @@ def _slot_row(result, normal_file: str, normal_index: int, mode: str, seed: int,
     return row
 
 
+def _slot_mode(result: PseudoAnomaly, mode: str) -> str:
+    """The ``mode`` column of a made slot: the CAI mode that made it, or the name of the in-domain
+    synthesizer of a mixture slot (its ``anomaly_class``, e.g. ``"nsa-n"``; it has no scale type)."""
+    return result.mode or (mode if result.scale else result.anomaly_class)
+
+
+def _normal_at_size(value, size: int) -> tuple[np.ndarray, bool]:
+    """A normal image decoded as (H, W, 3) uint8 (``size`` x ``size`` unless ``size`` is 0) and whether it
+    is grey; raises :class:`BadInput`."""
+    normal, is_grey = load_rgb(value)
+    if size and normal.shape[:2] != (size, size):
+        normal = cv2.resize(normal, (size, size), interpolation=cv2.INTER_AREA)
+    return normal, is_grey
+
+
+class PoolImageUnreadable(RuntimeError):
+    """A normal image an in-domain slot drew its patch from could not be read (``reason`` as BadInput's)."""
+
+    def __init__(self, index: int, reason: str):
+        super().__init__(f"normal image {index} of the pool: {reason}")
+        self.reason = reason
+
+
+class NormalsPool:
+    """The target's normal images by ``normal_index``, for synthesizers that take their patch from another
+    normal image (a mixture's NSA slots): ``pool(j)`` is image j decoded and resized as the run resizes its
+    own images, (size, size, 3) uint8 (the images' own size when ``size`` is 0). The last ``cache``
+    images decoded are kept (per process; a pickled pool starts empty).
+
+    ``normals`` is the target's normals dataset (an ``image`` column), as :func:`cai.targets.load_target`
+    gives it."""
+
+    def __init__(self, normals: datasets.Dataset, size: int, cache: int = 16):
+        self.images = normals.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))
+        self.size, self.cache = size, cache
+        self._load = functools.lru_cache(maxsize=cache)(self._decode)
+
+    def __getstate__(self):
+        return {"images": self.images, "size": self.size, "cache": self.cache}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._load = functools.lru_cache(maxsize=self.cache)(self._decode)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _decode(self, j: int) -> np.ndarray:
+        try:
+            image = _normal_at_size(self.images[j]["image"], self.size)[0]
+        except BadInput as exc:
+            raise PoolImageUnreadable(j, exc.reason) from None
+        image.setflags(write=False)  # shared by every slot that draws it
+        return image
+
+    def __call__(self, j: int) -> np.ndarray:
+        return self._load(int(j))
+
+
+def make_build_synthesizer(name: str, patterns_path: str, config: CAIConfig, pool: NormalsPool | None = None):
+    """The synthesizer of a run: :func:`cai.baselines.make_synthesizer` for CAI name ``name`` with the run's
+    CAI settings ``config`` (a ``cai-<variant>`` or ``+modifier`` name changes the settings it names), one
+    slot per quota unit; ``pool`` gives a mixture's NSA slots the target's other normals."""
+    from .baselines import make_synthesizer
+    normals = (pool, len(pool)) if pool is not None else None
+    return make_synthesizer(name, bank=open_pattern_bank(patterns_path), normals=normals, config=config,
+                            per_image=sum(config.quota))
+
+
 @functools.lru_cache(maxsize=4)
-def _synthesizer(patterns_path: str, config_json: str) -> CAISynthesizer:
+def _synthesizer(patterns_path: str, config_json: str, name: str = "cai", pool: NormalsPool | None = None):
     """One synthesizer per process and run: what it keeps per pattern (refined masks) is reused by
     every batch instead of being computed again for each."""
-    return CAISynthesizer(open_pattern_bank(patterns_path), CAIConfig.from_dict(json.loads(config_json)))
+    return make_build_synthesizer(name, patterns_path, CAIConfig.from_dict(json.loads(config_json)), pool)
 
 
 def synthesize_batch(batch, patterns_path: str, config: dict, seed: int, size: int, foreground: str,
-                     category, rembg_model: str, rembg_model_dir, png_level: int = 1, png_filters: str = "fast"):
+                     category, rembg_model: str, rembg_model_dir, png_level: int = 1, png_filters: str = "fast",
+                     synthesizer: str = "cai", pool: NormalsPool | None = None):
     """``Dataset.map`` function (batched): normal images in, one row per pseudo-anomaly slot out.
 
     ``batch`` holds ``image`` (undecoded ``datasets.Image`` values, each decoded once here),
     ``file`` and ``normal_index``; the rows follow ``MAP_FEATURES`` (image / mask / placed_mask as
-    PNG ``{"bytes", "path": None}`` values of zlib level ``png_level`` and row filters ``png_filters``)."""
+    PNG ``{"bytes", "path": None}`` values of zlib level ``png_level`` and row filters ``png_filters``).
+    ``synthesizer`` names the CAI synthesizer (:func:`make_build_synthesizer`); ``pool`` is required
+    by a mixture with NSA slots. An image that cannot be read, or whose NSA slot drew from an unreadable
+    pool image, gives skipped slots (``normal_<reason>`` / ``pool_<reason>``), not an error."""
     cfg = CAIConfig.from_dict(config)
-    synth = _synthesizer(patterns_path, json.dumps(config, sort_keys=True))
+    synth = _synthesizer(patterns_path, json.dumps(config, sort_keys=True), synthesizer, pool)
     fg_fn = _foreground_fn(foreground, category, rembg_model, rembg_model_dir)
     rows = []
+
+    def skipped(normal_index, normal_file, status):
+        return [{**{n: None for n in MAP_FEATURES}, "normal_index": normal_index, "normal_file": normal_file,
+                 "k": k, "mode": cfg.mode, "seed": seed, "status": status,
+                 "resamples_location": 0, "resamples_empty_mask": 0, "resamples_vanished": 0}
+                for k in range(sum(cfg.quota))]
+
     for image_value, normal_file, normal_index in zip(batch["image"], batch["file"], batch["normal_index"]):
         try:
-            normal, is_grey = load_rgb(image_value)
+            normal, is_grey = _normal_at_size(image_value, size)
         except BadInput as exc:
-            rows.extend({**{n: None for n in MAP_FEATURES}, "normal_index": normal_index, "normal_file": normal_file,
-                         "k": k, "mode": cfg.mode, "seed": seed, "status": f"normal_{exc.reason}",
-                         "resamples_location": 0, "resamples_empty_mask": 0, "resamples_vanished": 0}
-                        for k in range(sum(cfg.quota)))
+            rows.extend(skipped(normal_index, normal_file, f"normal_{exc.reason}"))
             continue
-        if size and normal.shape[:2] != (size, size):
-            normal = cv2.resize(normal, (size, size), interpolation=cv2.INTER_AREA)
         fg = fg_fn(normal[..., 0] if is_grey else normal)
-        for result in synth.synthesize(normal, fg, normal_index, seed, is_grey=is_grey):
-            rows.append(_slot_row(result, normal_file, normal_index, cfg.mode, seed, is_grey, png_level,
-                                  png_filters))
+        try:
+            results = synth.synthesize(normal, fg, normal_index, seed, is_grey=is_grey)
+        except PoolImageUnreadable as exc:
+            rows.extend(skipped(normal_index, normal_file, f"pool_{exc.reason}"))
+            continue
+        rows.extend(_slot_row(result, normal_file, normal_index, cfg.mode, seed, is_grey, png_level, png_filters)
+                    for result in results)
     return {name: [row[name] for row in rows] for name in MAP_FEATURES}
 
 
@@ -151,15 +232,16 @@ def _parallel_map_files(folder, work: Path, index: int, n_rows: int, num_proc: i
     return {"num_proc": n_jobs, "cache_file_name": str(path), "load_from_cache_file": False}
 
 
-def _warm_workers(patterns_path: str, config: CAIConfig) -> None:
+def _warm_workers(patterns_path: str, config: CAIConfig, in_domain: bool = False) -> None:
     """Load in this process what every worker needs (decoded patterns, the numba solver's compiled
-    code) so that forked workers inherit it instead of each loading it again for every shard."""
+    code) so that forked workers inherit it instead of each loading it again for every shard.
+    ``in_domain``: a mixture's NSA slots blend with the solver whatever CAI's modes."""
     bank = open_pattern_bank(patterns_path)
     for i in range(len(bank.long_sides)):
         bank.load(i)
         if config.refine_mask:
             bank.refined(i)
-    if {"normal", "mixed"} & set(str(config.mode).split("+")):
+    if in_domain or {"normal", "mixed"} & set(str(config.mode).split("+")):
         from .engine.poisson import poisson_blend
         region = np.zeros((8, 8), bool)
         region[3:5, 3:5] = True
@@ -175,6 +257,8 @@ def _fingerprint(options: BuildOptions, normals: datasets.Dataset, patterns_repo
     for key in ("anomaly_class", "source"):  # only when given: earlier runs' fingerprints stay valid
         if opts[key] is None:
             opts.pop(key)
+    if opts["synthesizer"] == "cai":  # the one synthesizer before it was an option
+        opts.pop("synthesizer")
     if opts["png_level"] == 6:  # the level before it was an option
         opts.pop("png_level")
     if opts["png_filters"] == "libpng":  # the filters before they were an option
@@ -219,12 +303,54 @@ def _check_options(options: BuildOptions, echo) -> str | None:
     return options.category
 
 
+def _check_synthesizer(options: BuildOptions):
+    """The mixture of ``options.synthesizer`` (None when it has no in-domain slots); refuses a name that is
+    not a CAI synthesizer, and a mixture on the Ray engine."""
+    from .baselines.registry import parse_synthesizer_name
+    name = options.synthesizer
+    try:
+        base, _, mixture = parse_synthesizer_name(name)
+    except ValueError as exc:
+        raise BuildError(f"--synth {name}: {exc}") from None
+    if not (base == "cai" or base.startswith("cai-")):
+        raise BuildError(f"--synth {name}: build-synthetic writes CAI pseudo anomalies (cai, cai+<modifiers>, "
+                         f"cai-<variant>, or a mixture with in-domain slots such as cai+nsanis25); to compare "
+                         f"{base} with them use `cai-hub evaluate --synth cai,{base}`")
+    if mixture is not None and options.engine == "ray":
+        raise BuildError(f"--synth {name} --engine ray: a mixture's in-domain slots read the target's other normal "
+                         "images, which Ray workers are not given; use --engine local (--num-proc N)")
+    return mixture
+
+
+def _cai_config(synth) -> CAIConfig:
+    """The CAI settings a synthesizer from :func:`make_build_synthesizer` runs with (a mixture's main part)."""
+    return getattr(synth, "main", synth).config
+
+
+def _warn_overridden(requested: CAIConfig, used: CAIConfig, name: str, echo) -> None:
+    """Warn for each setting the user changed from its default that ``--synth name`` replaced."""
+    default = CAIConfig()
+    for key in (f.name for f in fields(CAIConfig) if f.name != "quota"):
+        value, now = getattr(requested, key), getattr(used, key)
+        if value != getattr(default, key) and now != value:
+            echo(f"warning: {key} {value} is replaced by --synth {name} ({key} {now})")
+
+
+def _mixture_summary(mixture) -> dict | None:
+    if mixture is None:
+        return None
+    from .baselines.registry import GATE_DESCRIPTIONS
+    return {"synthesizer": mixture.other, "share": mixture.share, "gate": mixture.gate,
+            "gate_rule": GATE_DESCRIPTIONS.get(mixture.gate), "small_patches": mixture.small}
+
+
 def _build(options: BuildOptions, progress: bool, echo) -> dict:
     from .output_folder import OutputFolderError, check_not_input, public_name
 
     out = Path(options.out)
     default_run = options.target == "default"
     category = _check_options(options, echo)
+    mixture = _check_synthesizer(options)
     inputs = {"--root": options.root, "--daad": options.daad}
     nested_ok = ("--root",) if options.target == "mvtec" else ()
     normals, target_name = load_target(options.target, options.root, options.category)
@@ -254,6 +380,13 @@ def _build(options: BuildOptions, progress: bool, echo) -> dict:
     patterns_path, patterns, report = cached_patterns(
         anomalies, classes=set(options.classes) or None,
         exclude_sources=sorted(set(options.exclude_sources) | excluded))
+    pool = NormalsPool(normals, options.size) if mixture is not None else None
+    try:  # built before anything is written: settings it replaces are reported, bad inputs stop the run here
+        used = _cai_config(_synthesizer(str(patterns_path), json.dumps(options.config.to_dict(), sort_keys=True),
+                                        options.synthesizer, pool))
+    except ValueError as exc:
+        raise BuildError(f"--synth {options.synthesizer}: {exc}") from None
+    _warn_overridden(options.config, used, options.synthesizer, echo)
     fingerprint = _fingerprint(options, normals, report, patterns["source_id"])
     try:
         folder = runloop.claim_output(out, "build-synthetic", ".cai", inputs=inputs, overwrite=options.overwrite,
@@ -269,10 +402,11 @@ def _build(options: BuildOptions, progress: bool, echo) -> dict:
                      size=options.size, foreground=foreground, category=category,
                      rembg_model=options.rembg_model, rembg_model_dir=options.rembg_model_dir,
                      png_level=options.png_level, png_filters=options.png_filters)
-    if options.config.refine_mask:  # once per anomaly set, kept beside its cached patterns
+    fn_kwargs.update(synthesizer=options.synthesizer, pool=pool)
+    if used.refine_mask:  # once per anomaly set, kept beside its cached patterns
         ensure_refined_masks(patterns_path)
     if options.num_proc > 1:  # workers are forked per shard: they inherit what the parent loaded once
-        _warm_workers(patterns_path, options.config)
+        _warm_workers(patterns_path, used, in_domain=mixture is not None)
     # foreground choice is made once here so the summary can say what ran (and errors surface early)
     fg_fn = _foreground_fn(foreground, category, options.rembg_model, options.rembg_model_dir)
     slots_total = len(normals) * sum(options.config.quota)
@@ -309,7 +443,8 @@ def _build(options: BuildOptions, progress: bool, echo) -> dict:
         "normals": len(normals), "slots": slots_total, "made": made_total, "skipped": t["skipped"],
         "resamples": t["resamples"], "ms_per_pseudo_anomaly": 1000 * t["wall_s"] / made_total if made_total else None,
         "num_proc": options.num_proc, "engine": options.engine, "seed": options.seed, "size": options.size,
-        "config": options.config.to_dict(), "foreground": {"requested": options.foreground,
+        "synthesizer": options.synthesizer, "mixture": _mixture_summary(mixture),
+        "config": used.to_dict(), "foreground": {"requested": options.foreground,
                                                            "used": getattr(fg_fn, "kind", options.foreground),
                                                            "note": getattr(fg_fn, "note", "")},
         "leakage_guard": {"target_dataset": target_name, "excluded_sources": sorted(excluded),

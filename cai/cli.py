@@ -70,6 +70,12 @@ def main(ctx, debug):
               help="Source name of every pair of a --daad pairs folder without metadata.csv, e.g. my_photos.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Output folder: new, empty, or an earlier cai-hub output (resumed).")
+@click.option("--synth", "synthesizer", default="cai", show_default=True,
+              help="CAI synthesizer by name (cai.baselines.make_synthesizer): cai (the options below), "
+                   "cai+<modifiers> (e.g. cai+paste), cai-<variant> (e.g. cai-n, the paper's settings), or a "
+                   "mixture with in-domain NSA slots last, e.g. cai+nsanv25 or cai+nsands25 (the candidates "
+                   "recipes/evaluate/choose_with_few_defects.py compares). A name's own settings replace "
+                   "the options below.")
 @click.option("--mode", default=CAIConfig.mode, show_default=True, callback=_mode,
               help=f"Injection: {', '.join(MODES)}, or several joined by '+' (one drawn per pseudo anomaly). "
                    "The paper: normal. Default: normal or paste, paste three times in four (chosen by "
@@ -127,7 +133,7 @@ def main(ctx, debug):
               help="Also push the run's own files (data, card, summary, contact sheet) to this hub dataset repo.")
 @click.option("--private", is_flag=True, help="Create the hub repo private.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, mode, mode_weights, refine_mask, augment,
+def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, synthesizer, mode, mode_weights, refine_mask, augment,
                         mask_rule, median_ksize, border, draw, scale_reference, quota, size, num_proc, seed, threshold,
                         classes, exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, engine, ray_address,
                         png_level, png_filters, overwrite, push_to_hub, private, quiet):
@@ -157,7 +163,7 @@ def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out
             classes=classes, exclude_sources=exclude_source, foreground=foreground, rembg_model=rembg_model,
             rembg_model_dir=rembg_model_dir, shard_size=shard_size, overwrite=overwrite, push_to_hub=push_to_hub,
             private=private, anomaly_class=anomaly_class, source=source, png_level=png_level,
-            png_filters=png_filters, engine=engine, ray_address=ray_address)
+            png_filters=png_filters, engine=engine, ray_address=ray_address, synthesizer=synthesizer)
         summary = build_synthetic(options, progress=not quiet, echo=lambda line: click.echo(line, err=True))
     except (AnomalySetError, BuildError, TargetError, ForegroundUnavailable, BadInput, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -105,7 +105,8 @@ def render_card(out, summary: dict, load_id: str | None = None) -> Path:
         patterns=summary["patterns"].get("patterns"), excluded=", ".join(summary["leakage_guard"]["excluded_sources"]),
         iou=fid["mean_iou_mask_vs_placed"] or 0.0, visible=fid["mean_visible_share"] or 0.0,
         outside=fid["mean_changed_outside_share"] or 0.0, per_class=per_class, per_source=per_source,
-        classes=list(per_class), licenses=licenses, load_id=load_id or out.name,
+        classes=[c for c in per_class if c != (summary.get("mixture") or {}).get("synthesizer")], licenses=licenses, load_id=load_id or out.name,
+        synthesizer=summary.get("synthesizer", "cai"), mixture=summary.get("mixture"),
     )
     path = out / "README.md"
     card.save(path)

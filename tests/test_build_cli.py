@@ -321,3 +321,105 @@ def test_mode_weights_reach_the_rows_and_bad_weights_are_one_line(tmp_path, anom
         bad = CliRunner().invoke(main, base + ["--out", str(tmp_path / "q"), "--mode-weights", weights])
         assert bad.exit_code == code and "weights" in bad.output and "Traceback" not in bad.output, bad.output
         assert not (tmp_path / "q").exists()
+
+
+def _image_bytes(rows, column="image"):
+    return [r["bytes"] for r in rows.cast_column(column, datasets.Image(decode=False))[column]]
+
+
+def test_synth_mixture_slots_are_the_default_or_nsa_own_and_num_proc_safe(tmp_path, anomaly_folder, normal_folder):
+    """--synth cai+nsan50: each slot is byte for byte either the default run's slot or NSA's own slot made from
+    the decoded normals directly; the same bytes with two workers and small shards."""
+    from cai.baselines import make_synthesizer
+    from cai.engine.config import CAIConfig
+    from cai.imageio import load_rgb
+
+    common = ["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+              "--size", "96", "--foreground", "all", "--quiet", "--seed", "2"]
+    _run(common + ["--out", str(tmp_path / "default")])
+    _run(common + ["--out", str(tmp_path / "mix"), "--synth", "cai+nsan50"])
+    _run(common + ["--out", str(tmp_path / "mix2"), "--synth", "cai+nsan50", "--num-proc", "2", "--shard-size", "1"])
+    default, mix, mix2 = (_rows(tmp_path / n) for n in ("default", "mix", "mix2"))
+    assert _image_bytes(mix) == _image_bytes(mix2) and mix["mode"] == mix2["mode"]
+    assert len(mix) == len(default) == 30
+    normals = [load_rgb(str(p))[0] for p in sorted(normal_folder.glob("*.png"))]
+    nsa = make_synthesizer("nsa-n", normals=normals, config=CAIConfig(), per_image=10)
+    own = {i: nsa.synthesize(n, np.ones((96, 96), bool), i, 2, is_grey=True) for i, n in enumerate(normals)}
+    by_slot = {(r["normal_index"], r["k"]): b for r, b in zip(default.remove_columns(["image", "mask", "placed_mask"]),
+                                                             _image_bytes(default))}
+    n_nsa = 0
+    for row, image_bytes in zip(mix, _image_bytes(mix)):
+        i, k = row["normal_index"], row["k"]
+        if row["mode"] == "nsa-n":
+            n_nsa += 1
+            assert row["anomaly_class"] == "nsa-n" and row["scale"] == "" and row["source_id"].startswith("normal:")
+            assert np.array_equal(np.asarray(row["image"]), own[i][k].image)
+            assert np.array_equal(np.asarray(row["mask"]) > 0, own[i][k].mask)
+        else:
+            assert image_bytes == by_slot[(i, k)]
+    assert 8 <= n_nsa <= 22  # half of 30 slots, drawn
+    summary = json.loads((tmp_path / "mix" / "summary.json").read_text())
+    assert summary["synthesizer"] == "cai+nsan50"
+    assert summary["mixture"] == {"synthesizer": "nsa-n", "share": 0.5, "gate": None, "gate_rule": None,
+                                  "small_patches": False}
+    card = (tmp_path / "mix" / "README.md").read_text()
+    assert "Synthesizer: `cai+nsan50`" in card and "probability 0.5 for an NSA patch" in card
+    assert "(crack, stain) injected" in card  # the in-domain class is not listed as a foreign defect
+    assert "Synthesizer:" not in (tmp_path / "default" / "README.md").read_text()
+
+
+def test_synth_gated_mixture_card_and_default_name_keeps_the_fingerprint(tmp_path, anomaly_folder, normal_folder):
+    common = ["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+              "--size", "96", "--foreground", "all", "--quiet"]
+    _run(common + ["--out", str(tmp_path / "a")])
+    result = _run(common + ["--out", str(tmp_path / "a"), "--synth", "cai"])  # same run: found complete
+    assert "already complete" in result.output
+    _run(common + ["--out", str(tmp_path / "g"), "--synth", "cai+nsanis25"])
+    summary = json.loads((tmp_path / "g" / "summary.json").read_text())
+    assert summary["mixture"]["gate"] == "distinct_inside" and "inside the foreground" in summary["mixture"]["gate_rule"]
+    card = (tmp_path / "g" / "README.md").read_text()
+    assert "a slot whose patch fails keeps its CAI pseudo anomaly" in card
+
+
+def test_synth_variant_settings_replace_options_with_a_warning(tmp_path, anomaly_folder, normal_folder):
+    result = _run(["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad",
+                   str(anomaly_folder), "--size", "96", "--foreground", "all", "--quiet", "--out", str(tmp_path / "n"),
+                   "--synth", "cai-n", "--mode", "paste", "--border", "exclude"])
+    assert "warning: mode paste is replaced by --synth cai-n (mode normal)" in result.output
+    assert "border" not in result.output  # not a setting cai-n names: it applies
+    summary = json.loads((tmp_path / "n" / "summary.json").read_text())
+    assert summary["config"]["mode"] == "normal" and summary["config"]["refine_mask"] is False
+    assert summary["config"]["border"] == "exclude"
+    assert set(_rows(tmp_path / "n")["mode"]) == {"normal"}
+
+
+def test_synth_bad_names_and_combinations_are_one_line_errors(tmp_path, anomaly_folder, normal_folder):
+    runner = CliRunner()
+    common = ["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad", str(anomaly_folder),
+              "--size", "96", "--foreground", "all", "--quiet"]
+    for synth, expected in (("cia", "unknown synthesizer 'cia'"), ("draem", "cai-hub evaluate --synth cai,draem"),
+                            ("cai+nsan25+paste", "must come last"), ("cai+bogus", "unknown modifier")):
+        r = runner.invoke(main, common + ["--out", str(tmp_path / "x"), "--synth", synth])
+        assert r.exit_code == 1 and expected in r.output and "Traceback" not in r.output, (synth, r.output)
+    r = runner.invoke(main, common + ["--out", str(tmp_path / "x"), "--synth", "cai+nsan25", "--engine", "ray"])
+    assert r.exit_code == 1 and "use --engine local" in r.output
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "n0.png").write_bytes((normal_folder / "n0.png").read_bytes())
+    r = runner.invoke(main, ["build-synthetic", "--target", "folder", "--root", str(one), "--daad", str(anomaly_folder),
+                             "--size", "96", "--foreground", "all", "--quiet", "--out", str(tmp_path / "y"),
+                             "--synth", "cai+nsan25"])
+    assert r.exit_code == 1 and "at least two normal images" in r.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # nothing written
+
+
+def test_synth_unreadable_pool_image_skips_the_slots_that_drew_it(tmp_path, anomaly_folder, normal_folder):
+    (normal_folder / "n9_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    result = _run(["build-synthetic", "--target", "folder", "--root", str(normal_folder), "--daad",
+                   str(anomaly_folder), "--size", "96", "--foreground", "all", "--quiet", "--out", str(tmp_path / "p"),
+                   "--synth", "cai+nsan99"])
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert summary["skipped"]["normal_corrupt_image"] == 10
+    assert summary["skipped"].get("pool_corrupt_image", 0) >= 10  # an NSA slot of a good image drew the broken one
+    assert summary["made"] + sum(summary["skipped"].values()) == 40
+    assert "pool_corrupt_image" in result.output

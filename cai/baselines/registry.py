@@ -65,6 +65,15 @@ _GATE_LETTERS = {"v": "stands_out", "u": "novel", "d": "distinct", "i": "distinc
 GATE_SETTINGS = {"stands_out": {}, "novel": {"gate": "novel"},
                  "distinct": {"gate": "novel", "tries": 1, "quantile": 1.0, "factor": 2.0}}
 GATE_SETTINGS["distinct_inside"] = {**GATE_SETTINGS["distinct"], "within_foreground": True}
+#: What each gate keeps, in words (output cards).
+GATE_DESCRIPTIONS = {
+    "stands_out": "a patch that stands out from the image's own texture (up to 8 tries)",
+    "novel": "a patch whose window is unlike every other window of the image (up to 8 tries)",
+    "distinct": "the first patch only, when its window is more than twice as far from every other window "
+                "of the image as the most isolated ordinary window",
+    "distinct_inside": "the first patch only, when its window lies inside the foreground and is more than twice "
+                       "as far from every other window of the image as the most isolated ordinary window",
+}
 
 #: NSA patch half-sides for the "s" mixtures, as shares of the image sides (NSA's own: 0.03-0.4). Patches
 #: 6-20 % of the image side, so labels of about the size of CAI's (0.4-1.4 % of the image, median, on six
