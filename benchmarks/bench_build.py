@@ -21,7 +21,9 @@ One run prints, each a separate build into a fresh output folder:
 3. peak RSS of a whole run (fresh process) for ``--rss-normals`` (default 100 and 1000 normals);
 4. throughput for ``--num-proc 1`` vs ``2`` (steady state, same process).
 
-``--compare-modes paste,normal+paste,normal`` runs only a steady-state comparison of those modes.
+``--compare-modes paste,normal+paste,normal`` runs only a steady-state comparison of those modes;
+``--compare-synths cai,cai+nsands25,cai+nsanv25`` the same for ``--synth`` names (the mixtures' NSA
+slots decode other normals: their time is in "decode" and "other").
 The default mode is read from :class:`cai.engine.config.CAIConfig`.
 
     python benchmarks/bench_build.py [--shared ../shared/data] [--normals 100] [--rss-normals 100,1000]
@@ -148,7 +150,7 @@ class Stages:
 
 
 def run_build(normals: Path, aset: Path, out: Path, mode: str, num_proc: int = 1, png_level: int = 1,
-              blend=None, stages: bool = False, png_filters: str = "fast") -> dict:
+              blend=None, stages: bool = False, png_filters: str = "fast", synthesizer: str = "cai") -> dict:
     """One build in this process; returns wall s, made, ms per pseudo anomaly, stage seconds."""
     import cai.engine.inject
     from cai.build import BuildOptions, build_synthetic
@@ -157,7 +159,8 @@ def run_build(normals: Path, aset: Path, out: Path, mode: str, num_proc: int = 1
     shutil.rmtree(out, ignore_errors=True)
     options = BuildOptions(out=str(out), target="folder", root=str(normals), daad=str(aset),
                            config=CAIConfig(mode=mode), exclude_sources=("mvtec_ad",), foreground="all",
-                           num_proc=num_proc, png_level=png_level, png_filters=png_filters, size=256)
+                           num_proc=num_proc, png_level=png_level, png_filters=png_filters, size=256,
+                           synthesizer=synthesizer)
     ours = cai.engine.inject.poisson_blend
     if blend is not None:
         cai.engine.inject.poisson_blend = blend
@@ -219,6 +222,7 @@ def main():
     parser.add_argument("--compare-modes", default="",
                         help="only this: steady-state ms per pseudo anomaly of these modes (comma-separated, "
                              "e.g. paste,normal+paste,normal), two alternating rounds")
+    parser.add_argument("--compare-synths", default="", help="comma-separated --synth names: steady state only")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-normals", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -238,6 +242,20 @@ def main():
     normals = make_normals(shared, args.normals, work)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
           f"{args.normals} normals x 10 at 256², anomaly set {aset}")
+
+    if args.compare_synths:
+        names = [m for m in args.compare_synths.split(",") if m]
+        os.environ["CAI_HUB_CACHE"] = str(work / "cache_warm")
+        for name in names:  # warm-up: patterns cached, solver loaded
+            run_build(normals, aset, work / "warm", DEFAULT_MODE, synthesizer=name)
+        print("\nsteady state, --num-proc 1, by --synth (ms per pseudo anomaly; stages ms per pseudo anomaly)")
+        for round_ in (1, 2):
+            for name in names:
+                r = run_build(normals, aset, work / "steady", DEFAULT_MODE, stages=True, synthesizer=name)
+                print(f"  round {round_} {name:<14}: {r['ms']:6.2f} ms  [{fmt_stages(r['stages_ms'])}]  made {r['made']}")
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+        return
 
     if args.compare_modes:
         modes = [m for m in args.compare_modes.split(",") if m]

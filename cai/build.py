@@ -154,6 +154,15 @@ class NormalsPool:
     def __call__(self, j: int) -> np.ndarray:
         return self._load(int(j))
 
+    def embedded(self) -> "NormalsPool":
+        """The same pool with each image's encoded bytes held in memory instead of a path (for Ray workers,
+        which may not see this machine's files); an unreadable file stays unreadable."""
+        from .anomaly_set import _value_bytes
+        values = [{"bytes": _value_bytes(v), "path": None} for v in self.images["image"]]
+        images = datasets.Dataset.from_dict({"image": values},
+                                            features=datasets.Features({"image": datasets.Image(decode=False)}))
+        return NormalsPool(images, self.size, self.cache)
+
 
 def make_build_synthesizer(name: str, patterns_path: str, config: CAIConfig, pool: NormalsPool | None = None):
     """The synthesizer of a run: :func:`cai.baselines.make_synthesizer` for CAI name ``name`` with the run's
@@ -305,7 +314,7 @@ def _check_options(options: BuildOptions, echo) -> str | None:
 
 def _check_synthesizer(options: BuildOptions):
     """The mixture of ``options.synthesizer`` (None when it has no in-domain slots); refuses a name that is
-    not a CAI synthesizer, and a mixture on the Ray engine."""
+    not a CAI synthesizer."""
     from .baselines.registry import parse_synthesizer_name
     name = options.synthesizer
     try:
@@ -316,9 +325,6 @@ def _check_synthesizer(options: BuildOptions):
         raise BuildError(f"--synth {name}: build-synthetic writes CAI pseudo anomalies (cai, cai+<modifiers>, "
                          f"cai-<variant>, or a mixture with in-domain slots such as cai+nsanis25); to compare "
                          f"{base} with them use `cai-hub evaluate --synth cai,{base}`")
-    if mixture is not None and options.engine == "ray":
-        raise BuildError(f"--synth {name} --engine ray: a mixture's in-domain slots read the target's other normal "
-                         "images, which Ray workers are not given; use --engine local (--num-proc N)")
     return mixture
 
 
@@ -417,12 +423,13 @@ def _build(options: BuildOptions, progress: bool, echo) -> dict:
         from . import ray_engine
         ray_engine.connect(options.ray_address)
         packed = ray_engine.share_patterns(patterns_path)
+        pool_ref = ray_engine.share_pool(pool) if pool is not None else None
 
     def make_shard(index, tick):
         shard = normals.select(range(index * options.shard_size, min((index + 1) * options.shard_size, len(normals))))
         if packed is not None:
             slots = ray_engine.synthesize_shard(shard, synthesize_batch, patterns_path, fn_kwargs, batch_size=2,
-                                                packed_ref=packed)
+                                                packed_ref=packed, pool_ref=pool_ref)
         else:
             slots = shard.map(synthesize_batch, batched=True, batch_size=2, fn_kwargs=fn_kwargs,
                               remove_columns=shard.column_names, features=MAP_FEATURES,

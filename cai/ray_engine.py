@@ -79,12 +79,29 @@ def _patterns_folder(packed_ref, key: str) -> str:
     return _UNPACKED[ref_id]
 
 
+_POOLS: dict = {}  # object ref id -> NormalsPool, per worker process
+
+
+def _pool(pool_ref):
+    """The run's pool of normals (a mixture's NSA slots read it), fetched once per worker process."""
+    import ray
+
+    ref_id = pool_ref.hex()
+    if ref_id not in _POOLS:
+        _POOLS.clear()  # one run's pool at a time
+        _POOLS[ref_id] = ray.get(pool_ref)
+    return _POOLS[ref_id]
+
+
 def _task(batch: dict, packed: list, fn, fn_kwargs: dict) -> dict:
     """Ray ``map_batches`` function: a batch of normals (``image`` bytes, ``file``, ``normal_index``)
-    -> ``fn``'s slot rows as one Arrow IPC stream (``ipc``, one element) and its first normal index."""
+    -> ``fn``'s slot rows as one Arrow IPC stream (``ipc``, one element) and its first normal index.
+    ``packed`` is [patterns ref, patterns folder name] or, for a mixture, also the pool's ref."""
     import pyarrow as pa
 
     path = _patterns_folder(packed[0], packed[1])
+    if len(packed) > 2:
+        fn_kwargs = {**fn_kwargs, "pool": _pool(packed[2])}
     rows = fn({"image": [{"bytes": bytes(b), "path": None} for b in batch["image"]],
                              "file": [str(f) for f in batch["file"]],
                              "normal_index": [int(i) for i in batch["normal_index"]]},
@@ -98,7 +115,7 @@ def _task(batch: dict, packed: list, fn, fn_kwargs: dict) -> dict:
 
 
 def synthesize_shard(shard: datasets.Dataset, fn, patterns_path: str, fn_kwargs: dict, batch_size: int = 2,
-                     packed_ref=None) -> datasets.Dataset:
+                     packed_ref=None, pool_ref=None) -> datasets.Dataset:
     """Slot rows (``MAP_FEATURES``) of ``shard``'s normals, made on the Ray cluster.
 
     Parameters
@@ -113,7 +130,8 @@ def synthesize_shard(shard: datasets.Dataset, fn, patterns_path: str, fn_kwargs:
         The prepared patterns folder (on this machine); shipped through the object store unless
         ``packed_ref`` (from :func:`share_patterns`) is given.
     fn_kwargs : dict
-        :func:`cai.build.synthesize_batch`'s keyword arguments other than ``patterns_path``.
+        :func:`cai.build.synthesize_batch`'s keyword arguments other than ``patterns_path`` (``pool``:
+        None; a mixture's pool goes as ``pool_ref``, from :func:`share_pool`).
 
     Returns
     -------
@@ -130,10 +148,11 @@ def synthesize_shard(shard: datasets.Dataset, fn, patterns_path: str, fn_kwargs:
     images = shard.cast_column("image", datasets.Image(decode=False))["image"]
     items = [{"image": _value_bytes(v), "file": f, "normal_index": int(i)}
              for v, f, i in zip(images, shard["file"], shard["normal_index"])]
-    kwargs = {k: v for k, v in fn_kwargs.items() if k != "patterns_path"}
+    kwargs = {k: v for k, v in fn_kwargs.items() if k not in ("patterns_path", "pool")}
+    packed = [packed_ref, Path(patterns_path).name] + ([pool_ref] if pool_ref is not None else [])
     out = ray.data.from_items(items).map_batches(
         _task, batch_size=batch_size, batch_format="numpy",
-        fn_kwargs={"packed": [packed_ref, Path(patterns_path).name], "fn": fn, "fn_kwargs": kwargs})
+        fn_kwargs={"packed": packed, "fn": fn, "fn_kwargs": kwargs})
     parts = sorted(((int(r["first"]), r["ipc"]) for r in out.iter_rows()), key=lambda p: p[0])
     tables = [pa.ipc.open_stream(blob).read_all() for _, blob in parts]
     table = pa.concat_tables(tables) if tables else MAP_FEATURES.arrow_schema.empty_table()
@@ -143,3 +162,9 @@ def synthesize_shard(shard: datasets.Dataset, fn, patterns_path: str, fn_kwargs:
 def share_patterns(patterns_path: str):
     """Put the prepared patterns folder in Ray's object store once; the reference tasks unpack."""
     return _ray().put(pack_folder(patterns_path))
+
+
+def share_pool(pool):
+    """Put a mixture's pool of normals in Ray's object store once, with every image's encoded bytes in it
+    (:meth:`cai.build.NormalsPool.embedded`: workers need not read the driver's files)."""
+    return _ray().put(pool.embedded())

@@ -38,6 +38,15 @@ def test_ray_equals_local_on_embedded_sample(tmp_path, local_ray, monkeypatch):
     assert n == 2 and _digest(tmp_path / "ray") == (n, digest)
 
 
+def test_ray_equals_local_for_a_mixture_with_in_domain_slots(tmp_path, local_ray, monkeypatch):
+    """The NSA slots read other normals: Ray workers get them from the object store, as bytes."""
+    monkeypatch.setenv("CAI_HUB_CACHE", str(tmp_path / "cache"))
+    local = _build(tmp_path / "local", shard_size=4, synthesizer="cai+nsan50")
+    remote = _build(tmp_path / "ray", shard_size=4, synthesizer="cai+nsan50", engine="ray")
+    assert remote["made"] == local["made"] > 0 and remote["mixture"]["synthesizer"] == "nsa-n"
+    assert _digest(tmp_path / "ray") == _digest(tmp_path / "local")
+
+
 @pytest.mark.shared_data
 def test_ray_equals_local_on_mvtec_grid(tmp_path, local_ray, shared_data, monkeypatch):
     from cai.engine.config import CAIConfig
