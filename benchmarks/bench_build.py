@@ -30,7 +30,7 @@ The default mode is read from :class:`cai.engine.config.CAIConfig`.
 
 Figures only; nothing is asserted. Stage times are wall time inside the build's own functions
 (``load_target``, ``load_anomaly_set``, run fingerprint = inputs; ``cached_patterns`` = patterns;
-``load_rgb`` + resize = decode; ``CAISynthesizer.synthesize`` = synthesize, which includes the
+``load_rgb`` + resize = decode; ``CAISynthesizer.synthesize`` (and a mixture's, with its reads of other normals) = synthesize, which includes the
 foreground-free injection and pseudo mask; ``encode_png`` = encode; ``Dataset.to_parquet`` = parquet);
 ``finish_run`` = card+sheet (summary, card, contact sheet); "other" is the rest (datasets map
 bookkeeping, selecting made rows, shard markers, output-folder manifest).
@@ -91,17 +91,19 @@ class Stages:
     def __init__(self):
         self.t = defaultdict(float)
         self._undo = []
+        self._in_synthesis = [0]  # > 0 inside a synthesize call
 
     def _wrap(self, owner, name, stage):
         orig = getattr(owner, name)
-        acc = self.t
+        acc, inside = self.t, self._in_synthesis
 
         def timed(*a, **k):
             start = time.perf_counter()
             try:
                 return orig(*a, **k)
             finally:
-                acc[stage] += time.perf_counter() - start
+                if not inside[0]:  # a mixture's reads of other normals count as its synthesis
+                    acc[stage] += time.perf_counter() - start
         setattr(owner, name, timed)
         self._undo.append((owner, name, orig))
 
@@ -124,24 +126,22 @@ class Stages:
         self._wrap(cai.build, "load_anomaly_set", "inputs")
         self._wrap(cai.build, "_fingerprint", "inputs")
         self._wrap(cai.build.runloop, "finish_run", "card+sheet")
-        orig = CAISynthesizer.synthesize
-        acc = self.t
+        from cai.baselines.mixture import SlotMixture
+        acc, depth = self.t, self._in_synthesis
+        for owner in (CAISynthesizer, SlotMixture):  # a mixture's NSA slots count as synthesis too
+            orig = owner.synthesize
 
-        def synthesize(self_, *a, **k):
-            start = time.perf_counter()
-            it = iter(orig(self_, *a, **k))
-            acc["synthesize"] += time.perf_counter() - start
-            while True:
+            def synthesize(self_, *a, _orig=orig, **k):
+                depth[0] += 1
                 start = time.perf_counter()
                 try:
-                    r = next(it)
-                except StopIteration:
-                    acc["synthesize"] += time.perf_counter() - start
-                    return
-                acc["synthesize"] += time.perf_counter() - start
-                yield r
-        CAISynthesizer.synthesize = synthesize
-        self._undo.append((CAISynthesizer, "synthesize", orig))
+                    return _orig(self_, *a, **k)
+                finally:
+                    depth[0] -= 1
+                    if depth[0] == 0:  # the outermost call only: a mixture's CAI part is inside its own
+                        acc["synthesize"] += time.perf_counter() - start
+            owner.synthesize = synthesize
+            self._undo.append((owner, "synthesize", orig))
         return self
 
     def __exit__(self, *exc):

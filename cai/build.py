@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from .progress import datasets_bars
 from .anomaly_set import cached_patterns, ensure_refined_masks, load_anomaly_set, open_pattern_bank
 from .engine.config import CAIConfig
 from .imageio import PNG_FILTERS, BadInput, encode_png, load_rgb
-from .engine.synthesizer import CAISynthesizer, PseudoAnomaly
+from .engine.synthesizer import PseudoAnomaly
 from .schema import BOOKKEEPING as _BOOKKEEPING
 from .schema import MAP_FEATURES, OUTPUT_FEATURES  # noqa: F401  (OUTPUT_FEATURES: public here too)
 from .targets import DEFAULT_SAMPLE, load_target
@@ -122,37 +122,43 @@ class PoolImageUnreadable(RuntimeError):
 class NormalsPool:
     """The target's normal images by ``normal_index``, for synthesizers that take their patch from another
     normal image (a mixture's NSA slots): ``pool(j)`` is image j decoded and resized as the run resizes its
-    own images, (size, size, 3) uint8 (the images' own size when ``size`` is 0). The last ``cache``
-    images decoded are kept (per process; a pickled pool starts empty).
+    own images, (size, size, 3) uint8, read-only (the images' own size when ``size`` is 0). Decoded images
+    are kept up to ``cache_mib`` MiB, least recently used dropped first (per process; a pickled pool
+    starts empty): at 256 x 256 the default holds about 1300 images, so most runs decode each once.
 
     ``normals`` is the target's normals dataset (an ``image`` column), as :func:`cai.targets.load_target`
     gives it."""
 
-    def __init__(self, normals: datasets.Dataset, size: int, cache: int = 16):
+    def __init__(self, normals: datasets.Dataset, size: int, cache_mib: float = 256):
         self.images = normals.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))
-        self.size, self.cache = size, cache
-        self._load = functools.lru_cache(maxsize=cache)(self._decode)
+        self.size, self.cache_mib = size, cache_mib
+        self._cache, self._cached_bytes = OrderedDict(), 0
 
     def __getstate__(self):
-        return {"images": self.images, "size": self.size, "cache": self.cache}
+        return {"images": self.images, "size": self.size, "cache_mib": self.cache_mib}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._load = functools.lru_cache(maxsize=self.cache)(self._decode)
+        self._cache, self._cached_bytes = OrderedDict(), 0
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def _decode(self, j: int) -> np.ndarray:
+    def __call__(self, j: int) -> np.ndarray:
+        j = int(j)
+        if j in self._cache:
+            self._cache.move_to_end(j)
+            return self._cache[j]
         try:
             image = _normal_at_size(self.images[j]["image"], self.size)[0]
         except BadInput as exc:
             raise PoolImageUnreadable(j, exc.reason) from None
         image.setflags(write=False)  # shared by every slot that draws it
+        self._cache[j] = image
+        self._cached_bytes += image.nbytes
+        while self._cached_bytes > self.cache_mib * 2**20 and len(self._cache) > 1:
+            self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
         return image
-
-    def __call__(self, j: int) -> np.ndarray:
-        return self._load(int(j))
 
     def embedded(self) -> "NormalsPool":
         """The same pool with each image's encoded bytes held in memory instead of a path (for Ray workers,
@@ -161,7 +167,7 @@ class NormalsPool:
         values = [{"bytes": _value_bytes(v), "path": None} for v in self.images["image"]]
         images = datasets.Dataset.from_dict({"image": values},
                                             features=datasets.Features({"image": datasets.Image(decode=False)}))
-        return NormalsPool(images, self.size, self.cache)
+        return NormalsPool(images, self.size, self.cache_mib)
 
 
 def make_build_synthesizer(name: str, patterns_path: str, config: CAIConfig, pool: NormalsPool | None = None):

@@ -421,3 +421,24 @@ def test_synth_unreadable_pool_image_skips_the_slots_that_drew_it(tmp_path, anom
     assert summary["skipped"].get("pool_corrupt_image", 0) >= 10  # an NSA slot of a good image drew the broken one
     assert summary["made"] + sum(summary["skipped"].values()) == 40
     assert "pool_corrupt_image" in result.output
+
+
+def test_normals_pool_decodes_once_keeps_a_byte_budget_and_pickles_empty(normal_folder):
+    import pickle
+
+    from cai.build import NormalsPool
+    from cai.imageio import load_rgb
+    from cai.targets import load_target
+
+    normals, _ = load_target("folder", str(normal_folder))
+    pool = NormalsPool(normals, 64, cache_mib=2 * 64 * 64 * 3 / 2**20)  # room for two images
+    first = pool(0)
+    assert first.shape == (64, 64, 3) and not first.flags.writeable
+    assert np.array_equal(first, cv2.resize(load_rgb(str(normal_folder / "n0.png"))[0], (64, 64),
+                                            interpolation=cv2.INTER_AREA))
+    assert pool(0) is first  # kept
+    pool(1), pool(2)  # a third image drops the least recently used (0)
+    assert list(pool._cache) == [1, 2] and pool._cached_bytes == 2 * first.nbytes
+    assert pool(0) is not first and np.array_equal(pool(0), first)
+    copy = pickle.loads(pickle.dumps(pool))
+    assert len(copy) == 3 and not copy._cache and np.array_equal(copy(2), pool(2))
