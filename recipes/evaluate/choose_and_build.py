@@ -85,4 +85,12 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from cai.anomaly_set import AnomalySetError
+    from cai.build import BuildError
+    from cai.eval.evaluate import EvaluationError
+    from cai.eval.targets import EvalTargetError
+    from cai.targets import TargetError
+    try:
+        main()
+    except (AnomalySetError, BuildError, EvaluationError, EvalTargetError, TargetError) as exc:
+        raise SystemExit(f"error: {exc}") from None
