@@ -82,6 +82,7 @@ def render_card(out, summary: dict, load_id: str | None = None) -> Path:
     per_source = dict(sorted(Counter(columns["source"]).items()))
     licenses = summary.get("patterns", {}).get("licenses", {}) or {s: "see source" for s in per_source}
     fid = summary["mask_fidelity"]
+    in_domain = (summary.get("mixture") or {}).get("synthesizer")  # a mixture's NSA class: not a foreign defect
     card_data = DatasetCardData(
         pretty_name=f"CAI pseudo anomalies: {summary['target']}" + (f"/{summary['category']}" if summary["category"] else ""),
         task_categories=["image-segmentation"],
@@ -105,7 +106,7 @@ def render_card(out, summary: dict, load_id: str | None = None) -> Path:
         patterns=summary["patterns"].get("patterns"), excluded=", ".join(summary["leakage_guard"]["excluded_sources"]),
         iou=fid["mean_iou_mask_vs_placed"] or 0.0, visible=fid["mean_visible_share"] or 0.0,
         outside=fid["mean_changed_outside_share"] or 0.0, per_class=per_class, per_source=per_source,
-        classes=[c for c in per_class if c != (summary.get("mixture") or {}).get("synthesizer")], licenses=licenses, load_id=load_id or out.name,
+        classes=[c for c in per_class if c != in_domain], licenses=licenses, load_id=load_id or out.name,
         synthesizer=summary.get("synthesizer", "cai"), mixture=summary.get("mixture"),
     )
     path = out / "README.md"
