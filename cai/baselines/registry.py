@@ -71,9 +71,8 @@ GATE_DESCRIPTIONS = {
     "novel": "a patch whose window is unlike every other window of the image (up to 8 tries)",
     "distinct": "the first patch only, when its window is more than twice as far from every other window "
                 "of the image as the most isolated ordinary window",
-    "distinct_inside": "the first patch only, when its window lies inside the foreground and is more than twice "
-                       "as far from every other window of the image as the most isolated ordinary window",
 }
+GATE_DESCRIPTIONS["distinct_inside"] = GATE_DESCRIPTIONS["distinct"] + ", and lies inside the foreground"
 
 #: NSA patch half-sides for the "s" mixtures, as shares of the image sides (NSA's own: 0.03-0.4). Patches
 #: 6-20 % of the image side, so labels of about the size of CAI's (0.4-1.4 % of the image, median, on six
