@@ -30,7 +30,7 @@ DEFAULT = "cai"
 OLD, LONG, AUG, PASTE = "@3src", "@long", "@aug", "@paste"
 TABLE1 = ("cai", "cutpaste", "nsa-n", "nsa-m", "draem", "glass-las", "cai" + PASTE, "cai" + AUG, "cai" + LONG,
           "cai" + OLD)
-TABLE3 = ("cai", "cai-n", "cai-paste", "cai" + PASTE, "cai+paste50", "cai+paste75", "cai+paste90",
+TABLE3 = ("cai", "cai-n", "cai-m", "cai-paste", "cai" + PASTE, "cai+paste50", "cai+paste75", "cai+paste90",
           "cai+nsan25", "cai+nsam25", "cai+nsanv25", "cai+nsanv50", "cai+nsanvs25", "cai+nsanus25", "cai+nsands25",
           "cai+nsanis25", "cai+nmpmix") + tuple(s + PASTE for s in (
     "cai+rel", "cai+long+aug", "cai+classbal+long+aug", "cai+npmix+long+aug")) + tuple(s + AUG for s in (

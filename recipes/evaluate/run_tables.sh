@@ -15,7 +15,7 @@ ASET=${1:-$OUT/daad}
 SEEDS=${3:-3}
 DATA=../shared/data
 BASELINES=cutpaste,nsa-n,nsa-m,draem,glass-las
-VARIANTS=cai-n,cai-paste,cai+paste,cai+paste50,cai+paste90,cai+nsan25,cai+nsam25,cai+nsanv25,cai+nsanvs25,cai+nsanus25,cai+nsands25,cai+nsanis25,cai+nmpmix,cai+classbal,cai+noborder,cai+rel,cai+aug,cai+flips   # Table 3 on DAAD: modes, share of paste, NSA slots (plain, gated, small, novelty-gated), mode mix, class draw, border, relative, augmentation
+VARIANTS=cai-n,cai-m,cai-paste,cai+paste,cai+paste50,cai+paste90,cai+nsan25,cai+nsam25,cai+nsanv25,cai+nsanvs25,cai+nsanus25,cai+nsands25,cai+nsanis25,cai+nmpmix,cai+classbal,cai+noborder,cai+rel,cai+aug,cai+flips   # Table 3 on DAAD: modes, share of paste, NSA slots (plain, gated, small, novelty-gated), mode mix, class draw, border, relative, augmentation
 MIXES=cai+q622,cai+q262,cai+q226                               # Table 4 (cai itself is 4/3/3)
 OTF=cai,draem,cutpaste                                         # --on-the-fly vs the fixed split
 
