@@ -13,7 +13,6 @@ from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import cv2
 import datasets
 import numpy as np
 
@@ -21,7 +20,7 @@ from . import runloop
 from .progress import datasets_bars
 from .anomaly_set import cached_patterns, ensure_refined_masks, load_anomaly_set, open_pattern_bank
 from .engine.config import CAIConfig
-from .imageio import PNG_FILTERS, BadInput, encode_png, load_rgb
+from .imageio import PNG_FILTERS, BadInput, encode_png, load_rgb, resize_image
 from .engine.synthesizer import PseudoAnomaly
 from .schema import BOOKKEEPING as _BOOKKEEPING
 from .schema import MAP_FEATURES, OUTPUT_FEATURES  # noqa: F401  (OUTPUT_FEATURES: public here too)
@@ -106,9 +105,7 @@ def _normal_at_size(value, size: int) -> tuple[np.ndarray, bool]:
     """A normal image decoded as (H, W, 3) uint8 (``size`` x ``size`` unless ``size`` is 0) and whether it
     is grey; raises :class:`BadInput`."""
     normal, is_grey = load_rgb(value)
-    if size and normal.shape[:2] != (size, size):
-        normal = cv2.resize(normal, (size, size), interpolation=cv2.INTER_AREA)
-    return normal, is_grey
+    return (resize_image(normal, (size, size)) if size else normal), is_grey
 
 
 class PoolImageUnreadable(RuntimeError):

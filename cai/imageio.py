@@ -77,6 +77,18 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     raise BadInput("unsupported_image", f"unsupported image dtype {array.dtype}")
 
 
+def resize_image(image: np.ndarray, shape, enlarge: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """``image`` ((h, w[, c]) array) at ``shape`` (H, W): INTER_AREA when no side grows, else ``enlarge``
+    (INTER_LINEAR by default); ``image`` itself when it has that size already. The one resizing rule of
+    normals and detector / feature inputs (build, evaluation, ``cai.torch``). Masks keep their own rules,
+    and DRAEM's texture fitting its area rule, so that the baselines' bytes stay those recorded."""
+    H, W = int(shape[0]), int(shape[1])
+    if image.shape[:2] == (H, W):
+        return image
+    shrink = image.shape[0] >= H and image.shape[1] >= W
+    return cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA if shrink else enlarge)
+
+
 def load_rgb(value):
     """Decode an image as 8-bit RGB and tell whether it is grey.
 

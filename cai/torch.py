@@ -629,7 +629,7 @@ class CAIDataset(Dataset):
 
     def load_normal(self, index: int) -> np.ndarray:
         """Normal image ``index`` as (H, W, 3) uint8, resized to ``size`` when set."""
-        from .imageio import load_rgb
+        from .imageio import load_rgb, resize_image
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} normals")
         value = self._normals[int(index)]
@@ -643,12 +643,7 @@ class CAIDataset(Dataset):
                              f"got {value.dtype} {value.shape}")
         else:
             image = load_rgb(value)[0]
-        if self.size is not None and image.shape[:2] != self.size:
-            import cv2
-            shrink = image.shape[0] >= self.size[0] and image.shape[1] >= self.size[1]
-            image = cv2.resize(image, (self.size[1], self.size[0]),
-                               interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        return image
+        return image if self.size is None else resize_image(image, self.size)
 
     def _foreground(self, index: int, image: np.ndarray):
         if self.foreground is None:

@@ -1,12 +1,13 @@
 import io
 
+import cv2
 import datasets
 import numpy as np
 import pytest
 from PIL import Image
 
 from cai.anomaly_set import AnomalySetError, load_anomaly_set, prepare_patterns
-from cai.imageio import BadInput, encode_png, load_mask, load_rgb
+from cai.imageio import BadInput, encode_png, load_mask, load_rgb, resize_image
 from cai.targets import TargetError, load_target
 
 
@@ -29,6 +30,22 @@ def test_load_rgb_modes():
     with pytest.raises(BadInput) as err:
         load_rgb(b"not an image")
     assert err.value.reason == "corrupt_image"
+
+
+def test_resize_image_one_rule_hand_computed():
+    a = np.array([[0, 4, 8, 12], [4, 8, 12, 16], [100, 100, 0, 0], [100, 100, 0, 0]], np.uint8)
+    assert resize_image(a, (4, 4)) is a  # already at size: the same array
+    # shrinking both sides: INTER_AREA, the mean of each 2 x 2 block
+    assert resize_image(a, (2, 2)).tolist() == [[4, 12], [100, 0]]
+    # one side grows: the enlarging interpolation, for every image of the project
+    up = resize_image(a, (8, 2))
+    assert up.shape == (8, 2)
+    ref_linear = np.rint(np.interp((np.arange(8) + 0.5) / 2 - 0.5, np.arange(4), a[:, :2].mean(1).astype(float)))
+    assert np.abs(up[:, 0].astype(int) - ref_linear).max() <= 1
+    nearest = resize_image(a, (8, 8), enlarge=cv2.INTER_NEAREST)
+    assert (nearest[::2, ::2] == a).all() and (nearest[1::2, 1::2] == a).all()
+    rgb = np.dstack([a, a, a])
+    assert resize_image(rgb, (2, 2)).shape == (2, 2, 3)
 
 
 @pytest.mark.parametrize("values", [(0, 255), (0, 1), (0, 2)])

@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..imageio import resize_image
 from .lite0 import TAPS, load_lite0, preprocess
 
 __all__ = ["DetectorConfig", "FeatureCache", "PROFILES", "get_profile", "focal_loss", "DraemDiscriminative", "Lite0SegHead",
@@ -237,10 +238,7 @@ def _to_input(image: np.ndarray, shape) -> np.ndarray:
         a = np.repeat(a[..., None], 3, axis=2)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"images must be (H, W, 3) or (H, W), got shape {a.shape}")
-    if a.shape[:2] != tuple(shape):
-        shrink = a.shape[0] >= shape[0] and a.shape[1] >= shape[1]
-        a = cv2.resize(a, (shape[1], shape[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return a
+    return resize_image(a, shape)
 
 
 def _to_target(mask: np.ndarray, shape) -> np.ndarray:

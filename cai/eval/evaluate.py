@@ -37,12 +37,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cai.imageio import load_rgb
+from cai.imageio import load_rgb, resize_image
 from cai.engine.synthesizer import PseudoAnomaly
 
 from . import bootstrap, report, units
@@ -102,13 +101,6 @@ def _synth_shape(shape, size: int) -> tuple[int, int]:
     return max(1, int(round(rows * s))), max(1, int(round(cols * s)))
 
 
-def _resize(image: np.ndarray, shape) -> np.ndarray:
-    if image.shape[:2] == tuple(shape):
-        return image
-    shrink = image.shape[0] >= shape[0] and image.shape[1] >= shape[1]
-    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
 def load_normals(paths, size: int):
     """Training normals at the synthesis size: list of (H, W, 3) uint8, and whether all are grey."""
     images, grey = [], True
@@ -117,7 +109,7 @@ def load_normals(paths, size: int):
         image, is_grey = load_rgb(str(p))
         grey &= is_grey
         shape = shape or _synth_shape(image.shape, size)
-        images.append(_resize(image, shape))
+        images.append(resize_image(image, shape))
     return images, bool(grey)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from scipy import linalg
 
+from ..imageio import resize_image
 from .lite0 import load_lite0, preprocess
 
 LITE0_LABEL = "FD-EfficientNet-Lite0 (ImageNet weights, 1280-d pooled; not comparable with published FID)"
@@ -111,10 +112,7 @@ def _resized_batch(images, size: int, interpolation) -> np.ndarray:
     out = []
     for i, image in enumerate(images):
         a = _as_rgb(image, f"images[{i}]")
-        if a.shape[:2] != (size, size):
-            shrink = a.shape[0] > size and a.shape[1] > size
-            a = cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA if shrink else interpolation)
-        out.append(a)
+        out.append(resize_image(a, (size, size), enlarge=interpolation))
     return np.stack(out)
 
 
