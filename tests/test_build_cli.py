@@ -423,6 +423,30 @@ def test_synth_unreadable_pool_image_skips_the_slots_that_drew_it(tmp_path, anom
     assert "pool_corrupt_image" in result.output
 
 
+def test_build_resizes_normals_as_the_evaluation_does(tmp_path):
+    """The build's normals are the images the evaluation measured: a square normal smaller than the size
+    is enlarged (INTER_LINEAR) and a larger one shrunk (INTER_AREA) identically by both."""
+    from cai.build import NormalsPool
+    from cai.eval.evaluate import load_normals
+    from cai.targets import load_target
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "normals"
+    folder.mkdir()
+    for name, side in (("small", 40), ("large", 100)):
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    normals, _ = load_target("folder", str(folder))
+    pool = NormalsPool(normals, 64)
+    names = [Path(v["path"]).name for v in normals.cast_column("image", datasets.Image(decode=False))["image"]]
+    for j, name in enumerate(names):
+        evaluated = load_normals([folder / name], 64)[0][0]
+        assert pool(j).shape == evaluated.shape == (64, 64, 3)
+        assert np.array_equal(pool(j), evaluated), name
+    small = names.index("small.png")
+    assert not np.array_equal(pool(small), cv2.resize(np.asarray(Image.open(folder / "small.png")), (64, 64),
+                                                      interpolation=cv2.INTER_AREA))  # the old rule differs
+
+
 def test_normals_pool_decodes_once_keeps_a_byte_budget_and_pickles_empty(normal_folder):
     import pickle
 
