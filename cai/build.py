@@ -20,7 +20,7 @@ from . import runloop
 from .progress import datasets_bars
 from .anomaly_set import cached_patterns, ensure_refined_masks, load_anomaly_set, open_pattern_bank
 from .engine.config import CAIConfig
-from .imageio import PNG_FILTERS, BadInput, encode_png, load_rgb, resize_image
+from .imageio import PNG_FILTERS, BadInput, encode_png, load_rgb, resize_image, short_side_shape
 from .engine.synthesizer import PseudoAnomaly
 from .schema import BOOKKEEPING as _BOOKKEEPING
 from .schema import MAP_FEATURES, OUTPUT_FEATURES  # noqa: F401  (OUTPUT_FEATURES: public here too)
@@ -44,6 +44,8 @@ class BuildOptions:
     daad: str | None = None
     config: CAIConfig = field(default_factory=CAIConfig)
     size: int = 256
+    resize: str = "short"  # "short": short side ``size``, aspect kept (as every evaluation ran); "square":
+    # size x size (the only rule before this option)
     seed: int = 0
     num_proc: int = 1
     classes: tuple[str, ...] = ()
@@ -101,11 +103,18 @@ def _slot_mode(result: PseudoAnomaly, mode: str) -> str:
     return result.mode or (mode if result.scale else result.anomaly_class)
 
 
-def _normal_at_size(value, size: int) -> tuple[np.ndarray, bool]:
-    """A normal image decoded as (H, W, 3) uint8 (``size`` x ``size`` unless ``size`` is 0) and whether it
-    is grey; raises :class:`BadInput`."""
+RESIZE_RULES = ("short", "square")
+
+
+def _normal_at_size(value, size: int, resize: str = "short") -> tuple[np.ndarray, bool]:
+    """A normal image decoded as (H, W, 3) uint8 and whether it is grey; raises :class:`BadInput`. Its
+    short side is ``size`` px, aspect kept (``resize`` "short", as the evaluation), or it is ``size`` x
+    ``size`` ("square"); its own size when ``size`` is 0."""
     normal, is_grey = load_rgb(value)
-    return (resize_image(normal, (size, size)) if size else normal), is_grey
+    if not size:
+        return normal, is_grey
+    shape = short_side_shape(normal.shape, size) if resize == "short" else (size, size)
+    return resize_image(normal, shape), is_grey
 
 
 class PoolImageUnreadable(RuntimeError):
@@ -119,20 +128,20 @@ class PoolImageUnreadable(RuntimeError):
 class NormalsPool:
     """The target's normal images by ``normal_index``, for synthesizers that take their patch from another
     normal image (a mixture's NSA slots): ``pool(j)`` is image j decoded and resized as the run resizes its
-    own images, (size, size, 3) uint8, read-only (the images' own size when ``size`` is 0). Decoded images
+    own images (:func:`_normal_at_size`), (H, W, 3) uint8, read-only. Decoded images
     are kept up to ``cache_mib`` MiB, least recently used dropped first (per process; a pickled pool
     starts empty): at 256 x 256 the default holds about 1300 images, so most runs decode each once.
 
     ``normals`` is the target's normals dataset (an ``image`` column), as :func:`cai.targets.load_target`
     gives it."""
 
-    def __init__(self, normals: datasets.Dataset, size: int, cache_mib: float = 256):
+    def __init__(self, normals: datasets.Dataset, size: int, cache_mib: float = 256, resize: str = "short"):
         self.images = normals.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))
-        self.size, self.cache_mib = size, cache_mib
+        self.size, self.cache_mib, self.resize = size, cache_mib, resize
         self._cache, self._cached_bytes = OrderedDict(), 0
 
     def __getstate__(self):
-        return {"images": self.images, "size": self.size, "cache_mib": self.cache_mib}
+        return {"images": self.images, "size": self.size, "cache_mib": self.cache_mib, "resize": self.resize}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -147,7 +156,7 @@ class NormalsPool:
             self._cache.move_to_end(j)
             return self._cache[j]
         try:
-            image = _normal_at_size(self.images[j]["image"], self.size)[0]
+            image = _normal_at_size(self.images[j]["image"], self.size, self.resize)[0]
         except BadInput as exc:
             raise PoolImageUnreadable(j, exc.reason) from None
         image.setflags(write=False)  # shared by every slot that draws it
@@ -164,7 +173,7 @@ class NormalsPool:
         values = [{"bytes": _value_bytes(v), "path": None} for v in self.images["image"]]
         images = datasets.Dataset.from_dict({"image": values},
                                             features=datasets.Features({"image": datasets.Image(decode=False)}))
-        return NormalsPool(images, self.size, self.cache_mib)
+        return NormalsPool(images, self.size, self.cache_mib, self.resize)
 
 
 def make_build_synthesizer(name: str, patterns_path: str, config: CAIConfig, pool: NormalsPool | None = None):
@@ -186,14 +195,14 @@ def _synthesizer(patterns_path: str, config_json: str, name: str = "cai", pool: 
 
 def synthesize_batch(batch, patterns_path: str, config: dict, seed: int, size: int, foreground: str,
                      category, rembg_model: str, rembg_model_dir, png_level: int = 1, png_filters: str = "fast",
-                     synthesizer: str = "cai", pool: NormalsPool | None = None):
+                     synthesizer: str = "cai", pool: NormalsPool | None = None, resize: str = "short"):
     """``Dataset.map`` function (batched): normal images in, one row per pseudo-anomaly slot out.
 
     ``batch`` holds ``image`` (undecoded ``datasets.Image`` values, each decoded once here),
     ``file`` and ``normal_index``; the rows follow ``MAP_FEATURES`` (image / mask / placed_mask as
     PNG ``{"bytes", "path": None}`` values of zlib level ``png_level`` and row filters ``png_filters``).
     ``synthesizer`` names the CAI synthesizer (:func:`make_build_synthesizer`); ``pool`` is required
-    by a mixture with NSA slots. An image that cannot be read, or whose NSA slot drew from an unreadable
+    by a mixture with NSA slots; ``size`` and ``resize`` as :func:`_normal_at_size`. An image that cannot be read, or whose NSA slot drew from an unreadable
     pool image, gives skipped slots (``normal_<reason>`` / ``pool_<reason>``), not an error."""
     cfg = CAIConfig.from_dict(config)
     synth = _synthesizer(patterns_path, json.dumps(config, sort_keys=True), synthesizer, pool)
@@ -208,7 +217,7 @@ def synthesize_batch(batch, patterns_path: str, config: dict, seed: int, size: i
 
     for image_value, normal_file, normal_index in zip(batch["image"], batch["file"], batch["normal_index"]):
         try:
-            normal, is_grey = _normal_at_size(image_value, size)
+            normal, is_grey = _normal_at_size(image_value, size, resize)
         except BadInput as exc:
             rows.extend(skipped(normal_index, normal_file, f"normal_{exc.reason}"))
             continue
@@ -275,6 +284,8 @@ def _fingerprint(options: BuildOptions, normals: datasets.Dataset, patterns_repo
         opts.pop("png_level")
     if opts["png_filters"] == "libpng":  # the filters before they were an option
         opts.pop("png_filters")
+    if opts["resize"] == "square":  # the resizing before it was an option
+        opts.pop("resize")
     opts["config"] = options.config.to_dict()
     return Hasher.hash({"options": opts, "normals": list(normals["file"]), "patterns": list(pattern_ids),
                         "report": patterns_report, "version": 1})
@@ -305,6 +316,8 @@ def _check_options(options: BuildOptions, echo) -> str | None:
     the foreground choice uses (None when the target ignores ``--category``)."""
     if options.seed < 0:
         raise BuildError(f"--seed {options.seed}: must be >= 0, e.g. --seed 0")
+    if options.resize not in RESIZE_RULES:
+        raise BuildError(f"--resize {options.resize}: must be one of {', '.join(RESIZE_RULES)}")
     if 0 < options.size < MIN_SIZE:
         raise BuildError(f"--size {options.size}: below the minimum {MIN_SIZE} (defects no longer fit); "
                          f"use --size {MIN_SIZE} or more, or --size 0 to keep the images' own size")
@@ -389,7 +402,7 @@ def _build(options: BuildOptions, progress: bool, echo) -> dict:
     patterns_path, patterns, report = cached_patterns(
         anomalies, classes=set(options.classes) or None,
         exclude_sources=sorted(set(options.exclude_sources) | excluded))
-    pool = NormalsPool(normals, options.size) if mixture is not None else None
+    pool = NormalsPool(normals, options.size, resize=options.resize) if mixture is not None else None
     try:  # built before anything is written: settings it replaces are reported, bad inputs stop the run here
         used = _cai_config(_synthesizer(str(patterns_path), json.dumps(options.config.to_dict(), sort_keys=True),
                                         options.synthesizer, pool))
@@ -408,7 +421,7 @@ def _build(options: BuildOptions, progress: bool, echo) -> dict:
     # the embedded sample's normals are textures (fabric, pavement): the whole image is foreground
     foreground = "all" if default_run and options.foreground == "auto" else options.foreground
     fn_kwargs = dict(patterns_path=str(patterns_path), config=options.config.to_dict(), seed=options.seed,
-                     size=options.size, foreground=foreground, category=category,
+                     size=options.size, resize=options.resize, foreground=foreground, category=category,
                      rembg_model=options.rembg_model, rembg_model_dir=options.rembg_model_dir,
                      png_level=options.png_level, png_filters=options.png_filters)
     fn_kwargs.update(synthesizer=options.synthesizer, pool=pool)
@@ -453,7 +466,7 @@ def _build(options: BuildOptions, progress: bool, echo) -> dict:
         "normals": len(normals), "slots": slots_total, "made": made_total, "skipped": t["skipped"],
         "resamples": t["resamples"], "ms_per_pseudo_anomaly": 1000 * t["wall_s"] / made_total if made_total else None,
         "num_proc": options.num_proc, "engine": options.engine, "seed": options.seed, "size": options.size,
-        "synthesizer": options.synthesizer, "mixture": _mixture_summary(mixture),
+        "resize": options.resize, "synthesizer": options.synthesizer, "mixture": _mixture_summary(mixture),
         "config": used.to_dict(), "foreground": {"requested": options.foreground,
                                                            "used": getattr(fg_fn, "kind", options.foreground),
                                                            "note": getattr(fg_fn, "note", "")},

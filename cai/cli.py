@@ -104,7 +104,11 @@ def main(ctx, debug):
                    "foreground).")
 @click.option("--quota", default="4,3,3", show_default=True, callback=_quota, help="large,medium,small per normal image.")
 @click.option("--size", type=click.IntRange(min=0), default=256, show_default=True, callback=_min_size,
-              help=f"Normal images are resized to SIZE x SIZE, at least {MIN_SIZE} (0 keeps their size).")
+              help=f"Normal images are resized to a short side of SIZE px (see --resize), at least {MIN_SIZE} "
+                   "(0 keeps their size).")
+@click.option("--resize", type=click.Choice(["short", "square"]), default="short", show_default=True,
+              help="'short': short side SIZE, aspect kept (as every evaluation ran); 'square': SIZE x SIZE, "
+                   "squashing non-square images (the only rule of earlier versions).")
 @click.option("--num-proc", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--threshold", type=click.IntRange(0, 254), default=CAIConfig.threshold, show_default=True,
@@ -134,7 +138,7 @@ def main(ctx, debug):
 @click.option("--private", is_flag=True, help="Create the hub repo private.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out, synthesizer, mode, mode_weights, refine_mask, augment,
-                        mask_rule, median_ksize, border, draw, scale_reference, quota, size, num_proc, seed, threshold,
+                        mask_rule, median_ksize, border, draw, scale_reference, quota, size, resize, num_proc, seed, threshold,
                         classes, exclude_source, foreground, rembg_model, rembg_model_dir, shard_size, engine, ray_address,
                         png_level, png_filters, overwrite, push_to_hub, private, quiet):
     """Inject real defects from an anomaly set into a target's normal images.
@@ -159,8 +163,8 @@ def build_synthetic_cmd(target, root, category, daad, anomaly_class, source, out
             out=out, target=target or "default", root=root, category=category, daad=daad,
             config=CAIConfig(quota=quota, mode=mode, threshold=threshold, refine_mask=refine_mask, augment=augment,
                              mask_rule=mask_rule, median_ksize=median_ksize, border=border, draw=draw,
-                             scale_reference=scale_reference, mode_weights=mode_weights), size=size, seed=seed, num_proc=num_proc,
-            classes=classes, exclude_sources=exclude_source, foreground=foreground, rembg_model=rembg_model,
+                             scale_reference=scale_reference, mode_weights=mode_weights), size=size, resize=resize, seed=seed,
+            num_proc=num_proc, classes=classes, exclude_sources=exclude_source, foreground=foreground, rembg_model=rembg_model,
             rembg_model_dir=rembg_model_dir, shard_size=shard_size, overwrite=overwrite, push_to_hub=push_to_hub,
             private=private, anomaly_class=anomaly_class, source=source, png_level=png_level,
             png_filters=png_filters, engine=engine, ray_address=ray_address, synthesizer=synthesizer)

@@ -77,6 +77,14 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     raise BadInput("unsupported_image", f"unsupported image dtype {array.dtype}")
 
 
+def short_side_shape(shape, size: int) -> tuple[int, int]:
+    """(H, W) with the short side of ``shape`` ((h, w, ...)) at ``size`` px and the aspect kept (each side
+    rounded, at least 1): the synthesis size of evaluation and of ``build-synthetic --resize short``."""
+    rows, cols = int(shape[0]), int(shape[1])
+    s = size / min(rows, cols)
+    return max(1, int(round(rows * s))), max(1, int(round(cols * s)))
+
+
 def resize_image(image: np.ndarray, shape, enlarge: int = cv2.INTER_LINEAR) -> np.ndarray:
     """``image`` ((h, w[, c]) array) at ``shape`` (H, W): INTER_AREA when no side grows, else ``enlarge``
     (INTER_LINEAR by default); ``image`` itself when it has that size already. The one resizing rule of

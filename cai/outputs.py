@@ -70,6 +70,17 @@ def write_contact_sheet(out, normals: datasets.Dataset, size: int = 256, rows: i
     return path
 
 
+def _size_words(summary: dict) -> str:
+    """The card's words for the normals' size: ``summary["size"]`` px and ``summary["resize"]`` ("square" when
+    absent: the rule before the option existed)."""
+    size = summary["size"]
+    if not size:
+        return "the normal images' own"
+    if summary.get("resize", "square") == "square":
+        return f"{size} x {size} px"
+    return f"short side {size} px, aspect kept"
+
+
 def render_card(out, summary: dict, load_id: str | None = None) -> Path:
     """Render ``README.md`` for the output folder from ``cards/synthetic_dataset.md``."""
     from huggingface_hub import DatasetCard, DatasetCardData
@@ -101,7 +112,7 @@ def render_card(out, summary: dict, load_id: str | None = None) -> Path:
         refine_mask=summary["config"].get("refine_mask", False), augment=summary["config"].get("augment", False),
         mask_rule=summary["config"].get("mask_rule", "luma"),
         scale_reference=summary["config"].get("scale_reference", "long"),
-        median_ksize=summary["config"]["median_ksize"], min_component=summary["config"]["min_component"], size=summary["size"], seed=summary["seed"],
+        median_ksize=summary["config"]["median_ksize"], min_component=summary["config"]["min_component"], size=_size_words(summary), seed=summary["seed"],
         foreground=summary["foreground"]["used"], anomaly_set=summary["anomaly_set"],
         patterns=summary["patterns"].get("patterns"), excluded=", ".join(summary["leakage_guard"]["excluded_sources"]),
         iou=fid["mean_iou_mask_vs_placed"] or 0.0, visible=fid["mean_visible_share"] or 0.0,

@@ -423,9 +423,29 @@ def test_synth_unreadable_pool_image_skips_the_slots_that_drew_it(tmp_path, anom
     assert "pool_corrupt_image" in result.output
 
 
+def test_resize_keeps_the_aspect_by_default_or_squares_on_request(tmp_path, anomaly_folder):
+    rng = np.random.default_rng(2)
+    root = tmp_path / "wide"
+    root.mkdir()
+    for i in range(2):
+        Image.fromarray(np.stack([_texture(rng, (80, 200))] * 3, axis=2)).save(root / f"n{i}.png")
+    common = ["build-synthetic", "--target", "folder", "--root", str(root), "--daad", str(anomaly_folder),
+              "--size", "64", "--foreground", "all", "--quiet"]
+    _run(common + ["--out", str(tmp_path / "short")])
+    _run(common + ["--out", str(tmp_path / "square"), "--resize", "square"])
+    for name, shape, words in (("short", (64, 160), "short side 64 px, aspect kept"), ("square", (64, 64), "64 x 64 px")):
+        rows = _rows(tmp_path / name)
+        assert len(rows) == 20 and {np.asarray(r["image"]).shape[:2] for r in rows} == {shape}
+        assert json.loads((tmp_path / name / "summary.json").read_text())["resize"] == name
+        assert f"image size: {words};" in (tmp_path / name / "README.md").read_text()
+    r = CliRunner().invoke(main, common + ["--out", str(tmp_path / "bad"), "--resize", "stretch"])
+    assert r.exit_code == 2 and "stretch" in r.output
+
+
 def test_build_resizes_normals_as_the_evaluation_does(tmp_path):
-    """The build's normals are the images the evaluation measured: a square normal smaller than the size
-    is enlarged (INTER_LINEAR) and a larger one shrunk (INTER_AREA) identically by both."""
+    """The build's normals are the images the evaluation measured: a normal smaller than the size is
+    enlarged (INTER_LINEAR) and a larger one shrunk (INTER_AREA) identically by both, a non-square one to
+    the same short side with its aspect kept."""
     from cai.build import NormalsPool
     from cai.eval.evaluate import load_normals
     from cai.targets import load_target
@@ -433,14 +453,14 @@ def test_build_resizes_normals_as_the_evaluation_does(tmp_path):
     rng = np.random.default_rng(0)
     folder = tmp_path / "normals"
     folder.mkdir()
-    for name, side in (("small", 40), ("large", 100)):
-        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    for name, shape in (("small", (40, 40)), ("large", (100, 100)), ("wide", (50, 120))):
+        Image.fromarray(rng.integers(0, 256, shape + (3,), dtype=np.uint8)).save(folder / f"{name}.png")
     normals, _ = load_target("folder", str(folder))
     pool = NormalsPool(normals, 64)
     names = [Path(v["path"]).name for v in normals.cast_column("image", datasets.Image(decode=False))["image"]]
     for j, name in enumerate(names):
         evaluated = load_normals([folder / name], 64)[0][0]
-        assert pool(j).shape == evaluated.shape == (64, 64, 3)
+        assert pool(j).shape == evaluated.shape == ((64, 154, 3) if name == "wide.png" else (64, 64, 3))
         assert np.array_equal(pool(j), evaluated), name
     small = names.index("small.png")
     assert not np.array_equal(pool(small), cv2.resize(np.asarray(Image.open(folder / "small.png")), (64, 64),

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cai.imageio import load_rgb, resize_image
+from cai.imageio import load_rgb, resize_image, short_side_shape
 from cai.engine.synthesizer import PseudoAnomaly
 
 from . import bootstrap, report, units
@@ -94,13 +94,6 @@ class EvalOptions:
 
 
 # ----------------------------------------------------------------------------- inputs
-def _synth_shape(shape, size: int) -> tuple[int, int]:
-    """Short side ``size``, aspect kept (the paper works at 256 x 256 for square targets)."""
-    rows, cols = shape[:2]
-    s = size / min(rows, cols)
-    return max(1, int(round(rows * s))), max(1, int(round(cols * s)))
-
-
 def load_normals(paths, size: int):
     """Training normals at the synthesis size: list of (H, W, 3) uint8, and whether all are grey."""
     images, grey = [], True
@@ -108,7 +101,7 @@ def load_normals(paths, size: int):
     for p in paths:
         image, is_grey = load_rgb(str(p))
         grey &= is_grey
-        shape = shape or _synth_shape(image.shape, size)
+        shape = shape or short_side_shape(image.shape, size)  # the paper: 256 x 256 for square targets
         images.append(resize_image(image, shape))
     return images, bool(grey)
 

@@ -42,10 +42,10 @@ import cv2
 import numpy as np
 
 from cai.baselines import make_synthesizer
-from cai.eval.evaluate import _pattern_bank, _synth_shape, load_normals
+from cai.eval.evaluate import _pattern_bank, load_normals
 from cai.eval.targets import NORMAL_CLASS, load_eval_target
 from cai.foreground import make_foreground
-from cai.imageio import resize_image
+from cai.imageio import resize_image, short_side_shape
 from cai.engine.inject import match_colour_mode, resize_pattern
 from cai.engine.pseudo_mask import grey
 from cai.engine.synthesizer import PseudoAnomaly
@@ -77,7 +77,7 @@ def real_defects(target) -> tuple[list[float], list[float]]:
         if item.defect_class == NORMAL_CLASS:
             continue
         image, mask = item.load()
-        shape = _synth_shape(image.shape, 256)
+        shape = short_side_shape(image.shape, 256)
         image = resize_image(image, shape)
         mask = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
         if mask.any():
