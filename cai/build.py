@@ -128,8 +128,8 @@ class PoolImageUnreadable(RuntimeError):
 class NormalsPool:
     """The target's normal images by ``normal_index``, for synthesizers that take their patch from another
     normal image (a mixture's NSA slots): ``pool(j)`` is image j decoded and resized as the run resizes its
-    own images (:func:`_normal_at_size`), (H, W, 3) uint8, read-only. Decoded images
-    are kept up to ``cache_mib`` MiB, least recently used dropped first (per process; a pickled pool
+    own images (:func:`_normal_at_size`), (H, W, 3) uint8, read-only. Decoded images are kept up to
+    ``cache_mib`` MiB, least recently used dropped first (per process; a pickled pool
     starts empty): at 256 x 256 the default holds about 1300 images, so most runs decode each once.
 
     ``normals`` is the target's normals dataset (an ``image`` column), as :func:`cai.targets.load_target`
@@ -202,8 +202,9 @@ def synthesize_batch(batch, patterns_path: str, config: dict, seed: int, size: i
     ``file`` and ``normal_index``; the rows follow ``MAP_FEATURES`` (image / mask / placed_mask as
     PNG ``{"bytes", "path": None}`` values of zlib level ``png_level`` and row filters ``png_filters``).
     ``synthesizer`` names the CAI synthesizer (:func:`make_build_synthesizer`); ``pool`` is required
-    by a mixture with NSA slots; ``size`` and ``resize`` as :func:`_normal_at_size`. An image that cannot be read, or whose NSA slot drew from an unreadable
-    pool image, gives skipped slots (``normal_<reason>`` / ``pool_<reason>``), not an error."""
+    by a mixture with NSA slots; ``size`` and ``resize`` as :func:`_normal_at_size`. An image that cannot
+    be read, or whose NSA slot drew from an unreadable pool image, gives skipped slots (``normal_<reason>``
+    / ``pool_<reason>``), not an error."""
     cfg = CAIConfig.from_dict(config)
     synth = _synthesizer(patterns_path, json.dumps(config, sort_keys=True), synthesizer, pool)
     fg_fn = _foreground_fn(foreground, category, rembg_model, rembg_model_dir)
