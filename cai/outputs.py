@@ -31,9 +31,21 @@ def _columns(files, names) -> dict:
     return {name: [v for t in tables for v in t.column(name).to_pylist()] for name in names}
 
 
+def _fit(image: np.ndarray, box) -> np.ndarray:
+    """``image`` (h, w, 3) uint8 scaled to fit the (H, W) ``box`` with its aspect kept, centred on white."""
+    s = min(box[0] / image.shape[0], box[1] / image.shape[1])
+    shape = (max(1, round(image.shape[0] * s)), max(1, round(image.shape[1] * s)))
+    small = cv2.resize(image, shape[::-1], interpolation=cv2.INTER_AREA)
+    out = np.full(tuple(box) + (3,), 255, np.uint8)
+    y, x = (box[0] - shape[0]) // 2, (box[1] - shape[1]) // 2
+    out[y:y + shape[0], x:x + shape[1]] = small
+    return out
+
+
 def write_contact_sheet(out, normals: datasets.Dataset, size: int = 256, rows: int = 8, tile: int = 192) -> Path | None:
     """``contact_sheet.png``: one line per pseudo anomaly — normal | pseudo anomaly | mask overlay
-    (pseudo mask in red, placed defect outline in green). Takes the first pseudo anomaly of the first
+    (pseudo mask in red, placed defect outline in green), ``tile`` px high with the aspect of the first
+    pseudo anomaly (any other aspect fits inside, undistorted). Takes the first pseudo anomaly of the first
     ``rows`` normal images that have one (the shards are read in batches until those are found)."""
     import pyarrow.parquet as pq
 
@@ -51,7 +63,7 @@ def write_contact_sheet(out, normals: datasets.Dataset, size: int = 256, rows: i
     if not picked:
         return None
     by_index = {idx: i for i, idx in enumerate(normals["normal_index"])}
-    lines = []
+    lines, box = [], None
     for row in picked.values():
         pseudo, _ = load_rgb(row["image"])
         normal, _ = load_rgb(normals[by_index[row["normal_index"]]]["image"])
@@ -62,7 +74,8 @@ def write_contact_sheet(out, normals: datasets.Dataset, size: int = 256, rows: i
         overlay[mask] = (0.45 * overlay[mask] + 0.55 * np.array([255, 0, 0])).astype(np.uint8)
         contours, _ = cv2.findContours(placed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(overlay, contours, -1, (0, 255, 0), 1)
-        tiles = [cv2.resize(a, (tile, tile), interpolation=cv2.INTER_AREA) for a in (normal, pseudo, overlay)]
+        box = box or (tile, max(1, round(tile * pseudo.shape[1] / pseudo.shape[0])))  # the first one's aspect
+        tiles = [_fit(a, box) for a in (normal, pseudo, overlay)]
         lines.append(np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], axis=1))
     sheet = np.concatenate(lines, axis=0)
     path = out / "contact_sheet.png"

@@ -438,6 +438,8 @@ def test_resize_keeps_the_aspect_by_default_or_squares_on_request(tmp_path, anom
         assert len(rows) == 20 and {np.asarray(r["image"]).shape[:2] for r in rows} == {shape}
         assert json.loads((tmp_path / name / "summary.json").read_text())["resize"] == name
         assert f"image size: {words};" in (tmp_path / name / "README.md").read_text()
+        sheet = cv2.imread(str(tmp_path / name / "contact_sheet.png"))  # two lines, tiles 192 px high, undistorted
+        assert sheet.shape[:2] == (2 * 196, 3 * (4 + (480 if name == "short" else 192)))
     r = CliRunner().invoke(main, common + ["--out", str(tmp_path / "bad"), "--resize", "stretch"])
     assert r.exit_code == 2 and "stretch" in r.output
 
