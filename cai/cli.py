@@ -1,7 +1,6 @@
 """The `cai-hub` command line."""
 from __future__ import annotations
 
-import json
 
 import click
 
@@ -296,7 +295,7 @@ def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds
     if size is not None and size % 32:
         raise click.BadParameter("must be a multiple of 32", param_hint="--size")
     try:
-        results = run_evaluation(EvalOptions(
+        run_evaluation(EvalOptions(
             target=target, root=root, out=out, category=category, daad=daad, synths=names, profile=profile,
             seeds=seeds, test_root=test_root, inception=inception, texture_dir=texture_dir, foreground=foreground,
             synth_size=synth_size, per_image=per_image, max_normals=max_normals, exclude_sources=exclude_source,
