@@ -12,11 +12,12 @@ def test_choose_then_build(tiny, tmp_path, evaluate_recipe, monkeypatch):  # noq
     args = ["--normals", str(tiny / "tgt"), "--defects", str(tiny / "test"), "--daad", str(tiny / "aset"),
             "--candidates", "cai,cai+nsan50", "--seeds", "1", "--epochs", "1", "--size", str(SIZE),
             "--per-image", "2", "--quiet"]
-    choice = recipe.main(args + ["--out", str(tmp_path / "three")])
+    choice = recipe.main(args + ["--out", str(tmp_path / "three"), "--jobs", "2", "--threads", "2"])
     assert choice["defects"] == 3 and set(choice["pixel_ap"]) == {"cai", "cai+nsan50"}
     best = max(choice["pixel_ap"].values())
     assert choice["pixel_ap"][choice["chosen"]] == best
     results = json.loads((tmp_path / "three" / "choice" / "results.json").read_text())
+    assert results["jobs"] == 2 and results["threads"] == 1  # torch threads per job: 2 // 2
     assert results["synthesizers"][choice["chosen"]]["summary"]["pixel_ap"][0] == best
     summary = json.loads((tmp_path / "three" / "synthetic" / "summary.json").read_text())
     assert summary["synthesizer"] == choice["chosen"] and summary["made"] == choice["made"] > 0
