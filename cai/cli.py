@@ -105,6 +105,7 @@ def main(ctx, debug):
 @click.option("--size", type=click.IntRange(min=0), default=256, show_default=True, callback=_min_size,
               help=f"Normal images are resized to a short side of SIZE px (see --resize), at least {MIN_SIZE} "
                    "(0 keeps their size).")
+# --resize choices = cai.build.RESIZE_RULES (not imported here: the CLI module stays light)
 @click.option("--resize", type=click.Choice(["short", "square"]), default="short", show_default=True,
               help="'short': short side SIZE, aspect kept (as every evaluation ran); 'square': SIZE x SIZE, "
                    "squashing non-square images (the only rule of earlier versions).")

@@ -8,7 +8,7 @@ import cv2
 import datasets
 import numpy as np
 
-from .imageio import decode_mask, load_rgb
+from .imageio import decode_mask, load_rgb, resize_image
 
 PUBLISHED = ("data/*.parquet", "README.md", "summary.json", "contact_sheet.png")  # what a run may push
 
@@ -35,7 +35,7 @@ def _fit(image: np.ndarray, box) -> np.ndarray:
     """``image`` (h, w, 3) uint8 scaled to fit the (H, W) ``box`` with its aspect kept, centred on white."""
     s = min(box[0] / image.shape[0], box[1] / image.shape[1])
     shape = (max(1, round(image.shape[0] * s)), max(1, round(image.shape[1] * s)))
-    small = cv2.resize(image, shape[::-1], interpolation=cv2.INTER_AREA)
+    small = resize_image(image, shape)
     out = np.full(tuple(box) + (3,), 255, np.uint8)
     y, x = (box[0] - shape[0]) // 2, (box[1] - shape[1]) // 2
     out[y:y + shape[0], x:x + shape[1]] = small

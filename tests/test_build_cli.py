@@ -442,6 +442,9 @@ def test_resize_keeps_the_aspect_by_default_or_squares_on_request(tmp_path, anom
         assert sheet.shape[:2] == (2 * 196, 3 * (4 + (480 if name == "short" else 192)))
     r = CliRunner().invoke(main, common + ["--out", str(tmp_path / "bad"), "--resize", "stretch"])
     assert r.exit_code == 2 and "stretch" in r.output
+    from cai.build import RESIZE_RULES
+    option = next(p for p in main.commands["build-synthetic"].params if p.name == "resize")
+    assert tuple(option.type.choices) == RESIZE_RULES  # the CLI's copy of the rules
 
 
 def test_build_resizes_normals_as_the_evaluation_does(tmp_path):
