@@ -67,7 +67,7 @@ def write_contact_sheet(out, normals: datasets.Dataset, size: int = 256, rows: i
     for row in picked.values():
         pseudo, _ = load_rgb(row["image"])
         normal, _ = load_rgb(normals[by_index[row["normal_index"]]]["image"])
-        normal = cv2.resize(normal, pseudo.shape[1::-1], interpolation=cv2.INTER_AREA)
+        normal = resize_image(normal, pseudo.shape[:2])
         mask = decode_mask(row["mask"], threshold=127)
         placed = decode_mask(row["placed_mask"], threshold=127).astype(np.uint8)
         overlay = pseudo.copy()
