@@ -253,6 +253,9 @@ def _seeds(ctx, param, value):
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the profile's epochs.")
 @click.option("--size", type=click.IntRange(min=32), default=None,
               help="Override the profile's input short side (multiple of 32).")
+@click.option("--width", type=click.IntRange(min=1), default=None,
+              help="Override the profile's network width (paper: the UNet's base width, 64; cpu: the head's "
+                   "channels, 32).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch CPU threads [default: the cores this process may use]. Results are identical for the "
                    "same seeds and thread count; another count changes them in the last digits (~1e-7).")
@@ -266,7 +269,7 @@ def _seeds(ctx, param, value):
                    "backbone features are recomputed every epoch, about epochs x the synthesis + feature time).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds, out, inception, texture_dir,
-                 foreground, synth_size, per_image, max_normals, exclude_source, epochs, size, threads, jobs, device,
+                 foreground, synth_size, per_image, max_normals, exclude_source, epochs, size, width, threads, jobs, device,
                  on_the_fly, quiet):
     """Train a detector on each synthesizer's pseudo anomalies and score it on the target's real test set.
 
@@ -300,7 +303,7 @@ def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds
             target=target, root=root, out=out, category=category, daad=daad, synths=names, profile=profile,
             seeds=seeds, test_root=test_root, inception=inception, texture_dir=texture_dir, foreground=foreground,
             synth_size=synth_size, per_image=per_image, max_normals=max_normals, exclude_sources=exclude_source,
-            detector={"epochs": epochs, "size": size}, threads=threads, jobs=jobs, device=device, progress=not quiet,
+            detector={"epochs": epochs, "size": size, "width": width}, threads=threads, jobs=jobs, device=device, progress=not quiet,
             on_the_fly=on_the_fly,
             command=_evaluate_command(click.get_current_context())))
     except (AnomalySetError, EvaluationError, EvalTargetError, ForegroundUnavailable, FileNotFoundError,

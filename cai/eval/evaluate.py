@@ -50,13 +50,24 @@ from .heap import retain_freed_memory, retained_heap
 from .metrics import GroundTruth, pixel_metrics
 from .targets import NORMAL_CLASS, EvalTarget, load_eval_target
 
-PROFILE_DESCRIPTIONS = {
-    "paper": "DRAEM discriminative UNet (3-channel input, from scratch, base width 64), 256 px, Adam, focal loss — "
-             "the paper's detector setting.",
-    "cpu": "frozen ImageNet EfficientNet-Lite0 backbone + light segmentation head trained on the pseudo anomalies "
-           "(cached backbone features, no augmentation), short side 160 px — a CPU-scale proxy, NOT the paper's "
-           "DRAEM detector; its numbers are not comparable with the paper's.",
-}
+def describe_profile(config: DetectorConfig) -> str:
+    """One sentence on the detector ``config`` runs, for results.md: architecture, input size, epochs, and
+    whether it is the named profile as published or changed by overrides (``--epochs``, ``--size``, ...)."""
+    from .detector import PROFILES
+
+    if config.profile == "paper":
+        text = (f"DRAEM discriminative UNet (3-channel input, from scratch, base width {config.width}), short side "
+                f"{config.size} px, {config.epochs} epochs, Adam (lr {config.lr:g}), focal loss")
+    else:
+        text = (f"frozen ImageNet EfficientNet-Lite0 backbone + light segmentation head ({config.width} channels) "
+                f"trained on the pseudo anomalies (cached backbone features, no augmentation), short side "
+                f"{config.size} px, {config.epochs} epochs — a CPU-scale proxy, NOT the paper's DRAEM detector; its "
+                f"numbers are not comparable with the paper's")
+    reference = PROFILES[config.profile].to_dict()
+    changed = [f"{k} {v}" for k, v in config.to_dict().items() if reference[k] != v]
+    if changed:
+        return f"{text}. Profile `{config.profile}` changed by overrides ({', '.join(changed)})."
+    return text + (" — the paper's detector setting." if config.profile == "paper" else ".")
 
 
 class EvaluationError(RuntimeError):
@@ -530,7 +541,7 @@ def _evaluate(o: EvalOptions) -> dict:
     res = {
         "bootstrap": {"reference": reference, "statistic": "pixel AP (mean over seeds) minus the reference's, "
                       "paired bootstrap over test images, 95% percentile interval", "vs_reference": comparisons},
-        "profile": {"name": o.profile, "description": PROFILE_DESCRIPTIONS[o.profile], "config": config.to_dict()},
+        "profile": {"name": o.profile, "description": describe_profile(config), "config": config.to_dict()},
         "target": {**target.summary(), "defect_classes": target.defect_classes,
                    "root": str(o.root), "test_root": o.test_root, "is_grey": inp.is_grey,
                    "synthesis_shape": list(normals[0].shape[:2]),
@@ -591,4 +602,4 @@ def command_line() -> str:
 
 
 __all__ = ["EvalOptions", "EvaluationError", "evaluate", "run_evaluation", "make_synthesizers", "synthesize_all",
-           "load_normals", "PROFILE_DESCRIPTIONS", "epoch_seed"]
+           "load_normals", "describe_profile", "epoch_seed"]
