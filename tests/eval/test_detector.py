@@ -71,6 +71,18 @@ def test_input_shape_and_config_checks():
     assert det.get_profile("cpu", epochs=3, size=None).epochs == 3
 
 
+def test_profile_description_names_what_ran():
+    from cai.eval.evaluate import describe_profile
+
+    paper = describe_profile(det.get_profile("paper"))
+    assert "base width 64" in paper and "256 px" in paper and paper.endswith("the paper's detector setting.")
+    reduced = describe_profile(det.get_profile("paper", width=16, size=128, epochs=16))
+    assert "base width 16" in reduced and "128 px" in reduced and "16 epochs" in reduced
+    assert "paper's detector setting" not in reduced and "overrides (size 128, epochs 16, width 16)" in reduced
+    cpu = describe_profile(det.get_profile("cpu"))
+    assert "NOT the paper's" in cpu and "160 px" in cpu and "overrides" not in cpu
+
+
 def test_epoch_order_normal_share():
     rng = np.random.default_rng(0)
     is_normal = np.array([True] * 5 + [False] * 40)

@@ -136,19 +136,23 @@ def test_cli_evaluate(tiny, tmp_path, monkeypatch):
     out = tmp_path / "cli"
     args = ["evaluate", "--target", "folder", "--root", str(tiny / "tgt"), "--test-root", str(tiny / "test"),
             "--daad", str(tiny / "aset"), "--synth", "cai-n", "--seeds", "1", "--epochs", "1", "--size", str(SIZE),
-            "--synth-size", str(SIZE), "--per-image", "2", "--out", str(out), "--quiet"]
+            "--synth-size", str(SIZE), "--per-image", "2", "--width", "8", "--out", str(out), "--quiet"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "P-AUROC [cpu]" in result.output and (out / "results.csv").is_file()
     assert "examples/s" not in result.output  # --quiet silences datasets' bars too (cropping the patterns)
     saved = json.loads((out / "results.json").read_text())
     assert saved["seeds"] == [0] and saved["profile"]["config"]["epochs"] == 1
+    assert saved["profile"]["config"]["width"] == 8  # --width reaches the detector
+    assert "(8 channels)" in saved["profile"]["description"] and "epochs 1" in saved["profile"]["description"]
     assert saved["command"].startswith("cai-hub evaluate --target folder") and "--seeds 1" in saved["command"]
 
     bad = CliRunner().invoke(main, args[:-3] + ["--synth", "nope", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 1 and "nope" in bad.output
     bad_seeds = CliRunner().invoke(main, args[:-1] + ["--seeds", "zero"])
     assert bad_seeds.exit_code == 2 and "seed" in bad_seeds.output
+    bad_width = CliRunner().invoke(main, [*args[:-1], "--width", "0"])
+    assert bad_width.exit_code == 2 and "--width" in bad_width.output
     bad_size = CliRunner().invoke(main, [*args[:-1], "--size", "100"])
     assert bad_size.exit_code == 2 and "multiple of 32" in bad_size.output
 
