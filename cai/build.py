@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter, OrderedDict
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import datasets
@@ -416,7 +416,12 @@ def _build(options: BuildOptions, progress: bool, echo) -> dict:
                                       nested_ok=nested_ok)
     except OutputFolderError as exc:
         raise BuildError(str(exc)) from None
-    work = runloop.open_run(folder, ".cai", fingerprint, error=BuildError)
+    hints = {}
+    if options.resize == "short":  # a run started by a version that squared every normal
+        square = _fingerprint(replace(options, resize="square"), normals, report, patterns["source_id"])
+        hints[square] = ("it resized the normals to a square (--resize square, what versions before the option did); "
+                         "pass --resize square to resume it")
+    work = runloop.open_run(folder, ".cai", fingerprint, error=BuildError, hints=hints)
 
     n_shards = max(1, -(-len(normals) // options.shard_size))
     # the embedded sample's normals are textures (fabric, pavement): the whole image is foreground

@@ -35,16 +35,22 @@ def claim_output(out, kind: str, work_name: str, inputs=(), overwrite: bool = Fa
                  legacy_marker=f"{work_name}/run.json", legacy_names=OUTPUT_NAMES + (work_name,))
 
 
-def open_run(folder, work_name: str, fingerprint: str, error: type[Exception]) -> Path:
+def open_run(folder, work_name: str, fingerprint: str, error: type[Exception], hints: dict | None = None) -> Path:
     """Start or resume the run ``fingerprint`` in the claimed ``folder``
     (:class:`cai.output_folder.OutputFolder`); return its work folder ``folder.root / work_name``.
 
-    Raises ``error`` when the folder holds another run (nothing is changed then).
+    Raises ``error`` when the folder holds another run (nothing is changed then). ``hints`` maps the
+    fingerprints of known other runs (e.g. the same inputs with an option an earlier version fixed) to
+    the advice the message then gives, such as the option that resumes it.
     """
     work = folder.root / work_name
     run_file = work / "run.json"
-    if run_file.is_file() and json.loads(run_file.read_text()).get("fingerprint") != fingerprint:
-        raise error(f"--out {folder.root} holds another run (different inputs or settings); choose another --out, "
+    held = json.loads(run_file.read_text()).get("fingerprint") if run_file.is_file() else fingerprint
+    if held != fingerprint:
+        hint = (hints or {}).get(held)
+        what = (f"a run of the same inputs with other settings: {hint}" if hint
+                else "another run (different inputs or settings)")
+        raise error(f"--out {folder.root} holds {what}; choose another --out, "
                     "or pass --overwrite to replace it (it removes only the files cai-hub wrote there)")
     work.mkdir(parents=True, exist_ok=True)
     folder.add(run_file)

@@ -442,6 +442,16 @@ def test_resize_keeps_the_aspect_by_default_or_squares_on_request(tmp_path, anom
         assert sheet.shape[:2] == (2 * 196, 3 * (4 + (480 if name == "short" else 192)))
     r = CliRunner().invoke(main, common + ["--out", str(tmp_path / "bad"), "--resize", "stretch"])
     assert r.exit_code == 2 and "stretch" in r.output
+    # a square run (what every version before --resize made; same fingerprint) is not resumed by the default,
+    # and the message says which option resumes it; other runs keep the plain message
+    before = sorted(p.name for p in (tmp_path / "square" / "data").iterdir())
+    r = CliRunner().invoke(main, common + ["--out", str(tmp_path / "square")])
+    assert r.exit_code == 1 and "pass --resize square to resume it" in r.output, r.output
+    r = CliRunner().invoke(main, common + ["--out", str(tmp_path / "square"), "--resize", "square"])
+    assert r.exit_code == 0 and "already complete" in r.output, r.output
+    r = CliRunner().invoke(main, [*common[:-5], "--size", "96", "--foreground", "all", "--out", str(tmp_path / "square")])
+    assert r.exit_code == 1 and "another run (different inputs" in r.output and "--resize" not in r.output, r.output
+    assert sorted(p.name for p in (tmp_path / "square" / "data").iterdir()) == before
     from cai.build import RESIZE_RULES
     option = next(p for p in main.commands["build-synthetic"].params if p.name == "resize")
     assert tuple(option.type.choices) == RESIZE_RULES  # the CLI's copy of the rules
