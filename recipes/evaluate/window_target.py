@@ -26,6 +26,13 @@ cracks, potholes, pits and stains).
 ``--window 256 --size 256 --test-every 2`` and ``--exclude-source fabric_hsst`` (the anomaly set's only
 stains left are MVTec carpet's).
 
+``--pavement ROOT``: a ninth target, pavement cracks photographed by other sensors than CrackForest's
+(the mixed crack set's AigleRN, ESAR, LCMS and TEMPEST2 photos, Supervisely export, 187-1000 px; its
+CrackForest re-annotations and numbered photos are left out); a group is one sensor's photo number (the
+GT and noGT copies of a TEMPEST2 photo share it), photos with the same pixels are kept once. Run it with
+``--window 128 --size 256`` and ``--exclude-source crackforest,cracks_mixed`` (the anomaly set then holds
+no crack, as for ``--crackforest``). Its masks are polygons several px wider than the cracks.
+
 ``--mvtec ROOT --category C --defect D``: the anomalous test photos of one MVTec AD defect type (e.g.
 the 17 carpet ``color`` stains ../shared/data holds, which have no ``train/good``); each photo is its
 own group, every ``--test-every``-th (index % K == 1) a test photo.
@@ -63,10 +70,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cai.layouts import crackforest, mvtec, neu_seg, pairs
+from cai.layouts import crackforest, mvtec, neu_seg, pairs, supervisely
 from cai.layouts.labelme import iter_anomalies
 
 NAME = re.compile(r"^01_(\d{12})_(\d+_\d{3})_crop_(\d)$")
+PAVEMENT_NAME = re.compile(r"^Im_(?:no)?GT_(AIGLE_RN|ESAR|LCMS|TEMPEST2)_([A-Z]?\d+)")
 
 
 def _starts(extent: int, length: int) -> list[int]:
@@ -173,9 +181,39 @@ def fabric_photos(root: Path) -> tuple[list, dict]:
     return photos, {"photos": len(photos), "skipped_no_mask": stats["skipped_no_mask"]}
 
 
+def pavement_photos(root: Path) -> tuple[list, dict]:
+    """The mixed crack set's photos of other sensors than CrackForest as ``(name, image_path, mask,
+    group)`` (read with :mod:`cai.layouts.supervisely`, the union of every class's mask; group: sensor and
+    photo number). A photo whose pixels equal an earlier one's (by name) is left out."""
+    import hashlib
+
+    masks: dict = {}
+    for r in supervisely.iter_anomalies(root):
+        path = Path(r.image_path)
+        if r.mask is not None and PAVEMENT_NAME.match(path.stem):
+            masks[path] = masks[path] | r.mask if path in masks else r.mask.copy()
+    photos, seen, duplicates = [], set(), 0
+    for path in sorted(masks, key=lambda p: p.stem):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SystemExit(f"cannot read {path}")
+        digest = hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest()
+        if digest in seen:
+            duplicates += 1
+            continue
+        seen.add(digest)
+        sensor, number = PAVEMENT_NAME.match(path.stem).groups()
+        photos.append((f"pave_{path.stem}", path, masks[path], f"{sensor}_{number}"))
+    if not photos:
+        raise SystemExit(f"no AigleRN / ESAR / LCMS / TEMPEST2 photo with a mask under {root}")
+    return photos, {"photos": len(photos), "same_pixels_skipped": duplicates,
+                    "empty_masks": sum(not p[2].any() for p in photos), "groups": len({p[3] for p in photos})}
+
+
 # --<flag> ROOT: (photos of ROOT, name of the test defect folder); --mvtec takes --category and --defect too
 PHOTO_SOURCES = {"bsdata": (bsdata_photos, "pitting"), "crackforest": (crackforest_photos, "crack"),
-                 "neu": (neu_photos, "steel_defect"), "fabric": (fabric_photos, "stain")}
+                 "neu": (neu_photos, "steel_defect"), "fabric": (fabric_photos, "stain"),
+                 "pavement": (pavement_photos, "crack")}
 
 
 def collect(photos: list, margin: int, aspect: float = 1.0, side: int | None = None,
@@ -241,6 +279,7 @@ def main(argv=None) -> int:
     source.add_argument("--crackforest", help="the CrackForest folder (image/*.jpg, groundTruth/*.mat)")
     source.add_argument("--neu", help="the NEU-Seg folder (JPEGImages/*.jpg, SegmentationClass/*.png)")
     source.add_argument("--fabric", help="the fabric-stain folder (images/*.jpg, annotations/*.png)")
+    source.add_argument("--pavement", help="the mixed pavement-crack set (meta.json, ds/img, ds/masks_machine)")
     ap.add_argument("--category", help="--mvtec: the category, e.g. carpet")
     ap.add_argument("--defect", help="--mvtec: the defect type, e.g. color")
     ap.add_argument("--window", type=int, help="window length in photo px [the photo's short side]")
@@ -265,7 +304,8 @@ def main(argv=None) -> int:
     if args.test_every < 2:
         raise SystemExit(f"--test-every must be >= 2, got {args.test_every}")
     # the one source given: its photos, and the name of its test defect folder
-    flag, root = next((f, getattr(args, f)) for f in ("bsdata", "crackforest", "neu", "fabric", "mvtec") if getattr(args, f))
+    flag, root = next((f, getattr(args, f)) for f in ("bsdata", "crackforest", "neu", "fabric", "pavement", "mvtec")
+                      if getattr(args, f))
     photos, counts = (mvtec_photos(Path(root), args.category, args.defect) if flag == "mvtec"
                       else PHOTO_SOURCES[flag][0](Path(root)))
     defect = args.defect if flag == "mvtec" else PHOTO_SOURCES[flag][1]
