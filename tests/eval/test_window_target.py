@@ -194,3 +194,43 @@ def test_fabric_photos_a_stainless_photo_gives_normal_windows_only(recipe, tmp_p
     assert [p.name.rsplit("_w", 1)[0] for p in (out / "test" / "images" / "stain").iterdir()] == ["fabric_f4"]
     assert "fabric_f2" in {p.name.rsplit("_w", 1)[0] for p in (out / "test" / "images" / "good").iterdir()}
     assert {p.name.rsplit("_w", 1)[0] for p in (out / "normals").iterdir()} == {"fabric_f1", "fabric_f3"}
+
+
+def test_pavement_photos_other_sensors_grouped_and_deduplicated(recipe, tmp_path):
+    rng = np.random.default_rng(11)
+    root = tmp_path / "cracks"
+    (root / "ds" / "img").mkdir(parents=True)
+    (root / "ds" / "masks_machine").mkdir()
+    (root / "meta.json").write_text('{"classes": [{"title": "background"}, {"title": "crack"}]}')
+
+    def photo(stem, crack=True, pixels=None):
+        image = rng.integers(0, 255, (40, 40, 3), np.uint8) if pixels is None else pixels
+        cv2.imwrite(str(root / "ds" / "img" / f"{stem}.png"), image)
+        mask = np.zeros((40, 40, 3), np.uint8)
+        if crack:
+            mask[30:33, 2:20] = 2  # a crack in the lower left
+        cv2.imwrite(str(root / "ds" / "masks_machine" / f"{stem}.png"), mask)
+        return image
+
+    photo("001")  # a CrackForest photo: left out
+    photo("Im_GT_AIGLE_RN_F01aor")
+    photo("Im_GT_AIGLE_RN_F01bor")  # the same photo number: the same group
+    same = photo("Im_GT_TEMPEST2_00auor")
+    photo("Im_noGT_TEMPEST2_00aor", pixels=same)  # the same pixels: kept once
+    photo("Im_GT_ESAR_21a", crack=False)  # no crack: normal windows only
+    photo("Im_GT_LCMS_23aor")
+    photos, counts = recipe.pavement_photos(root)
+    assert [p[0] for p in photos] == ["pave_Im_GT_AIGLE_RN_F01aor", "pave_Im_GT_AIGLE_RN_F01bor", "pave_Im_GT_ESAR_21a",
+                                      "pave_Im_GT_LCMS_23aor", "pave_Im_GT_TEMPEST2_00auor"]
+    assert [p[3] for p in photos] == ["AIGLE_RN_F01", "AIGLE_RN_F01", "ESAR_21", "LCMS_23", "TEMPEST2_00"]
+    assert counts == {"photos": 5, "same_pixels_skipped": 1, "empty_masks": 1, "groups": 4}
+    assert int(photos[0][2].sum()) == 3 * 18
+    out = tmp_path / "target"
+    assert recipe.main(["--pavement", str(root), "--window", "20", "--size", "20", "--test-every", "2",
+                        "--margin", "1", "--out", str(out)]) == 0
+    info = json.loads((out / "target.json").read_text())
+    assert info["test_positions"] == ["ESAR_21", "TEMPEST2_00"]  # sorted groups, index % 2 == 1
+    tested = {p.name.rsplit("_w", 1)[0] for p in (out / "test" / "images" / "crack").iterdir()}
+    assert tested == {"pave_Im_GT_TEMPEST2_00auor"}  # ESAR_21 has no crack
+    trained_on = {p.name.rsplit("_w", 1)[0] for p in (out / "normals").iterdir()}
+    assert trained_on == {"pave_Im_GT_AIGLE_RN_F01aor", "pave_Im_GT_AIGLE_RN_F01bor", "pave_Im_GT_LCMS_23aor"}
