@@ -269,8 +269,8 @@ def _seeds(ctx, param, value):
                    "backbone features are recomputed every epoch, about epochs x the synthesis + feature time).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds, out, inception, texture_dir,
-                 foreground, synth_size, per_image, max_normals, exclude_source, epochs, size, width, threads, jobs, device,
-                 on_the_fly, quiet):
+                 foreground, synth_size, per_image, max_normals, exclude_source, epochs, size, width, threads, jobs,
+                 device, on_the_fly, quiet):
     """Train a detector on each synthesizer's pseudo anomalies and score it on the target's real test set.
 
     Each (synthesizer, seed) run is kept in OUT/.cache/units as it finishes: after an interruption the same
@@ -303,8 +303,8 @@ def evaluate_cmd(target, root, category, test_root, daad, synths, profile, seeds
             target=target, root=root, out=out, category=category, daad=daad, synths=names, profile=profile,
             seeds=seeds, test_root=test_root, inception=inception, texture_dir=texture_dir, foreground=foreground,
             synth_size=synth_size, per_image=per_image, max_normals=max_normals, exclude_sources=exclude_source,
-            detector={"epochs": epochs, "size": size, "width": width}, threads=threads, jobs=jobs, device=device, progress=not quiet,
-            on_the_fly=on_the_fly,
+            detector={"epochs": epochs, "size": size, "width": width}, threads=threads, jobs=jobs, device=device,
+            progress=not quiet, on_the_fly=on_the_fly,
             command=_evaluate_command(click.get_current_context())))
     except (AnomalySetError, EvaluationError, EvalTargetError, ForegroundUnavailable, FileNotFoundError,
             ValueError) as exc:
