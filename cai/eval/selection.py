@@ -63,7 +63,7 @@ class ChoiceDraws:
 
 
 def few_defect_choice(runs: dict, k: int, default: str, n_draws: int = 2000, seed: int = 0,
-                      clusters=None) -> ChoiceDraws:
+                      clusters=None, margin: float = 0.0) -> ChoiceDraws:
     """Draw ``k`` validation units, choose on them, score the choice on the other test images.
 
     Parameters
@@ -80,6 +80,9 @@ def few_defect_choice(runs: dict, k: int, default: str, n_draws: int = 2000, see
         Images sharing a label form one unit (the same defect photographed again); a unit is drawn with
         all its images, defective or not, and none of them is held out. None: every image is its own
         unit. Only units holding a defective image are drawn.
+    margin : float
+        AP in [0, 1] by which the best candidate on the validation units must beat the default there to
+        be chosen instead of it (0: the best is chosen, ties going to the first in ``runs``' order).
 
     Returns
     -------
@@ -88,6 +91,8 @@ def few_defect_choice(runs: dict, k: int, default: str, n_draws: int = 2000, see
         cannot occur (``k`` is below the number of units).
     """
     names = list(runs)
+    if not margin >= 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
     if default not in runs:
         raise ValueError(f"default {default!r} is not among the candidates {names}")
     seeds = {len(r) for r in runs.values()}
@@ -110,8 +115,12 @@ def few_defect_choice(runs: dict, k: int, default: str, n_draws: int = 2000, see
     val_ap = np.stack([_seed_mean_ap(runs[c], val) for c in names], axis=1)  # (R, C)
     held_ap = np.stack([_seed_mean_ap(runs[c], held) for c in names], axis=1)
     chosen = np.argmax(np.nan_to_num(val_ap, nan=-np.inf), axis=1)  # argmax: the first of ties
+    d = names.index(default)
+    if margin > 0:  # the default is kept unless the best beats it by more than the margin
+        lead = val_ap[np.arange(n_draws), chosen] - val_ap[:, d]
+        chosen = np.where(np.nan_to_num(lead, nan=0.0) > margin, chosen, d)
     return ChoiceDraws(chosen=chosen, best=np.argmax(held_ap, axis=1), held_out_ap=held_ap,
-                       default=names.index(default), validation=validation, candidates=tuple(names),
+                       default=d, validation=validation, candidates=tuple(names),
                        units=len(units))
 
 

@@ -60,8 +60,15 @@ def main():
                     help="draw clusters of this target's test images (regex group 1 of the image name)")
     ap.add_argument("--alias", action="append", default=[], metavar="[TARGET:]NAME=AS",
                     help="call synthesizer NAME AS on every target, or on TARGET only, in order (as compare_runs.py)")
+    ap.add_argument("--margin", type=float, default=0.0,
+                    help="keep the default unless the best candidate beats it on the drawn defects by more than "
+                         "this many AP points [0]")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise SystemExit(f"--json {args.json}: its folder does not exist")
+    if args.margin < 0:
+        raise SystemExit(f"--margin must be >= 0, got {args.margin}")
     candidates = [c for c in args.candidates.split(",") if c]
     ks = [int(v) for v in args.k.split(",") if v]
     if args.default not in candidates:
@@ -73,7 +80,9 @@ def main():
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     out = {}
-    print(f"candidates {', '.join(candidates)}; default {args.default}; {args.draws} draws per k; "
+    print(f"candidates {', '.join(candidates)}; default {args.default}"
+          + (f" (kept unless beaten by > {args.margin:g} points on the drawn defects)" if args.margin else "")
+          + f"; {args.draws} draws per k; "
           f"held-out pixel AP %, gain = choice − default\n")
     print("| target | k | units | picked the held-out best | mean gain [5th, 95th pct] | draws losing > "
           f"{args.loss:g} | chosen |\n|---|---|---|---|---|---|---|")
@@ -90,7 +99,7 @@ def main():
         for k in ks:
             try:
                 draws = few_defect_choice(runs, k, args.default, n_draws=args.draws, seed=args.seed,
-                                          clusters=clusters.get(tname))
+                                          clusters=clusters.get(tname), margin=args.margin / 100)
             except ValueError as exc:
                 print(f"| {tname} | {k} | – | – | {exc} | – | – |")
                 continue
@@ -103,7 +112,7 @@ def main():
     print("\n".join(rule_lines(out, ks, args.loss)))
     if args.json:
         Path(args.json).write_text(json.dumps({"candidates": candidates, "default": args.default, "draws": args.draws,
-                                               "loss": args.loss, "targets": out}, indent=1))
+                                               "margin": args.margin, "loss": args.loss, "targets": out}, indent=1))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,30 @@ def test_choice_and_held_out_scores_match_brute_force():
     assert s["gain_p05"] <= s["gain_mean"] <= s["gain_p95"]
 
 
+def test_a_margin_keeps_the_default_unless_beaten_by_more_than_it():
+    rng = np.random.default_rng(5)
+    n, bins = 9, 7
+    defective = np.array([1, 1, 1, 0, 1, 1, 0, 1, 1], bool)
+    runs = {name: [_histograms(rng, n, bins, defective, rng.integers(-2, 4, n)) for _ in range(2)]
+            for name in ("paste", "mix", "normal")}  # the default is not first: ties are not what keeps it
+    plain = few_defect_choice(runs, 2, "mix", n_draws=40, seed=2)
+    for margin in (0.02, 0.1):
+        kept = few_defect_choice(runs, 2, "mix", n_draws=40, seed=2, margin=margin)
+        np.testing.assert_array_equal(kept.validation, plain.validation)  # the same draws
+        np.testing.assert_array_equal(kept.held_out_ap, plain.held_out_ap)
+        names = list(runs)
+        for r in range(40):
+            val = np.flatnonzero(kept.validation[r])
+            val_ap = [np.mean([_sklearn_ap(p, q, val) for p, q in runs[c]]) for c in names]
+            best = int(np.argmax(val_ap))
+            expected = best if val_ap[best] - val_ap[1] > margin else 1
+            assert kept.chosen[r] == expected
+        assert (kept.chosen == 1).sum() > (plain.chosen == 1).sum()  # 7 of 40 without a margin
+    assert (few_defect_choice(runs, 2, "mix", n_draws=40, seed=2, margin=1.0).chosen == 1).all()
+    with pytest.raises(ValueError, match="margin"):
+        few_defect_choice(runs, 2, "mix", margin=-0.1)
+
+
 def test_a_candidate_better_everywhere_is_always_chosen_and_gains():
     rng = np.random.default_rng(0)
     defective = np.array([1, 1, 1, 1, 0], bool)
