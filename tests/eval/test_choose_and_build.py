@@ -28,5 +28,17 @@ def test_choose_then_build(tiny, tmp_path, evaluate_recipe, monkeypatch):  # noq
     shutil.rmtree(few / "images" / "blob")
     shutil.rmtree(few / "masks" / "blob")
     kept = recipe.main([a if a != str(tiny / "test") else str(few) for a in args] + ["--out", str(tmp_path / "two")])
-    assert kept == {"chosen": "cai", "defects": 2, "pixel_ap": {}, "made": kept["made"]} and kept["made"] > 0
+    assert kept == {"chosen": "cai", "defects": 2, "pixel_ap": {}, "margin": 0.0, "made": kept["made"]}
+    assert kept["made"] > 0
     assert not (tmp_path / "two" / "choice").exists()
+
+
+def test_choose_keeps_the_first_candidate_within_the_margin(evaluate_recipe):
+    recipe = evaluate_recipe("choose_and_build")
+    results = {"synthesizers": {name: {"summary": {"pixel_ap": [ap, 0.0]}} for name, ap in
+                                (("cai", 0.50), ("cai+paste", 0.53), ("cai+nsanv25", 0.53))}}
+    names = ["cai", "cai+paste", "cai+nsanv25"]
+    assert recipe.choose(results, names)[0] == "cai+paste"  # the best, the first of ties
+    assert recipe.choose(results, names, margin=0.02)[0] == "cai+paste"  # 3 points > 2
+    assert recipe.choose(results, names, margin=0.05)[0] == "cai"  # 3 points <= 5: the default is kept
+    assert recipe.choose(results, names, margin=0.05)[1] == {"cai": 0.50, "cai+paste": 0.53, "cai+nsanv25": 0.53}
