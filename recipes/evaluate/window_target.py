@@ -156,14 +156,20 @@ def crackforest_photos(root: Path) -> tuple[list, dict]:
                     "skipped_no_mask": stats.get("skipped_no_mask", 0)}
 
 
-def neu_photos(root: Path) -> tuple[list, dict]:
-    """The NEU-Seg photos as ``(name, image_path, mask, group)``, each its own group, the mask the union
-    of its defects of every class (read with :mod:`cai.layouts.neu_seg`, one record per class)."""
+def union_masks(records) -> dict:
+    """``{image path: the union of its records' masks}`` (records without a mask are skipped)."""
     masks: dict = {}
-    for r in neu_seg.iter_anomalies(root):
+    for r in records:
         if r.mask is not None:
             path = Path(r.image_path)
             masks[path] = masks[path] | r.mask if path in masks else r.mask.copy()
+    return masks
+
+
+def neu_photos(root: Path) -> tuple[list, dict]:
+    """The NEU-Seg photos as ``(name, image_path, mask, group)``, each its own group, the mask the union
+    of its defects of every class (read with :mod:`cai.layouts.neu_seg`, one record per class)."""
+    masks = union_masks(neu_seg.iter_anomalies(root))
     if not masks:
         raise SystemExit(f"no NEU-Seg photo with a defect under {root}")
     photos = own_groups("neu", masks.items())
@@ -185,19 +191,15 @@ def pavement_photos(root: Path) -> tuple[list, dict]:
     """The mixed crack set's photos of other sensors than CrackForest as ``(name, image_path, mask,
     group)`` (read with :mod:`cai.layouts.supervisely`, the union of every class's mask; group: sensor and
     photo number). A photo whose pixels equal an earlier one's (by name) is left out."""
-    import hashlib
+    from daad_tools.qa import image_hash
 
-    masks: dict = {}
-    for r in supervisely.iter_anomalies(root):
-        path = Path(r.image_path)
-        if r.mask is not None and PAVEMENT_NAME.match(path.stem):
-            masks[path] = masks[path] | r.mask if path in masks else r.mask.copy()
+    masks = union_masks(r for r in supervisely.iter_anomalies(root) if PAVEMENT_NAME.match(Path(r.image_path).stem))
     photos, seen, duplicates = [], set(), 0
     for path in sorted(masks, key=lambda p: p.stem):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise SystemExit(f"cannot read {path}")
-        digest = hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest()
+        digest = image_hash(image)
         if digest in seen:
             duplicates += 1
             continue
@@ -304,8 +306,7 @@ def main(argv=None) -> int:
     if args.test_every < 2:
         raise SystemExit(f"--test-every must be >= 2, got {args.test_every}")
     # the one source given: its photos, and the name of its test defect folder
-    flag, root = next((f, getattr(args, f)) for f in ("bsdata", "crackforest", "neu", "fabric", "pavement", "mvtec")
-                      if getattr(args, f))
+    flag, root = next((f, getattr(args, f)) for f in (*PHOTO_SOURCES, "mvtec") if getattr(args, f))
     photos, counts = (mvtec_photos(Path(root), args.category, args.defect) if flag == "mvtec"
                       else PHOTO_SOURCES[flag][0](Path(root)))
     defect = args.defect if flag == "mvtec" else PHOTO_SOURCES[flag][1]
